@@ -1,0 +1,34 @@
+"""Numeric constants and defaults shared by every module.
+
+Tunables live here, in one place, so that training, the stream and the
+benchmarks use the same numbers.
+"""
+
+# --- K-Means reconstruction (defaults of the original tutorials) -----------
+SEGMENT_LEN = 32
+"""Samples per segment (tutorial: 32)."""
+TRAIN_SLIDE = 2
+"""Slide between training segments (tutorial: 2)."""
+N_CLUSTERS = 150
+"""K-Means clusters (tutorial: 150)."""
+TUTORIAL_THRESHOLD = 8.8
+"""The tutorial's fixed threshold, kept only for comparison."""
+
+# --- rolling z-score (the Plexus detector) ---------------------------------
+Z_WINDOW = 15
+"""Baseline window in samples (15 = 30 s at a 2 s cadence)."""
+Z_MIN_PERIODS = 5
+"""Samples needed in the baseline before a z-score is produced."""
+Z_THRESHOLD = 3.0
+"""|z| above this counts toward a streak."""
+Z_STREAK = 3
+"""Consecutive samples above ``Z_THRESHOLD`` before an alert is emitted."""
+Z_RESOLVE = 2.0
+"""An active alert resolves once |z| drops to or below this (hysteresis)."""
+EPS_STD = 1e-9
+"""Relative std floor: std is floored at ``EPS_STD * max(1, |mean|)`` plus
+the absolute ``STD_FLOOR`` of the detector, never silently 0."""
+
+# --- regular series -----------------------------------------------------
+JITTER_TOL = 0.1
+"""Timestamps within this fraction of the sample period count as on grid."""
