@@ -1,0 +1,139 @@
+"""InfluxDB I/O: exact line-protocol bytes, and round trips against a real influxd."""
+
+import numpy as np
+import pytest
+
+from pipeline.influx import (
+    Influx,
+    InfluxQueryError,
+    InfluxSettings,
+    InfluxUnavailableError,
+    _parse_csv,
+    _parse_tag_column,
+    encode_lines,
+    quote_ident,
+)
+from pipeline.influxd import free_port
+
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+def test_line_protocol_exact_bytes():
+    lines = encode_lines(
+        "my ekg,x",
+        np.array([T0, T0 + 1]),
+        {"max_error": np.array([1.25, np.nan]), "anomaly": np.array([True, False]),
+         "n": np.array([7, -1]), "note": np.array(['say "hi"\\', "ok"])},
+        {"source": "a,b c", "model": "m=1"},
+    )
+    assert lines == [
+        'my\\ ekg\\,x,model=m\\=1,source=a\\,b\\ c anomaly=true,max_error=1.25,n=7i,'
+        'note="say \\"hi\\"\\\\" ' + str(T0),
+        'my\\ ekg\\,x,model=m\\=1,source=a\\,b\\ c anomaly=false,n=-1i,note="ok" ' + str(T0 + 1),
+    ]
+
+
+def test_line_protocol_floats_round_trip_exactly():
+    v = np.array([0.1, 1 / 3, -2.5e-300, 1e300])
+    lines = encode_lines("m", np.arange(4), {"v": v})
+    back = np.array([float(line.split("=")[1].split(" ")[0]) for line in lines])
+    assert (back == v).all()
+
+
+def test_line_protocol_rejects_bad_input():
+    with pytest.raises(ValueError, match="times_ns must be integers"):
+        encode_lines("m", np.array([1.5]), {"v": np.array([1.0])})
+    with pytest.raises(ValueError, match="shape"):
+        encode_lines("m", np.array([1, 2]), {"v": np.array([1.0])})
+    with pytest.raises(ValueError, match="measurement"):
+        encode_lines("", np.array([1]), {"v": np.array([1.0])})
+    with pytest.raises(ValueError, match="newline"):
+        encode_lines("m", np.array([1]), {"v": np.array([1.0])}, {"t": "a\nb"})
+
+
+def test_quote_ident_and_tag_parsing():
+    assert quote_ident('a"b\\c') == '"a\\"b\\\\c"'
+    assert _parse_tag_column("source=a\\ b\\,c,x=1\\=2") == {"source": "a b,c", "x": "1=2"}
+
+
+def test_settings_from_env_and_flags():
+    env = {"INFLUXDB_HOST": "h", "INFLUXDB_PORT": "1234", "INFLUXDB_USERNAME": "u",
+           "INFLUXDB_PASSWORD": "pw", "INFLUXDB_SSL": "true"}
+    s = InfluxSettings.from_env(env)
+    assert (s.host, s.port, s.username, s.password, s.ssl) == ("h", 1234, "u", "pw", True)
+    assert s.url == "https://h:1234"
+    assert "pw" not in repr(s)
+    assert InfluxSettings.from_env(env, port=99, host=None).port == 99
+    with pytest.raises(ValueError, match="INFLUXDB_PORT"):
+        InfluxSettings.from_env({"INFLUXDB_PORT": "x"})
+    with pytest.raises(ValueError, match="INFLUXDB_SSL"):
+        InfluxSettings.from_env({"INFLUXDB_SSL": "maybe"})
+
+
+def test_round_trip_exact_with_tags_and_groups(influx, fresh_db):
+    rng = np.random.default_rng(0)
+    n = 30_000
+    t = T0 + np.cumsum(rng.integers(1, 10**9, n))
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    assert influx.write_series(fresh_db, "ekg", t, {"value": a}, {"source": "p 1"}, batch_size=10_000) == n
+    assert influx.write_series(fresh_db, "ekg", t[::2], {"value": b[::2]}, {"source": "p,2"}) == n // 2
+    r = influx.read_field(fresh_db, "ekg", "value", tags={"source": "p 1"})
+    np.testing.assert_array_equal(r.times, t)
+    np.testing.assert_array_equal(r.values, a)
+    # half-open range and exclusive start
+    r = influx.read_field(fresh_db, "ekg", "value", t[10], t[20], tags={"source": "p 1"})
+    np.testing.assert_array_equal(r.times, t[10:20])
+    r = influx.read_field(fresh_db, "ekg", "value", t[10], t[20], tags={"source": "p 1"},
+                          include_start=False)
+    np.testing.assert_array_equal(r.times, t[11:20])
+    g = influx.read_field(fresh_db, "ekg", "value", group_by="source").by_group()
+    assert sorted(g) == ["p 1", "p,2"]
+    np.testing.assert_array_equal(g["p,2"].values, b[::2])
+    np.testing.assert_array_equal(g["p,2"].times, t[::2])
+    assert influx.last_time(fresh_db, "ekg", "value", {"source": "p,2"}) == t[::2][-1]
+    assert influx.tag_values(fresh_db, "ekg", "source") == ["p 1", "p,2"]
+    assert influx.count(fresh_db, "ekg", "value") == n + n // 2
+    assert influx.count(fresh_db, "ekg", "value", {"source": "p 1"}) == n
+
+
+def test_injection_is_bound_not_concatenated(influx, fresh_db):
+    influx.write_series(fresh_db, "m", np.array([T0]), {"v": np.array([1.0])}, {"s": "x"})
+    evil = "x' OR 1=1 --"
+    r = influx.read_field(fresh_db, "m", "v", tags={"s": evil})
+    assert len(r) == 0
+    r = influx.read_field(fresh_db, 'm"; DROP DATABASE "x', "v")
+    assert len(r) == 0
+    assert fresh_db in influx.databases()
+
+
+def test_non_numeric_values_are_counted_not_zeroed(influx, fresh_db):
+    # a string field (the user pointed at the wrong field, or a bad writer)
+    influx.write_lines(fresh_db, [f'm v="oops" {T0}', f'm v="1.5x" {T0 + 1}'])
+    r = influx.read_field(fresh_db, "m", "v")
+    assert r.n_malformed == 2 and len(r) == 0
+
+
+def test_csv_parser_drops_and_counts_mixed_values():
+    body = b"name,tags,time,v\nm,,1,1.5\nm,,2,oops\nm,,3,true\nm,,4,-2\n"
+    r = _parse_csv(body, "v", None)
+    assert r.n_malformed == 2
+    np.testing.assert_array_equal(r.times, [1, 4])
+    np.testing.assert_array_equal(r.values, [1.5, -2.0])
+
+
+def test_unknown_database_is_a_clear_error(influx):
+    with pytest.raises(InfluxQueryError, match="database 'nope' not found"):
+        influx.read_field("nope", "m", "v")
+
+
+def test_bad_query_is_a_clear_error(influx, fresh_db):
+    with pytest.raises(InfluxQueryError, match="error parsing query"):
+        influx.query_csv("SELECT FROM", fresh_db)
+
+
+def test_unreachable_server_is_a_clear_error():
+    ix = Influx(InfluxSettings(port=free_port(), timeout=2))
+    with pytest.raises(InfluxUnavailableError, match="Is influxd running"):
+        ix.ping()
+    with pytest.raises(InfluxUnavailableError):
+        ix.write_lines("db", ["m v=1 1"])

@@ -1,0 +1,84 @@
+"""python -m pipeline.load: exact round trip and clear errors, against a real influxd."""
+
+import numpy as np
+import pytest
+
+from pipeline.load import LoadError, main, read_csv_series
+
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_round_trip_exact(tmp_path, influx, influx_env, fresh_db, capsys):
+    rng = np.random.default_rng(1)
+    n = 12_345
+    vals = np.round(rng.standard_normal(n), 6)
+    rows = "\n".join(f"{k / 360:.9f},{v!r}" for k, v in enumerate(vals.tolist()))
+    path = _write(tmp_path / "s.csv", "time_s,value\n" + rows + "\n")
+    rc = main([path, "--db", fresh_db, "--measurement", "ekg", "--tag", "source=p1",
+               "--start", "2026-01-01T00:00:00Z"])
+    assert rc == 0
+    assert f"wrote {n} points" in capsys.readouterr().out
+    r = influx.read_field(fresh_db, "ekg", "value", tags={"source": "p1"})
+    expected_t = T0 + np.array([round(k * 10**9 / 360) for k in range(n)])
+    np.testing.assert_array_equal(r.times, expected_t)
+    np.testing.assert_array_equal(r.values, vals)
+
+
+def test_rate_without_time_column(tmp_path, influx, influx_env, fresh_db):
+    path = _write(tmp_path / "s.csv", "value\n1\n2\n3\n")
+    assert main([path, "--db", fresh_db, "--measurement", "m", "--no-time-column",
+                 "--start", "2026-01-01T00:00:00Z", "--rate", "360"]) == 0
+    r = influx.read_field(fresh_db, "m", "value")
+    np.testing.assert_array_equal(r.times, T0 + np.array([0, 2777778, 5555556]))
+
+
+def test_iso_times(tmp_path):
+    path = _write(tmp_path / "s.csv", "time,value\n2026-01-01T00:00:00.5Z,1\n2026-01-01T00:00:01Z,2\n")
+    s = read_csv_series(path, time_column="time", time_unit="iso")
+    np.testing.assert_array_equal(s.times_ns, [T0 + 500_000_000, T0 + 10**9])
+
+
+@pytest.mark.parametrize("text, kwargs, message", [
+    ("time_s,val\n0,1\n", {}, r"s\.csv, line 1: no column 'value'"),
+    ("t,value\n0,1\n", {}, r"no column 'time_s'"),
+    ("time_s,value\n0,1\n1,abc\n", {}, r"s\.csv, line 3, column 'value': value 'abc' is not a finite number"),
+    ("time_s,value\n0,1\n1,nan\n", {}, r"line 3, column 'value': value 'nan'"),
+    ("time_s,value\n0,1\n1,\n", {}, r"line 3, column 'value'"),
+    ("time_s,value\n0,1\nx1,2\n", {}, r"line 3, column 'time_s': cannot parse time 'x1'"),
+    ("time_s,value\n0,1\n1,2\n0.0,3\n", {}, r"lines 2 and 4, column 'time_s': duplicate timestamp"),
+    ("time,value\nyesterday,1\n", {"time_column": "time", "time_unit": "iso"},
+     r"line 2, column 'time': cannot parse time 'yesterday' as ISO 8601"),
+    ("time_s,value\n", {}, r"no data rows"),
+    ("", {}, r"empty"),
+])
+def test_bad_input_names_file_line_column(tmp_path, text, kwargs, message):
+    path = _write(tmp_path / "s.csv", text)
+    with pytest.raises(LoadError, match=message):
+        read_csv_series(path, **kwargs)
+
+
+def test_bad_input_writes_nothing(tmp_path, influx, influx_env, fresh_db, capsys):
+    good = "\n".join(f"{k},{k}" for k in range(1000))
+    path = _write(tmp_path / "s.csv", "time_s,value\n" + good + "\n1000,bad\n")
+    assert main([path, "--db", fresh_db, "--measurement", "m"]) == 2
+    assert "line 1002" in capsys.readouterr().err
+    assert influx.count(fresh_db, "m", "value") == 0
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.csv"), "--db", "x", "--measurement", "m"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_unreachable_server_reports_and_fails(tmp_path, monkeypatch, capsys):
+    from pipeline.influxd import free_port
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))
+    path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n")
+    assert main([path, "--db", "x", "--measurement", "m"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach InfluxDB" in err and "re-run" in err
