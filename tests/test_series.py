@@ -1,0 +1,97 @@
+"""Boundary validation of regular series, against the obvious loop in tests/naive.py."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.series import (
+    IrregularSeriesError,
+    infer_period,
+    resample_regular,
+    run_breaks,
+    validate_series,
+)
+
+from naive import runs_and_gaps
+
+T0 = 1_767_225_600_000_000_000
+P = 2_777_778  # ~360 Hz
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.sampled_from([1.0, 0.95, 1.05, 2.0, 3.0, 17.0, 1.0, 1.0, 1.0]),
+                      min_size=1, max_size=200))
+def test_runs_equal_naive_loop(steps):
+    t = T0 + np.concatenate([[0], np.cumsum(np.round(np.array(steps) * P))]).astype(np.int64)
+    v = np.arange(len(t), dtype=float)
+    rs = validate_series(t, v, period_ns=P)
+    runs, gaps, irregular = runs_and_gaps(t, P)
+    assert not irregular
+    assert rs.runs == runs and rs.gaps == gaps
+    # runs tile the series and every run is on grid
+    assert sum(b - a for a, b in rs.runs) == len(t)
+    for a, b in rs.runs:
+        d = np.diff(rs.times[a:b])
+        assert ((d >= 0.9 * P) & (d <= 1.1 * P)).all()
+
+
+@pytest.mark.parametrize("step", [0.5, 1.2, 1.45, 0.8])
+def test_irregular_step_is_a_clear_error(step):
+    t = T0 + np.array([0, P, 2 * P, int(2 * P + step * P), int(3 * P + step * P)])
+    with pytest.raises(IrregularSeriesError, match=r"not regularly sampled: 1 step.*Resample explicitly"):
+        validate_series(t, np.ones(5), period_ns=P)
+
+
+def test_sorts_dedupes_and_drops_nonfinite():
+    t = np.array([30, 0, 10, 20, 20, 40, 50])
+    v = np.array([3.0, 0.0, 1.0, 2.0, 2.5, np.inf, 5.0])
+    rs = validate_series(t, v)
+    assert rs.times.tolist() == [0, 10, 20, 30, 50]
+    assert rs.values.tolist() == [0.0, 1.0, 2.5, 3.0, 5.0]  # the last duplicate wins
+    assert (rs.n_duplicates, rs.n_nonfinite) == (1, 1)
+    assert rs.runs == [(0, 4), (4, 5)] and rs.gaps == [(30, 50)]
+    assert [len(r) for r in rs.run_values()] == [4, 1]
+
+
+@pytest.mark.parametrize("times, values, message", [
+    ([0.5, 1.5], [1.0, 2.0], "times_ns must be integers"),
+    ([0, 1, 2], [1.0, 2.0], "equally long"),
+    ([0, 1], ["a", "b"], "values must be numbers"),
+    ([0, 1], [np.nan, 1.0], "at least 2 finite samples"),
+    ([5], [1.0], "at least 2 finite samples"),
+])
+def test_bad_input_is_a_clear_error(times, values, message):
+    with pytest.raises(ValueError, match=message):
+        validate_series(np.array(times), values)
+
+
+def test_period_and_parameter_checks():
+    assert infer_period([0, 10, 20, 20, 40, 50]) == 10
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        infer_period([7, 7])
+    with pytest.raises(ValueError, match="period_ns must be > 0"):
+        run_breaks(np.arange(3), 0)
+    with pytest.raises(ValueError, match=r"jitter_tol must be in \[0, 0.5\)"):
+        run_breaks(np.arange(3), 1.0, jitter_tol=0.7)
+
+
+def test_resample_makes_an_irregular_series_valid_and_keeps_gaps():
+    rng = np.random.default_rng(0)
+    n = 2000
+    t = T0 + np.round(np.arange(n) * P + rng.uniform(-0.3, 0.3, n) * P).astype(np.int64)
+    t = np.delete(t, np.arange(1000, 1050))  # a real gap of 50 samples
+    v = np.sin(np.arange(n) / 20.0)
+    v = np.delete(v, np.arange(1000, 1050))
+    with pytest.raises(IrregularSeriesError):
+        validate_series(t, v, period_ns=P)
+    gt, gv = resample_regular(t, v, P)
+    rs = validate_series(gt, gv, period_ns=P)
+    assert len(rs.gaps) == 1 and rs.gaps[0][0] < t[1000] < rs.gaps[0][1]
+    # linear interpolation: each grid value lies between its two neighbours
+    j = np.searchsorted(t, gt, side="right").clip(1, len(t) - 1)
+    lo = np.minimum(v[j - 1], v[j]) - 1e-12
+    hi = np.maximum(v[j - 1], v[j]) + 1e-12
+    exact = gt == t[j]
+    assert (((gv >= lo) & (gv <= hi)) | exact).all()
+    assert np.all(np.diff(gt) % P == 0)
