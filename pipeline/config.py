@@ -32,3 +32,19 @@ the absolute ``STD_FLOOR`` of the detector, never silently 0."""
 # --- regular series -----------------------------------------------------
 JITTER_TOL = 0.1
 """Timestamps within this fraction of the sample period count as on grid."""
+
+# --- K-Means reconstruction: fitting and scoring kernels -------------------
+KMEANS_MINIBATCH_ABOVE = 200_000
+"""``algorithm="auto"`` fits with ``MiniBatchKMeans`` above this many training
+segments, with ``KMeans`` at or below it (k=150, L=32: KMeans takes ~5 s on
+200k segments on 2 cores, MiniBatchKMeans < 1 s with ~3 % more inertia)."""
+SCORE_CHUNK = 4096
+"""Segments per block in the nearest-centroid kernel (GEMM + argmax): keeps
+the (chunk, k) distance block small (k=150: 4.9 MB) and memory bounded;
+2048-4096 measured fastest here, 32k about 1.5x slower."""
+
+# --- long and fleet baselines (pipeline/baselines.py) ------------------------
+Z_LONG_HALFLIFE = 900
+"""EWMA baseline half-life in samples (900 = 30 min at a 2 s cadence)."""
+Z_FLEET_MIN_SENSORS = 3
+"""Finite sensors needed at a time for a fleet (median/MAD) z-score."""

@@ -7,11 +7,6 @@ compared with its reference here.  Nothing in ``pipeline`` imports this file.
 
 from __future__ import annotations
 
-import math
-import statistics
-
-import numpy as np
-
 # ---------------------------------------------------------------------------
 # regular series
 # ---------------------------------------------------------------------------
@@ -39,6 +34,249 @@ def runs_and_gaps(times, period, jitter_tol=0.1):
 # segmentation, windowing, K-Means reconstruction, thresholds
 # ---------------------------------------------------------------------------
 
+
+def naive_sliding_segments(x, segment_len, slide_len):
+    """The tutorial's chunker: a loop over start positions; a short last chunk is dropped."""
+    segments = []
+    for start in range(0, len(x), slide_len):
+        segment = [float(v) for v in x[start : start + segment_len]]
+        if len(segment) != segment_len:
+            continue
+        segments.append(segment)
+    return segments
+
+
+def naive_sin2_window(segment_len):
+    """``sin(pi * n / L) ** 2`` one sample at a time."""
+    import math
+
+    return [math.sin(math.pi * n / segment_len) ** 2 for n in range(segment_len)]
+
+
+def naive_overlap_add(segments, slide_len, n_samples):
+    """Add each segment at its start position, one sample at a time."""
+    out = [0.0] * n_samples
+    for i, segment in enumerate(segments):
+        for j, v in enumerate(segment):
+            out[i * slide_len + j] += float(v)
+    return out
+
+
+def naive_nearest(windowed, centers):
+    """Nearest centroid by explicit sums of squared differences (no expanded formula)."""
+    distances = []
+    for c in centers:
+        distances.append(sum((float(a) - float(b)) ** 2 for a, b in zip(windowed, c, strict=True)))
+    best = min(range(len(distances)), key=lambda j: distances[j])
+    return best, distances
+
+
+def naive_score_segments(segments, window, centers):
+    """Per-segment loop: window, nearest centroid, max |windowed - centroid|.
+
+    Returns ``(scores, nearest_index, distances_per_segment)``.
+    """
+    scores, nearest, distances = [], [], []
+    for segment in segments:
+        windowed = [float(w) * float(v) for w, v in zip(window, segment, strict=True)]
+        j, d = naive_nearest(windowed, centers)
+        scores.append(max(abs(a - float(b)) for a, b in zip(windowed, centers[j], strict=True)))
+        nearest.append(j)
+        distances.append(d)
+    return scores, nearest, distances
+
+
+def naive_reconstruct(x, window, centers):
+    """The tutorial's reconstruction loop at slide L/2; samples covered by < 2 windows are NaN."""
+    segment_len = len(window)
+    half = segment_len // 2
+    out = [0.0] * len(x)
+    coverage = [0] * len(x)
+    for start in range(0, len(x), half):
+        segment = x[start : start + segment_len]
+        if len(segment) != segment_len:
+            continue
+        windowed = [float(w) * float(v) for w, v in zip(window, segment, strict=True)]
+        j, _ = naive_nearest(windowed, centers)
+        for i in range(segment_len):
+            out[start + i] += float(centers[j][i])
+            coverage[start + i] += 1
+    return [v if c >= 2 else float("nan") for v, c in zip(out, coverage, strict=True)]
+
+
+def naive_tutorial_threshold(runs, window, centers):
+    """Max |reconstruction - x| over every reconstructed sample of every run (runs never joined)."""
+    best = None
+    for run in runs:
+        rec = naive_reconstruct(run, window, centers)
+        for r, v in zip(rec, run, strict=True):
+            if r == r:  # not NaN
+                err = abs(r - float(v))
+                best = err if best is None else max(best, err)
+    return best
+
+
+def naive_quantile(scores, q):
+    """Linear-interpolation quantile (numpy's default) of a list, by sorting."""
+    s = sorted(float(v) for v in scores)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (pos - lo) * (s[hi] - s[lo])
+
 # ---------------------------------------------------------------------------
 # rolling z-score, streak guard, long and fleet baselines
 # ---------------------------------------------------------------------------
+
+
+def tutorial_zscore(x, window=15):
+    """The Plexus tutorial's z: the newest sample INSIDE its own window.
+
+    Mean and ``statistics.stdev`` (ddof=1) of the last ``window`` samples
+    including the current one; NaN until the window is full; 0 when the std
+    is 0 (silently, as the tutorial did).  ``|z| <= (n-1)/sqrt(n)`` always.
+    """
+    import statistics
+
+    out, win = [], []
+    for v in x:
+        win.append(float(v))
+        if len(win) > window:
+            win.pop(0)
+        if len(win) < window:
+            out.append(float("nan"))
+            continue
+        sd = statistics.stdev(win)
+        out.append(0.0 if sd == 0 else (win[-1] - statistics.mean(win)) / sd)
+    return out
+
+
+def naive_streak_guard(zs, threshold=3.0, streak=3, resolve=2.0, run=0, on=False):
+    """Explicit state machine: streak of ``|z| > threshold``; alert on at
+    ``streak``, held while ``|z| > resolve``; NaN resets both."""
+    import math
+
+    streaks, alerts, emitted = [], [], []
+    for z in zs:
+        if math.isnan(z):
+            run, on = 0, False
+        else:
+            a = abs(z)
+            run = run + 1 if a > threshold else 0
+            if run >= streak:
+                on = True
+            elif a <= resolve:
+                on = False
+        streaks.append(run)
+        alerts.append(on)
+        emitted.append(abs(z) if on else 0.0)
+    return streaks, alerts, emitted
+
+
+def naive_rolling_zscore(x, window=15, min_periods=5, threshold=3.0, streak=3, resolve=2.0,
+                         std_floor=0.0, eps_std=1e-9):
+    """The fixed detector, one sample at a time, in the tutorial's way.
+
+    ``prev`` is a plain list of the up to ``window`` previous finite samples
+    (the current one is NOT in it); ``statistics.mean`` / ``statistics.stdev``;
+    std floored at ``std_floor + eps_std * max(1, |mean|)``; a non-finite
+    sample scores NaN and is not added.  Returns lists ``(z, streak, alert,
+    emitted)``.
+    """
+    import math
+    import statistics
+
+    zs, prev = [], []
+    for v in x:
+        v = float(v)
+        if not math.isfinite(v):
+            zs.append(float("nan"))
+            continue
+        if len(prev) >= min_periods:
+            mu = statistics.mean(prev)
+            sd = statistics.stdev(prev)
+            zs.append((v - mu) / max(sd, std_floor + eps_std * max(1.0, abs(mu))))
+        else:
+            zs.append(float("nan"))
+        prev.append(v)
+        if len(prev) > window:
+            prev.pop(0)
+    return (zs, *naive_streak_guard(zs, threshold, streak, resolve))
+
+
+def naive_sumsq_zscore(x, window=15, min_periods=5, eps_std=1e-9):
+    """What NOT to do: the same z with a one-pass sum-of-squares variance
+    ``(sum(x^2) - sum(x)^2 / n) / (n - 1)``, which cancels catastrophically
+    at a large offset.  Kept to show that the offset tests have teeth."""
+    import math
+
+    zs, prev = [], []
+    for v in x:
+        v = float(v)
+        if len(prev) >= min_periods:
+            n = len(prev)
+            s1 = sum(prev)
+            s2 = sum(p * p for p in prev)
+            var = max((s2 - s1 * s1 / n) / (n - 1), 0.0)
+            mu = s1 / n
+            zs.append((v - mu) / max(math.sqrt(var), eps_std * max(1.0, abs(mu))))
+        else:
+            zs.append(float("nan"))
+        prev.append(v)
+        if len(prev) > window:
+            prev.pop(0)
+    return zs
+
+
+def naive_ewma_zscore(x, halflife, min_periods=None, threshold=3.0, streak=3, resolve=2.0,
+                      std_floor=0.0, scale="noise", eps_std=1e-9):
+    """EWMA z in a loop: ``mean += alpha * (x - mean)`` after scoring ``x``
+    against the mean before it; the scale is the bias-corrected EW RMS of
+    ``(x - x_prev) / sqrt(2)`` (``"noise"``) or of ``x - mean`` (``"ewm"``)."""
+    import math
+
+    a = 1.0 - 2.0 ** (-1.0 / halflife)
+    c = 1.0 - a
+    if min_periods is None:
+        min_periods = max(2, math.ceil(halflife))
+    zs = []
+    count, mean, prev, ms, k = 0, 0.0, 0.0, 0.0, 0
+    for v in x:
+        v = float(v)
+        if not math.isfinite(v):
+            zs.append(float("nan"))
+            continue
+        if count >= min_periods:
+            sd = math.sqrt(ms / (1.0 - c**k))
+            zs.append((v - mean) / max(sd, std_floor + eps_std * max(1.0, abs(mean))))
+        else:
+            zs.append(float("nan"))
+        if count == 0:
+            mean = prev = v
+        else:
+            e = (v - prev) / math.sqrt(2.0) if scale == "noise" else v - mean
+            ms = c * ms + a * e * e
+            k += 1
+            mean = mean + a * (v - mean)
+            prev = v
+        count += 1
+    return (zs, *naive_streak_guard(zs, threshold, streak, resolve))
+
+
+def naive_fleet_zscore(values, std_floor=0.0, min_sensors=3, eps_std=1e-9):
+    """Robust z per cell, one time (row) at a time: ``statistics.median`` of
+    the finite values and of their absolute deviations (MAD * 1.4826)."""
+    import math
+    import statistics
+
+    out = []
+    for row in values:
+        vals = [float(v) for v in row if math.isfinite(v)]
+        if len(vals) < min_sensors:
+            out.append([float("nan")] * len(row))
+            continue
+        med = statistics.median(vals)
+        mad = statistics.median([abs(v - med) for v in vals])
+        den = max(1.4826 * mad, std_floor + eps_std * max(1.0, abs(med)))
+        out.append([(float(v) - med) / den if math.isfinite(v) else float("nan") for v in row])
+    return out
