@@ -151,9 +151,11 @@ def tutorial_zscore(x, window=15):
     return out
 
 
-def naive_streak_guard(zs, threshold=3.0, streak=3, resolve=2.0, run=0, on=False):
+def naive_streak_guard(zs, threshold=3.0, streak=3, resolve=2.0, run=0, on=False, tie=1e-9):
     """Explicit state machine: streak of ``|z| > threshold``; alert on at
-    ``streak``, held while ``|z| > resolve``; NaN resets both."""
+    ``streak``, held while ``|z| > resolve``; NaN resets both.  "Above v" means
+    beyond ``v + tie * max(1, v)``, as in ``pipeline.zscore`` (exact ties then
+    decide the same way whatever the last-bit rounding)."""
     import math
 
     streaks, alerts, emitted = [], [], []
@@ -162,10 +164,10 @@ def naive_streak_guard(zs, threshold=3.0, streak=3, resolve=2.0, run=0, on=False
             run, on = 0, False
         else:
             a = abs(z)
-            run = run + 1 if a > threshold else 0
+            run = run + 1 if a > threshold + tie * max(1.0, threshold) else 0
             if run >= streak:
                 on = True
-            elif a <= resolve:
+            elif a <= resolve + tie * max(1.0, resolve):
                 on = False
         streaks.append(run)
         alerts.append(on)
@@ -174,33 +176,36 @@ def naive_streak_guard(zs, threshold=3.0, streak=3, resolve=2.0, run=0, on=False
 
 
 def naive_rolling_zscore(x, window=15, min_periods=5, threshold=3.0, streak=3, resolve=2.0,
-                         std_floor=0.0, eps_std=1e-9):
+                         std_floor=0.0, lag=None, eps_std=1e-9):
     """The fixed detector, one sample at a time, in the tutorial's way.
 
-    ``prev`` is a plain list of the up to ``window`` previous finite samples
-    (the current one is NOT in it); ``statistics.mean`` / ``statistics.stdev``;
-    std floored at ``std_floor + eps_std * max(1, |mean|)``; a non-finite
-    sample scores NaN and is not added.  Returns lists ``(z, streak, alert,
-    emitted)``.
+    ``lag=None`` means ``streak - 1``, as in ``pipeline.zscore``.
+
+    ``prev`` is a plain list of the up to ``window`` previous finite samples,
+    skipping the ``lag`` newest (the current one is NOT in it);
+    ``statistics.mean`` / ``statistics.stdev``; std floored at
+    ``std_floor + eps_std * max(1, |mean|)``; a non-finite sample scores NaN
+    and is not kept.  Returns lists ``(z, streak, alert, emitted)``.
     """
     import math
     import statistics
 
-    zs, prev = [], []
+    lag = streak - 1 if lag is None else lag
+    zs, seen = [], []
     for v in x:
         v = float(v)
         if not math.isfinite(v):
             zs.append(float("nan"))
             continue
+        end = max(0, len(seen) - lag)
+        prev = seen[max(0, end - window):end]
         if len(prev) >= min_periods:
             mu = statistics.mean(prev)
             sd = statistics.stdev(prev)
             zs.append((v - mu) / max(sd, std_floor + eps_std * max(1.0, abs(mu))))
         else:
             zs.append(float("nan"))
-        prev.append(v)
-        if len(prev) > window:
-            prev.pop(0)
+        seen.append(v)
     return (zs, *naive_streak_guard(zs, threshold, streak, resolve))
 
 
