@@ -539,6 +539,29 @@ class Influx:
             return None
         return int(series[0]["values"][0][0])
 
+    def first_time(
+        self,
+        db: str,
+        measurement: str,
+        field_name: str,
+        start_ns: int,
+        end_ns: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        include_start: bool = True,
+    ) -> int | None:
+        """Timestamp (ns) of the first point at or after ``start_ns`` (before ``end_ns``), or None.
+
+        One query; lets range readers jump over long empty stretches.
+        """
+        self.require_database(db)
+        # a raw LIMIT 1, not FIRST(): FIRST() sees only the field type of the first shard
+        q, params = self._select(db, measurement, field_name, start_ns, end_ns, tags, None, None,
+                                 include_start, 1)
+        series = self.query_json(q, db, params)
+        if not series:
+            return None
+        return int(series[0]["values"][0][0])
+
     def tag_values(self, db: str, measurement: str, key: str) -> list[str]:
         """All values of tag ``key`` in ``measurement`` (for fan-out)."""
         self.require_database(db)

@@ -91,6 +91,11 @@ def test_round_trip_exact_with_tags_and_groups(influx, fresh_db):
     np.testing.assert_array_equal(g["p,2"].values, b[::2])
     np.testing.assert_array_equal(g["p,2"].times, t[::2])
     assert influx.last_time(fresh_db, "ekg", "value", {"source": "p,2"}) == t[::2][-1]
+    assert influx.first_time(fresh_db, "ekg", "value", t[11], tags={"source": "p,2"}) == t[12]
+    assert influx.first_time(fresh_db, "ekg", "value", t[12], tags={"source": "p,2"},
+                             include_start=False) == t[14]
+    assert influx.first_time(fresh_db, "ekg", "value", t[11], t[12], {"source": "p,2"}) is None
+    assert influx.first_time(fresh_db, "ekg", "value", t[-1] + 1) is None
     assert influx.tag_values(fresh_db, "ekg", "source") == ["p 1", "p,2"]
     assert influx.count(fresh_db, "ekg", "value") == n + n // 2
     assert influx.count(fresh_db, "ekg", "value", {"source": "p 1"}) == n

@@ -1,0 +1,556 @@
+"""``python -m pipeline.stream``: score InfluxDB series into the error database.
+
+Two modes share one loop:
+
+* **backfill** (``--start`` and ``--end``): score a historical range in large
+  time slices and exit with a summary;
+* **follow** (default): poll for points newer than the last processed one
+  every ``--poll-interval`` seconds, score the segments that became
+  complete (the overlap is carried between polls) and every new sample's
+  z-score, until SIGINT/SIGTERM.
+
+Per complete segment it writes ``max_error``, ``threshold`` and ``anomaly``
+to ``<out db>.<out measurement>`` (tutorial defaults: ``error_ekg.ERROR``);
+per sample ``z``, ``streak``, ``alert`` and ``zscore`` (the emitted value:
+``|z|`` while the streak guard holds, else 0, like the tutorial's
+``temperature.zscore``) to ``<out db>.<zscore measurement>``.  Output points
+carry the source's tags, ``series`` (the config name) and, for segment
+scores, ``model`` (the model version), and are timestamped from the source
+points (a segment by its centre sample), so re-running a range overwrites
+instead of duplicating.
+
+Delivery guarantees
+-------------------
+Scores are written first and the checkpoint (last processed time plus all
+rolling state) is saved after, atomically.  ``kill -9`` between the two
+makes the restart redo that batch, which rewrites identical points: no gap,
+no duplicate.  An unreachable or restarting InfluxDB is retried with
+exponential backoff (0.5 s doubling to 30 s) without advancing anything.
+SIGINT/SIGTERM finish the current batch, checkpoint and exit 0.
+
+Gaps, bad values, late points
+-----------------------------
+* A gap in the source (a step of >= 1.5 sample periods) or an irregular
+  step ends the segment run: segments spanning it are skipped and the gap is
+  logged.  The z-score baseline simply continues with the samples present.
+* Values that are not numbers (strings, booleans) are skipped and counted;
+  InfluxDB cannot store NaN.
+* Follow mode reads ``time > last processed``.  A point that arrives after
+  a newer point of the same series was already processed is *not* scored
+  by follow mode; re-run a backfill over that range to include it (it
+  overwrites the affected outputs; use a separate ``--checkpoint-dir``).
+* Checkpoints win over ``--start`` in follow mode; ``--reset`` deletes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from .checkpoint import CheckpointStore, SeriesState
+from .influx import (
+    Influx,
+    InfluxError,
+    InfluxQueryError,
+    InfluxSettings,
+    InfluxUnavailableError,
+    encode_lines,
+)
+from .model_io import ModelFileError, load_model
+from .scoring import SegmentScorer
+from .stream_config import (
+    ConfigError,
+    OutputConfig,
+    SeriesConfig,
+    StreamConfig,
+    ZScoreConfig,
+    load_config,
+)
+
+__all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ZScoreConfig",
+           "ConfigError", "load_config", "main"]
+
+log = logging.getLogger("pipeline.stream")
+
+MAX_FLAGGED = 1000
+"""Anomalous segments remembered for the summary (memory stays flat)."""
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+
+
+@dataclass
+class _Model:
+    model: object
+    threshold: float
+    version: str
+    period_ns: float | None
+
+
+def _load_model(path: str) -> _Model:
+    lm = load_model(path)
+    thr = lm.threshold.threshold_ if lm.threshold is not None else float("inf")
+    period = (lm.metadata or {}).get("sample_period_ns")
+    return _Model(lm.model, float(thr), lm.version, float(period) if period else None)
+
+
+class Stream:
+    """Orchestrates reading, scoring, writing and checkpointing.
+
+    Parameters
+    ----------
+    cfg : StreamConfig
+    influx : Influx
+        Connection used for writes; reads use a second connection with the
+        same settings so the next slice can be fetched while one is scored.
+    stop : threading.Event, optional
+        Set it to finish the current batch, checkpoint and return.
+    """
+
+    def __init__(self, cfg: StreamConfig, influx: Influx, stop: threading.Event | None = None):
+        self.cfg = cfg
+        self.influx = influx
+        self.reader = Influx(influx.settings)
+        self.stop = stop or threading.Event()
+        self.store = CheckpointStore(cfg.checkpoint_dir)
+        self.models = {s.name: _load_model(s.model) if s.model else None for s in cfg.series}
+        self.states: dict[tuple[str, str], SeriesState] = {}
+        self._t_log = time.monotonic()
+        self._n_logged = 0
+        self.totals = {"samples": 0, "segments": 0, "anomalies": 0, "alert_samples": 0,
+                       "malformed": 0, "gaps": 0, "skipped_samples": 0, "points_written": 0,
+                       "retries": 0}
+        self.flagged: list[tuple[str, str, int, float]] = []
+
+    # -- retry -----------------------------------------------------------
+    def _retry(self, what: str, fn, *args, **kwargs):
+        delay = BACKOFF_START
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except InfluxUnavailableError as e:
+                if self.stop.is_set():
+                    raise
+                self.totals["retries"] += 1
+                log.warning("%s failed: %s; retrying in %.1f s (nothing is lost: the checkpoint "
+                            "has not moved)", what, e, delay)
+                if self.stop.wait(delay):
+                    raise
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    # -- state -----------------------------------------------------------
+    def _state(self, s: SeriesConfig, key: str, origin: int | None, resume: bool) -> SeriesState:
+        k = (s.name, key)
+        st = self.states.get(k)
+        if st is not None:
+            return st
+        st = self.store.load(s.name, key) if resume else None
+        label = f"{s.name}[{key}]" if key else s.name
+        if st is not None and origin is not None and st.origin_ns != origin:
+            log.info("series %s: the checkpoint belongs to a run from %s; starting fresh at %s",
+                     label, _fmt(st.origin_ns), _fmt(origin))
+            st = None
+        m = self.models[s.name]
+        zparams = asdict(s.zscore) if s.zscore else None
+        if st is None:
+            st = SeriesState(series=s.name, key=key, origin_ns=origin,
+                             last_time_ns=None if origin is None else origin - 1)
+        else:
+            log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
+            if m is not None and st.model_version not in (None, m.version):
+                log.warning("series %s: the model changed (%s -> %s); the segment state restarts",
+                            label, st.model_version, m.version)
+                st.scorer = None
+            if st.zscore_params != zparams:
+                log.warning("series %s: z-score parameters changed (%s -> %s); the z-score "
+                            "state restarts", label, st.zscore_params, zparams)
+                st.zstate = None
+        st.model_version = m.version if m else None
+        if m is None:
+            st.scorer = None
+        if st.zstate is None and s.zscore:
+            st.zstate = s.zscore.make()
+        if not s.zscore:
+            st.zstate = None
+        st.zscore_params = zparams
+        self.states[k] = st
+        return st
+
+    def _tags(self, s: SeriesConfig, key: str) -> dict:
+        tags = dict(s.tags)
+        if s.fan_out:
+            tags[s.fan_out] = key
+        tags["series"] = s.name
+        return tags
+
+    def _period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> float | None:
+        m = self.models[s.name]
+        label = f"{s.name}[{st.key}]" if st.key else s.name
+        period = s.sample_period_ns or (m.period_ns if m else None)
+        if period is None:
+            if len(times) < 3:
+                return None  # wait for more points to infer the period
+            period = float(np.median(np.diff(times)))
+            log.info("series %s: inferred sample period %.6g ms", label, period / 1e6)
+        if m is not None and m.period_ns and abs(period / m.period_ns - 1) > 0.01:
+            raise ConfigError(
+                f"series {s.name}: sample period {period / 1e6:.6g} ms differs from the model's "
+                f"{m.period_ns / 1e6:.6g} ms; retrain the model at this rate "
+                "(python -m pipeline.train) or fix sample_rate")
+        return period
+
+    # -- one batch of one series key ---------------------------------------
+    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> None:
+        keep = times > (st.last_time_ns if st.last_time_ns is not None else -(2**63))
+        times, values = times[keep], values[keep]
+        if len(times) == 0:
+            return
+        if np.any(times[1:] <= times[:-1]):
+            raise ConfigError(
+                f"series {s.name}: the source returned several points with the same timestamp; "
+                f"the filter {s.tags or '{}'} matches more than one series of "
+                f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
+                "tells them apart")
+        if st.period_ns is None:
+            st.period_ns = self._period(s, st, times)
+            if st.period_ns is None:
+                return
+        m = self.models[s.name]
+        tags = self._tags(s, st.key)
+        label = f"{s.name}[{st.key}]" if st.key else s.name
+        if m is not None:
+            if st.scorer is None:
+                st.scorer = SegmentScorer(m.model.segment_len,
+                                          int(m.model.slide_len or m.model.segment_len // 2),
+                                          st.period_ns)
+            seg = st.scorer.update(m.model, times, values)
+            for g in st.scorer.last_gaps:
+                log.warning("series %s: %s between %s and %s; segments spanning it are skipped",
+                            label, g.kind, _fmt(g.before_ns), _fmt(g.after_ns))
+            self.totals["gaps"] += len(st.scorer.last_gaps)
+            if len(seg):
+                anomaly = seg.errors > m.threshold
+                lines += encode_lines(self.cfg.output.measurement, seg.times, {
+                    self.cfg.output.error_field: seg.errors,
+                    "threshold": np.full(len(seg), m.threshold),
+                    "anomaly": anomaly}, dict(tags, model=m.version))
+                n_anom = int(anomaly.sum())
+                st.n_segments += len(seg)
+                st.n_anomalies += n_anom
+                self.totals["segments"] += len(seg)
+                self.totals["anomalies"] += n_anom
+                room = MAX_FLAGGED - len(self.flagged)
+                for i in np.flatnonzero(anomaly)[:max(room, 0)]:
+                    self.flagged.append((s.name, st.key, int(seg.times[i]), float(seg.errors[i])))
+        if st.zstate is not None:
+            r = st.zstate.update_many(values)
+            lines += encode_lines(self.cfg.output.zscore_measurement, times, {
+                "z": r.z, "streak": r.streak, "alert": r.alert, "zscore": r.emitted}, tags)
+            n_al = int(np.count_nonzero(r.alert))
+            st.n_alert_samples += n_al
+            self.totals["alert_samples"] += n_al
+        st.last_time_ns = int(times[-1])
+        st.n_samples += len(times)
+        self.totals["samples"] += len(times)
+
+    def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool):
+        r = self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
+                        s.measurement, s.field, start_ns, end_ns, s.tags, s.fan_out, None,
+                        include_start)
+        if r.n_malformed:
+            log.warning("series %s: %d malformed values (not numbers) skipped", s.name,
+                        r.n_malformed)
+            self.totals["malformed"] += r.n_malformed
+        return r
+
+    def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool):
+        """Read the next slice of ``batch_samples`` periods at ``lo`` (before ``end``).
+
+        An empty slice costs one more query to find the next point, so long
+        gaps in the source are jumped over, not walked.  Returns ``(hi, r)``:
+        everything before ``hi`` has been read; ``r`` is empty at the end.
+        """
+        step = self._slice_ns(s)
+        while True:
+            hi = lo + step if end is None else min(lo + step, end)
+            r = self._read(s, lo, hi, include_start)
+            if len(r) or r.n_malformed:
+                return hi, r
+            nxt = self._retry(f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db,
+                              s.measurement, s.field, hi, end, s.tags)
+            if nxt is None:
+                return hi if end is None else end, r
+            lo, include_start = nxt, True
+
+    def _commit(self, lines: list, touched: list) -> None:
+        """Write the scores, then checkpoint: the order that makes a crash safe."""
+        if lines:
+            self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines)
+            self.totals["points_written"] += len(lines)
+        for st in touched:
+            self.store.save(st)
+
+    def _ensure_output_db(self):
+        self._retry("creating the error database", self.influx.create_database, self.cfg.output.db)
+
+    def _slice_ns(self, s: SeriesConfig) -> int:
+        m = self.models[s.name]
+        period = s.sample_period_ns or (m.period_ns if m else None)
+        return max(1, int((period or 1e9) * self.cfg.batch_samples))
+
+    def _keys(self, s: SeriesConfig) -> list[str]:
+        if not s.fan_out:
+            return [""]
+        return self._retry("listing tag values", self.reader.tag_values, s.db, s.measurement,
+                           s.fan_out)
+
+    # -- modes -----------------------------------------------------------
+    def backfill(self, start_ns: int, end_ns: int, resume: bool = True,
+                 progress: bool = False) -> dict:
+        """Score ``[start_ns, end_ns)`` of every configured series; return totals.
+
+        Reads time slices of ``batch_samples`` sample periods; the next slice
+        is fetched while the current one is scored and written.
+        """
+        if end_ns <= start_ns:
+            raise ConfigError(f"the end must be after the start, got {_fmt(start_ns)} .. "
+                              f"{_fmt(end_ns)}")
+        self._ensure_output_db()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=round((end_ns - start_ns) / 1e9 * len(self.cfg.series)),
+                       unit="s", unit_scale=True, dynamic_ncols=True, desc="backfill (data time)")
+        t_start = time.monotonic()
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+            for s in self.cfg.series:
+                sts = [self._state(s, k, start_ns, resume) for k in self._keys(s)]
+                # fresh keys stand at start - 1; resumed ones where their checkpoint says
+                pos = max(start_ns, min((st.last_time_ns + 1 for st in sts), default=start_ns))
+                done = pos
+                if bar is not None:
+                    bar.update(round(pos / 1e9) - round(start_ns / 1e9))
+                nxt = pool.submit(self._read_from, s, pos, end_ns, True) if pos < end_ns else None
+                while nxt is not None and not self.stop.is_set():
+                    hi, r = nxt.result()
+                    # fetch the next slice while this one is scored and written
+                    nxt = pool.submit(self._read_from, s, hi, end_ns, True) \
+                        if hi < end_ns and (len(r) or r.n_malformed) else None
+                    lines, touched = [], []
+                    for key, part in r.by_group().items():
+                        st = self._state(s, key, start_ns, resume)
+                        self._process(s, st, part.times, part.values, lines)
+                        touched.append(st)
+                    self._commit(lines, touched)
+                    if bar is not None:
+                        bar.update(round(hi / 1e9) - round(done / 1e9))
+                    done = hi
+                    self._maybe_log(lag_ns=None)
+                if nxt is not None:
+                    nxt.cancel()
+        if bar is not None:
+            bar.close()
+        return self._finish(t_start)
+
+    def follow(self, start_ns: int | None = None, resume: bool = True,
+               max_polls: int | None = None) -> dict:
+        """Poll until stopped (or ``max_polls`` polls); return totals.
+
+        Without checkpoints, scoring starts at ``start_ns`` (default: now).
+        """
+        self._ensure_output_db()
+        if start_ns is None:
+            start_ns = time.time_ns()
+        polls = 0
+        t_start = time.monotonic()
+        for s in self.cfg.series:  # restore known keys so their watermarks count
+            for k in self._keys(s) if resume else []:
+                self._state(s, k, None, resume)
+        while not self.stop.is_set():
+            got = 0
+            for s in self.cfg.series:
+                marks = [st.last_time_ns for (name, _), st in self.states.items()
+                         if name == s.name and st.last_time_ns is not None]
+                if marks:
+                    # a key that stopped reporting must not hold the others back: read at most
+                    # half a slice behind the newest key (older late points count as a gap)
+                    lo, incl = max(min(marks), max(marks) - self._slice_ns(s) // 2), False
+                else:
+                    lo, incl = start_ns, True
+                _, r = self._read_from(s, lo, None, incl)
+                lines, touched = [], []
+                for key, part in r.by_group().items():
+                    st = self._state(s, key, None, resume)
+                    if st.last_time_ns is None:
+                        st.last_time_ns = start_ns - 1
+                    before = st.n_samples
+                    self._process(s, st, part.times, part.values, lines)
+                    if st.n_samples != before:
+                        touched.append(st)
+                        got += st.n_samples - before
+                self._commit(lines, touched)
+            polls += 1
+            if max_polls is not None and polls >= max_polls:
+                break
+            newest = max((st.last_time_ns for st in self.states.values()
+                          if st.last_time_ns is not None), default=None)
+            self._maybe_log(lag_ns=None if newest is None else time.time_ns() - newest)
+            if got == 0:
+                self.stop.wait(self.cfg.poll_interval)
+        return self._finish(t_start)
+
+    def _finish(self, t_start: float) -> dict:
+        self.totals["seconds"] = time.monotonic() - t_start
+        self.totals["skipped_samples"] = sum(st.scorer.n_skipped_samples for st in
+                                             self.states.values() if st.scorer is not None)
+        return self.totals
+
+    def _maybe_log(self, lag_ns):
+        now = time.monotonic()
+        if now - self._t_log < self.cfg.log_every:
+            return
+        dt, self._t_log = now - self._t_log, now
+        n, self._n_logged = self.totals["samples"] - self._n_logged, self.totals["samples"]
+        msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
+               f"{self.totals['segments']:,} segments ({self.totals['anomalies']:,} anomalous), "
+               f"{self.totals['alert_samples']:,} z-alert samples")
+        if lag_ns is not None:
+            msg += f", newest scored point is {lag_ns / 1e9:.2f} s behind the wall clock"
+        log.info(msg)
+
+
+def _fmt(t_ns) -> str:
+    if t_ns is None:
+        return "(none)"
+    return pd.Timestamp(int(t_ns), tz="UTC").isoformat()
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 (``2026-01-01T00:00:00Z``), integer ns since the epoch, or ``now``.
+
+    >>> parse_time("2026-01-01T00:00:00Z")
+    1767225600000000000
+    """
+    if text == "now":
+        return time.time_ns()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise ConfigError(f"cannot parse time {text!r}; use ISO 8601 like 2026-01-01T00:00:00Z, "
+                          "integer ns, or now") from None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.stream",
+                                description=__doc__.split("\n\n")[0].replace("``", ""),
+                                epilog="Modes: --start and --end = backfill; otherwise follow. "
+                                       "See the README for a worked example.")
+    p.add_argument("--config", help="TOML file with [[series]], [output], [stream] tables")
+    p.add_argument("--start", help="backfill/follow start (ISO 8601, ns, or now)")
+    p.add_argument("--end", help="backfill end, exclusive; given -> backfill mode, else follow")
+    p.add_argument("--reset", action="store_true", help="delete checkpoints and start over")
+    p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
+    g = p.add_argument_group("one series from the command line (instead of --config)")
+    g.add_argument("--db")
+    g.add_argument("--measurement")
+    g.add_argument("--field", default="value")
+    g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="source tag filter (repeatable)")
+    g.add_argument("--fan-out", metavar="TAG", help="one state per value of this tag")
+    g.add_argument("--sample-rate", type=float, help="Hz (default: from the model, or inferred)")
+    g.add_argument("--model", help="model file from python -m pipeline.train")
+    g.add_argument("--no-zscore", action="store_true", help="skip per-sample z-scores")
+    o = p.add_argument_group("output and loop (override the config file)")
+    o.add_argument("--out-db", help="error database (default error_ekg)")
+    o.add_argument("--out-measurement", help="segment score measurement (default ERROR)")
+    o.add_argument("--zscore-measurement", help="z-score measurement (default zscore)")
+    o.add_argument("--checkpoint-dir", help="default var/checkpoints")
+    o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
+    o.add_argument("--batch-samples", type=int, help="samples per read (default 200000)")
+    c = p.add_argument_group("InfluxDB connection (flags override INFLUXDB_* environment)")
+    c.add_argument("--host")
+    c.add_argument("--port", type=int)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def summary_text(totals: dict, flagged, limit: int = 20) -> str:
+    secs = totals.get("seconds", 0) or 1e-9
+    lines = [
+        f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
+        f"({totals['samples'] / secs:,.0f} samples/s)",
+        f"  segments: {totals['segments']:,}, anomalous: {totals['anomalies']:,}",
+        f"  z-score alert samples: {totals['alert_samples']:,}",
+        f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
+        f"malformed values skipped: {totals['malformed']}, InfluxDB retries: {totals['retries']}",
+        f"  points written: {totals['points_written']:,}",
+    ]
+    if flagged:
+        lines.append(f"  first anomalous segments (of {totals['anomalies']:,}; "
+                     "series[key] centre time max_error):")
+        for name, key, t, e in flagged[:limit]:
+            lines.append(f"    {name}[{key}] {_fmt(t)} {e:.4g}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        log.info("received %s: finishing the current batch, then exiting",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        cfg = load_config(args.config, args)
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+        if end is not None and start is None:
+            raise ConfigError("--end needs --start (backfill mode)")
+        if end is not None and end <= start:
+            raise ConfigError(f"--end must be after --start, got {args.start} .. {args.end}")
+        influx = Influx(InfluxSettings.from_env(host=args.host, port=args.port))
+        stream = Stream(cfg, influx, stop)
+        if args.reset:
+            log.info("removed %d checkpoints from %s", stream.store.reset(), cfg.checkpoint_dir)
+        if end is not None:
+            log.info("backfill %s .. %s", _fmt(start), _fmt(end))
+            totals = stream.backfill(start, end, progress=sys.stderr.isatty())
+        else:
+            log.info("follow mode from %s, polling every %.3g s",
+                     "the checkpoints, else " + ("now" if start is None else _fmt(start)),
+                     cfg.poll_interval)
+            totals = stream.follow(start, max_polls=args.max_polls)
+    except (ConfigError, ModelFileError) as e:
+        log.error("%s", e)
+        return 2
+    except InfluxQueryError as e:
+        log.error("%s", e)
+        return 1
+    except InfluxError as e:  # only when stopping during a retry
+        log.error("stopped while InfluxDB was unreachable: %s", e)
+        return 0 if stop.is_set() else 1
+    print(summary_text(totals, stream.flagged))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

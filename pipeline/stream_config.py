@@ -1,0 +1,255 @@
+"""Configuration of ``python -m pipeline.stream``: a TOML file, overridden by flags.
+
+A config lists the series to score and where the scores go::
+
+    [output]
+    db = "error_ekg"              # the blog's Chronograf rule reads error_ekg.autogen.ERROR
+    measurement = "ERROR"         # one point per complete segment
+    error_field = "max_error"
+    zscore_measurement = "zscore" # one point per sample
+
+    [stream]
+    checkpoint_dir = "var/checkpoints"
+    poll_interval = 1.0           # seconds between polls in follow mode
+    batch_samples = 200000        # samples per read
+
+    [[series]]
+    name = "ekg"                  # default: the measurement; must be unique
+    db = "ekg"
+    measurement = "ekg"
+    field = "value"
+    tags = { source = "synthetic" }   # source filter, copied onto the output
+    fan_out = "sensor"            # optional: one state per value of this tag
+    sample_rate = 360             # Hz (or sample_period in s); default: the model's
+    model = "models/ekg.npz"      # optional: K-Means reconstruction scores
+    zscore = { window = 15 }      # optional table, or false; default: the fixed tutorial detector
+
+Credentials never go in this file: they come from ``INFLUXDB_USERNAME`` and
+``INFLUXDB_PASSWORD``.  Every key is checked: an unknown key or a bad value
+is an error naming the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+
+from . import config
+from .zscore import RollingZScore
+
+
+class ConfigError(ValueError):
+    """The stream configuration is invalid; the message says which key."""
+
+
+@dataclass
+class ZScoreConfig:
+    """Parameters of the per-sample :class:`~pipeline.zscore.RollingZScore`."""
+
+    window: int = config.Z_WINDOW
+    min_periods: int = config.Z_MIN_PERIODS
+    threshold: float = config.Z_THRESHOLD
+    streak: int = config.Z_STREAK
+    resolve: float = config.Z_RESOLVE
+    std_floor: float = 0.0
+    lag: int | None = None  # None: streak - 1
+
+    def make(self) -> RollingZScore:
+        return RollingZScore(window=self.window, min_periods=self.min_periods,
+                             threshold=self.threshold, streak=self.streak, resolve=self.resolve,
+                             std_floor=self.std_floor, lag=self.lag)
+
+
+@dataclass
+class SeriesConfig:
+    """One source series (or a family of them, with ``fan_out``)."""
+
+    name: str
+    db: str
+    measurement: str
+    field: str = "value"
+    tags: dict = dataclasses.field(default_factory=dict)
+    fan_out: str | None = None
+    sample_period_ns: float | None = None
+    model: str | None = None
+    zscore: ZScoreConfig | None = dataclasses.field(default_factory=ZScoreConfig)
+
+
+@dataclass
+class OutputConfig:
+    """Where scores are written (defaults: the tutorial's names)."""
+
+    db: str = "error_ekg"
+    measurement: str = "ERROR"
+    zscore_measurement: str = "zscore"
+    error_field: str = "max_error"
+
+
+@dataclass
+class StreamConfig:
+    series: list
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    checkpoint_dir: str = "var/checkpoints"
+    poll_interval: float = 1.0
+    batch_samples: int = 200_000
+    log_every: float = 10.0
+
+
+_SERIES_KEYS = {"name", "db", "measurement", "field", "tags", "fan_out", "sample_rate",
+                "sample_period", "model", "zscore"}
+
+
+def _period_ns(d: dict, where: str) -> float | None:
+    rate, period = d.get("sample_rate"), d.get("sample_period")
+    if rate is not None and period is not None:
+        raise ConfigError(f"{where}: give sample_rate (Hz) or sample_period (s), not both")
+    value = rate if rate is not None else period
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = -1.0
+    if isinstance(value, bool) or not v > 0:
+        raise ConfigError(f"{where}: sample_rate/sample_period must be a positive number, "
+                          f"got {value!r}")
+    return 1e9 / v if rate is not None else v * 1e9
+
+
+def _str_or_none(d: dict, key: str, where: str) -> str | None:
+    v = d.get(key)
+    if v is not None and (not isinstance(v, str) or not v):
+        raise ConfigError(f"{where}: '{key}' must be a non-empty string, got {v!r}")
+    return v
+
+
+def parse_series(d: dict, where: str) -> SeriesConfig:
+    """Check one ``[[series]]`` table and turn it into a :class:`SeriesConfig`."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: must be a table, got {d!r}")
+    unknown = set(d) - _SERIES_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_SERIES_KEYS)})")
+    for key in ("db", "measurement"):
+        if not isinstance(d.get(key), str) or not d[key]:
+            raise ConfigError(f"{where}: '{key}' is required (a non-empty string)")
+    z = d.get("zscore", {})
+    if z is False:
+        zc = None
+    elif isinstance(z, dict):
+        allowed = {f.name for f in fields(ZScoreConfig)}
+        if set(z) - allowed:
+            raise ConfigError(f"{where}.zscore: unknown keys {sorted(set(z) - allowed)} "
+                              f"(allowed: {sorted(allowed)})")
+        zc = ZScoreConfig(**z)
+        try:
+            zc.make()  # the detector validates its own parameters
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}.zscore: {e}") from None
+    else:
+        raise ConfigError(f"{where}.zscore must be a table or false, got {z!r}")
+    tags = d.get("tags", {})
+    if not isinstance(tags, dict):
+        raise ConfigError(f"{where}.tags must be a table of key = \"value\", got {tags!r}")
+    return SeriesConfig(
+        name=str(d.get("name") or d["measurement"]), db=d["db"], measurement=d["measurement"],
+        field=_str_or_none(d, "field", where) or "value",
+        tags={str(k): str(v) for k, v in tags.items()},
+        fan_out=_str_or_none(d, "fan_out", where), sample_period_ns=_period_ns(d, where),
+        model=_str_or_none(d, "model", where), zscore=zc,
+    )
+
+
+def _check_table(raw: dict, name: str, allowed: set, where: str) -> dict:
+    t = raw.get(name, {})
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    if set(t) - allowed:
+        raise ConfigError(f"{where}: [{name}] unknown keys {sorted(set(t) - allowed)} "
+                          f"(allowed: {sorted(allowed)})")
+    return t
+
+
+def parse_tag_args(items) -> dict[str, str]:
+    """``["k=v", ...]`` from ``--tag`` flags into a dict, with a clear error."""
+    tags = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k or not v:
+            raise ConfigError(f"--tag must look like key=value, got {item!r}")
+        tags[k] = v
+    return tags
+
+
+def load_config(path: str | None, args=None) -> StreamConfig:
+    """Read the TOML file (if any), then apply command-line overrides from ``args``."""
+    raw: dict = {}
+    where = path or "command line"
+    if path:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        unknown = set(raw) - {"output", "stream", "series"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown tables {sorted(unknown)} "
+                              "(allowed: [output], [stream], [[series]])")
+    out = _check_table(raw, "output", {f.name for f in fields(OutputConfig)}, where)
+    stream = _check_table(raw, "stream", {"checkpoint_dir", "poll_interval", "batch_samples",
+                                          "log_every"}, where)
+    series_raw = raw.get("series", [])
+    if not isinstance(series_raw, list):
+        raise ConfigError(f"{where}: series must be an array of tables ([[series]])")
+    series = [parse_series(s, f"{where}: [[series]] #{i + 1}") for i, s in enumerate(series_raw)]
+    if args is not None and getattr(args, "measurement", None):
+        if not args.db:
+            raise ConfigError("--measurement needs --db")
+        d = {"db": args.db, "measurement": args.measurement, "field": args.field,
+             "tags": parse_tag_args(args.tag), "fan_out": args.fan_out,
+             "model": args.model, "sample_rate": args.sample_rate}
+        series = [parse_series({k: v for k, v in d.items() if v is not None}, "command line")]
+    if args is not None:
+        for sc in series:
+            if getattr(args, "model", None):
+                sc.model = args.model
+            if getattr(args, "no_zscore", False):
+                sc.zscore = None
+    if not series:
+        raise ConfigError("no series to score: give --config FILE with [[series]] tables, "
+                          "or --db/--measurement on the command line")
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"series names must be unique, got {names}")
+    for s in series:
+        if s.model is None and s.zscore is None:
+            raise ConfigError(f"series {s.name!r} has neither a model nor z-scores: nothing to do")
+    cfg = StreamConfig(series=series, output=OutputConfig(**out), **stream)
+    if args is not None:
+        for k in ("checkpoint_dir", "poll_interval", "batch_samples"):
+            v = getattr(args, k, None)
+            if v is not None:
+                setattr(cfg, k, v)
+        for k, a in (("db", "out_db"), ("measurement", "out_measurement"),
+                     ("zscore_measurement", "zscore_measurement")):
+            v = getattr(args, a, None)
+            if v is not None:
+                setattr(cfg.output, k, v)
+    try:
+        poll = float(cfg.poll_interval)
+        batch = int(cfg.batch_samples)
+    except (TypeError, ValueError):
+        raise ConfigError("[stream] poll_interval must be seconds and batch_samples an integer, "
+                          f"got {cfg.poll_interval!r} and {cfg.batch_samples!r}") from None
+    if not poll > 0:
+        raise ConfigError(f"poll_interval must be > 0 s, got {cfg.poll_interval}")
+    if batch < 1000:
+        raise ConfigError(f"batch_samples must be >= 1000, got {cfg.batch_samples}")
+    cfg.poll_interval, cfg.batch_samples = poll, batch
+    for k in ("db", "measurement", "zscore_measurement", "error_field"):
+        if not isinstance(getattr(cfg.output, k), str) or not getattr(cfg.output, k):
+            raise ConfigError(f"[output] {k} must be a non-empty string")
+    return cfg

@@ -1,0 +1,388 @@
+"""python -m pipeline.stream against a real influxd: backfill, follow, faults, fan-out.
+
+Every test compares the stream's output with the library's batch result
+(``score_segments_batch`` and ``rolling_zscore``) computed on the same points.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PERIOD, RATE, T0
+
+from pipeline.influx import Influx, InfluxSettings, InfluxUnavailableError
+from pipeline.influxd import LocalInfluxd
+from pipeline.model_io import load_model
+from pipeline.scoring import score_segments_batch
+from pipeline.stream import (
+    ConfigError,
+    OutputConfig,
+    SeriesConfig,
+    Stream,
+    StreamConfig,
+    ZScoreConfig,
+)
+from pipeline.zscore import rolling_zscore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_cfg(db, model_path, tmp_path, out_db, fan_out=None, tags=None, batch=5000, zscore=True, **kw):
+    s = SeriesConfig(name="ekg", db=db, measurement="ekg", field="value", tags=tags or {},
+                     fan_out=fan_out, sample_period_ns=PERIOD, model=model_path,
+                     zscore=ZScoreConfig() if zscore else None)
+    return StreamConfig(series=[s], output=OutputConfig(db=out_db),
+                        checkpoint_dir=str(tmp_path / f"ckpt-{out_db}"), batch_samples=batch,
+                        poll_interval=0.05, **kw)
+
+
+def read_out(ix, out_db, tags=None):
+    seg = ix.read_field(out_db, "ERROR", "max_error", tags=tags)
+    z = ix.read_field(out_db, "zscore", "zscore", tags=tags)
+    return seg, z
+
+
+def assert_same_output(ix, db_a, db_b, tags=None):
+    a_seg, a_z = read_out(ix, db_a, tags)
+    b_seg, b_z = read_out(ix, db_b, tags)
+    assert len(a_seg) > 0 and len(a_z) > 0
+    np.testing.assert_array_equal(a_seg.times, b_seg.times)
+    np.testing.assert_array_equal(a_seg.values, b_seg.values)
+    np.testing.assert_array_equal(a_z.times, b_z.times)
+    assert_z_close(a_z.values, b_z.values)
+    for f in ("alert", "streak"):
+        np.testing.assert_array_equal(ix.read_field(db_a, "zscore", f, tags=tags).values,
+                                      ix.read_field(db_b, "zscore", f, tags=tags).values)
+
+
+def assert_z_close(got, want):
+    """z-scores agree to 1e-12: chunk boundaries move the anchors of the stable rolling sums."""
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# -- backfill ---------------------------------------------------------------
+@pytest.fixture
+def loaded(influx, fresh_db, ekg):
+    t, v = ekg
+    influx.write_series(fresh_db, "ekg", t, {"value": v}, {"source": "p1"})
+    return fresh_db
+
+
+def test_backfill_equals_library_batch(influx, loaded, model_path, model, ekg, tmp_path):
+    out_db = loaded + "_err"
+    cfg = make_cfg(loaded, model_path, tmp_path, out_db)
+    totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    t, v = ekg
+    want = score_segments_batch(model, t, v, PERIOD)
+    seg, z = read_out(influx, out_db)
+    np.testing.assert_array_equal(seg.times, want.times)
+    np.testing.assert_array_equal(seg.values, want.errors)
+    zb = rolling_zscore(v)
+    np.testing.assert_array_equal(z.times, t)
+    assert_z_close(z.values, zb.emitted)
+    assert zb.alert.any()  # the comparison covers alerts, not only zeros
+    np.testing.assert_array_equal(influx.read_field(out_db, "zscore", "alert").values, zb.alert)
+    thr = load_model(model_path).threshold.threshold_
+    anomalies = influx.count(out_db, "ERROR", "max_error") and influx.query_json(
+        'SELECT COUNT("anomaly") FROM "ERROR" WHERE "anomaly" = true', out_db)
+    n_anom = anomalies[0]["values"][0][1] if anomalies else 0
+    assert n_anom == int((want.errors > thr).sum()) == totals["anomalies"]
+    assert n_anom > 0  # the injected anomalies after 60 s are found
+    # tags: source tags are kept, series and model version added
+    tags = influx.tag_values(out_db, "ERROR", "model")
+    assert tags == [load_model(model_path).version]
+    influx.drop_database(out_db)
+
+
+def test_rerun_overwrites_instead_of_duplicating(influx, loaded, model_path, tmp_path):
+    out_db = loaded + "_err"
+    for _ in range(2):
+        Stream(make_cfg(loaded, model_path, tmp_path, out_db), influx).backfill(
+            T0, T0 + 10**12, resume=False)
+    n = influx.count(out_db, "ERROR", "max_error")
+    t_seg = influx.read_field(out_db, "ERROR", "max_error").times
+    assert n == len(np.unique(t_seg)) > 0
+    influx.drop_database(out_db)
+
+
+def test_fan_out_keeps_series_apart(influx, fresh_db, ekg, model_path, model, tmp_path):
+    t, v = ekg
+    n = 20 * RATE
+    rng = np.random.default_rng(5)
+    sources = {"a": v[:n], "b": v[:n] * 1.5 + 0.1, "c": v[:n] + 0.05 * rng.standard_normal(n)}
+    for k, vals in sources.items():
+        influx.write_series(fresh_db, "ekg", t[:n], {"value": vals}, {"source": k})
+    out_db = fresh_db + "_err"
+    Stream(make_cfg(fresh_db, model_path, tmp_path, out_db, fan_out="source"), influx).backfill(
+        T0, T0 + 10**12)
+    for k, vals in sources.items():
+        want = score_segments_batch(model, t[:n], vals, PERIOD)
+        seg, z = read_out(influx, out_db, {"source": k})
+        np.testing.assert_array_equal(seg.values, want.errors)
+        assert_z_close(z.values, rolling_zscore(vals).emitted)
+    influx.drop_database(out_db)
+
+
+def test_gap_in_source_is_skipped_and_logged(influx, fresh_db, ekg, model_path, model, tmp_path, caplog):
+    t, v = ekg
+    n = 10 * RATE
+    keep = np.ones(n, bool)
+    keep[1000:1100] = False
+    influx.write_series(fresh_db, "ekg", t[:n][keep], {"value": v[:n][keep]})
+    out_db = fresh_db + "_err"
+    with caplog.at_level("WARNING", logger="pipeline.stream"):
+        totals = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db, batch=1000), influx).backfill(
+            T0, T0 + 10**12)
+    assert "gap between" in caplog.text
+    assert totals["gaps"] == 1
+    seg, _ = read_out(influx, out_db)
+    want = score_segments_batch(model, t[:n][keep], v[:n][keep], PERIOD)
+    np.testing.assert_array_equal(seg.values, want.errors)
+    assert not ((seg.times > t[1000 - 16]) & (seg.times < t[1100 + 16])).any()
+    influx.drop_database(out_db)
+
+
+# -- follow -----------------------------------------------------------------
+def _writer(ix, db, t, v, chunk, pause, tags=None, done=None, errors=None):
+    try:
+        for i in range(0, len(t), chunk):
+            while True:
+                try:
+                    ix.write_series(db, "ekg", t[i:i + chunk], {"value": v[i:i + chunk]}, tags)
+                    break
+                except Exception:  # the server restarts in one test; keep the data
+                    time.sleep(0.05)
+            time.sleep(pause)
+    except Exception as e:  # pragma: no cover - surfaced by the assertion below
+        errors.append(e)
+    finally:
+        if done is not None:
+            done.set()
+
+
+def _wait_caught_up(stream, t_last, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(st.last_time_ns == t_last for st in stream.states.values()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_follow_equals_backfill(influx, fresh_db, ekg, model_path, tmp_path):
+    t, v = ekg
+    n = 15 * RATE
+    out_f, out_b = fresh_db + "_f", fresh_db + "_b"
+    stream = Stream(make_cfg(fresh_db, model_path, tmp_path, out_f), influx)
+    th = threading.Thread(target=stream.follow, kwargs={"start_ns": T0})
+    th.start()
+    errors = []
+    _writer(influx, fresh_db, t[:n], v[:n], chunk=257, pause=0.01, errors=errors)
+    assert _wait_caught_up(stream, int(t[n - 1]))
+    stream.stop.set()
+    th.join(10)
+    assert not errors
+    Stream(make_cfg(fresh_db, model_path, tmp_path, out_b), influx).backfill(T0, T0 + 10**12)
+    assert_same_output(influx, out_f, out_b)
+    for d in (out_f, out_b):
+        influx.drop_database(d)
+
+
+def test_influxd_restart_mid_stream_loses_nothing(tmp_path, ekg, model_path):
+    """A dedicated server is stopped and restarted while the stream follows it."""
+    srv = LocalInfluxd(tmp_path / "srv").start()
+    try:
+        ix = Influx(InfluxSettings(port=srv.http_port, timeout=2))
+        ix.create_database("src")
+        t, v = ekg
+        n = 12 * RATE
+        stream = Stream(make_cfg("src", model_path, tmp_path, "out_f"), ix)
+        th = threading.Thread(target=stream.follow, kwargs={"start_ns": T0})
+        th.start()
+        half = n // 2
+        _writer(ix, "src", t[:half], v[:half], chunk=360, pause=0.01)
+        assert _wait_caught_up(stream, int(t[half - 1]))
+        srv.stop()  # SIGTERM; the stream now retries with backoff
+        time.sleep(1.0)
+        srv.start()
+        _writer(ix, "src", t[half:n], v[half:n], chunk=360, pause=0.01)
+        assert _wait_caught_up(stream, int(t[n - 1]))
+        stream.stop.set()
+        th.join(10)
+        Stream(make_cfg("src", model_path, tmp_path, "out_b"), ix).backfill(T0, T0 + 10**12)
+        assert_same_output(ix, "out_f", "out_b")
+        assert ix.count("out_f", "zscore", "zscore") == n
+    finally:
+        srv.stop()
+
+
+# -- the command: kill -9, SIGTERM, bad config --------------------------------
+def _cmd(args, env):
+    return [sys.executable, "-m", "pipeline.stream", *args]
+
+
+def _write_toml(path, db, model_path, out_db, ckpt, batch=2000):
+    path.write_text(f"""
+[output]
+db = "{out_db}"
+[stream]
+checkpoint_dir = "{ckpt}"
+batch_samples = {batch}
+poll_interval = 0.05
+[[series]]
+name = "ekg"
+db = "{db}"
+measurement = "ekg"
+sample_rate = {RATE}
+model = "{model_path}"
+""")
+    return str(path)
+
+
+def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, tmp_path, influx_env):
+    out_k, out_u = loaded + "_k", loaded + "_u"
+    ck = tmp_path / "ck"
+    cfg_k = _write_toml(tmp_path / "k.toml", loaded, model_path, out_k, ck, batch=1000)
+    cfg_u = _write_toml(tmp_path / "u.toml", loaded, model_path, out_u, tmp_path / "cu")
+    rng = ["--start", str(T0), "--end", str(T0 + 10**12)]
+    p = subprocess.Popen(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(ck.glob("*.ckpt")):
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert p.poll() is None, "the run finished before it could be killed; use a smaller batch"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_partial = influx.count(out_k, "zscore", "zscore")
+    assert 0 < n_partial
+    r = subprocess.run(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "resuming after" in r.stderr
+    r = subprocess.run(_cmd(["--config", cfg_u, *rng], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(influx, out_k, out_u)
+    assert influx.count(out_k, "zscore", "zscore") == influx.count(out_u, "zscore", "zscore")
+    for d in (out_k, out_u):
+        influx.drop_database(d)
+
+
+def test_sigterm_flushes_checkpoints_and_exits_0(influx, loaded, model_path, tmp_path, influx_env):
+    ck = tmp_path / "ck"
+    cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
+    p = subprocess.Popen(_cmd(["--config", cfg, "--start", str(T0)], influx_env), env=influx_env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(ck.glob("*.ckpt")):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "received SIGTERM" in err
+    assert "scored" in out
+    assert list(ck.glob("*.ckpt"))
+    influx.drop_database(loaded + "_f")
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[[series]]\nmeasurement = 'x'\n", "'db' is required"),
+    ("[[series]]\ndb='a'\nmeasurement='x'\ncolour='red'\n", "unknown keys ['colour']"),
+    ("[[series]]\ndb='a'\nmeasurement='x'\nsample_rate=-1\n", "positive number"),
+    ("[[series]]\ndb='a'\nmeasurement='x'\nzscore=false\n", "neither a model nor z-scores"),
+    ("[[series\n", "not valid TOML"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, toml, message, influx_env):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    r = subprocess.run(_cmd(["--config", str(path), "--max-polls", "1"], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert message in r.stderr
+
+
+def test_corrupt_model_is_a_clear_error(tmp_path, influx_env, loaded):
+    bad = tmp_path / "m.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    r = subprocess.run(_cmd(["--db", loaded, "--measurement", "ekg", "--model", str(bad),
+                             "--max-polls", "1"], influx_env),
+                       env=influx_env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert "pipeline.train" in r.stderr
+
+
+def test_unknown_key_in_load_config_raises():
+    from pipeline.stream_config import parse_series
+    with pytest.raises(ConfigError, match="unknown keys"):
+        parse_series({"db": "a", "measurement": "b", "nope": 1}, "x")
+
+
+def test_malformed_values_are_skipped_and_counted(influx, fresh_db, ekg, model_path, model, tmp_path):
+    """Strings in the source (a bad writer, in another shard) are counted, never a crash.
+
+    InfluxDB fixes a field's type per shard and resolves one type per query, so the
+    strings are only visible to a range that lies inside their shard.
+    """
+    t, v = ekg
+    n = 5 * RATE
+    influx.write_series(fresh_db, "ekg", t[:n], {"value": v[:n]})
+    week = 8 * 86400 * 10**9
+    influx.write_lines(fresh_db, [f'ekg value="oops" {T0 + week + i}' for i in range(7)])
+    out_db = fresh_db + "_err"
+    totals = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db), influx).backfill(
+        T0 + week - 10**9, T0 + week + 86400 * 10**9)
+    assert totals["malformed"] == 7 and totals["samples"] == 0
+    totals = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db), influx).backfill(
+        T0, T0 + 86400 * 10**9)
+    assert totals["samples"] == n
+    seg, z = read_out(influx, out_db)
+    want = score_segments_batch(model, t[:n], v[:n], PERIOD)
+    np.testing.assert_array_equal(seg.values, want.errors)
+    assert len(z) == n
+    influx.drop_database(out_db)
+
+
+def test_follow_crosses_a_source_gap_longer_than_a_batch(influx, fresh_db, ekg, model_path,
+                                                         model, tmp_path):
+    t, v = ekg
+    keep = np.r_[0:3000, 9000:12000]  # 6000 samples missing; one read is 1000 samples
+    influx.write_series(fresh_db, "ekg", t[keep], {"value": v[keep]})
+    out_db = fresh_db + "_f"
+    stream = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db, batch=1000), influx)
+    totals = stream.follow(start_ns=T0, max_polls=20)
+    assert totals["samples"] == len(keep) and totals["gaps"] == 1
+    seg, _ = read_out(influx, out_db)
+    np.testing.assert_array_equal(seg.values,
+                                  score_segments_batch(model, t[keep], v[keep], PERIOD).errors)
+    influx.drop_database(out_db)
+
+
+def test_two_series_under_one_filter_is_a_clear_error(influx, fresh_db, ekg, model_path, tmp_path):
+    t, v = ekg
+    for src in ("a", "b"):
+        influx.write_series(fresh_db, "ekg", t[:1000], {"value": v[:1000]}, {"source": src})
+    with pytest.raises(ConfigError, match="matches more than one series.*fan_out"):
+        Stream(make_cfg(fresh_db, model_path, tmp_path, fresh_db + "_x"), influx).backfill(
+            T0, T0 + 10**12)
+
+
+def test_unreachable_influxdb_is_retried_with_backoff_then_stops_cleanly(tmp_path, model_path,
+                                                                         caplog):
+    from pipeline.influxd import free_port
+
+    ix = Influx(InfluxSettings(port=free_port(), timeout=1))
+    stream = Stream(make_cfg("src", model_path, tmp_path, "out"), ix)
+    threading.Timer(1.5, stream.stop.set).start()
+    with caplog.at_level("WARNING", logger="pipeline.stream"):
+        with pytest.raises(InfluxUnavailableError):
+            stream.follow(start_ns=T0)
+    assert "retrying in 0.5 s" in caplog.text and "retrying in 1.0 s" in caplog.text
+    assert stream.totals["retries"] >= 2
