@@ -197,10 +197,9 @@ def _field_formatter(values: np.ndarray):
     if np.issubdtype(values.dtype, np.integer):
         return [f"{v}i" for v in values.tolist()]
     if np.issubdtype(values.dtype, np.floating):
-        out = []
-        for v in values.tolist():
-            out.append(repr(v) if math.isfinite(v) else None)
-        return out
+        if np.isfinite(values).all():
+            return list(map(repr, values.tolist()))
+        return [repr(v) if math.isfinite(v) else None for v in values.tolist()]
     # strings
     return ['"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values.tolist()]
 
@@ -254,6 +253,11 @@ def encode_lines(
             if v is not None:
                 lines.append(f"{prefix} {k}{v} {t}")
         return lines
+    if not any(None in vals for _, vals in cols):
+        # every point has every field: one %-template per line (the hot path of the stream)
+        template = (prefix.replace("%", "%%") + " "
+                    + ",".join(k.replace("%", "%%") + "%s" for k, _ in cols) + " %s")
+        return [template % row for row in zip(*(vals for _, vals in cols), tl, strict=True)]
     for i, t in enumerate(tl):
         parts = [k + vals[i] for k, vals in cols if vals[i] is not None]
         if parts:

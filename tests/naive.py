@@ -7,6 +7,43 @@ compared with its reference here.  Nothing in ``pipeline`` imports this file.
 
 from __future__ import annotations
 
+
+# ---------------------------------------------------------------------------
+# line protocol
+# ---------------------------------------------------------------------------
+def line_protocol(measurement, times, fields, tags=None):
+    """One point at a time, straight from the line-protocol reference."""
+    import math
+
+    def esc(text, chars):
+        text = str(text).replace("\\", "\\\\")
+        for c in chars:
+            text = text.replace(c, "\\" + c)
+        return text
+
+    head = esc(measurement, ", ")
+    for k in sorted(tags or {}):
+        if tags[k] not in (None, ""):
+            head += "," + esc(k, ",= ") + "=" + esc(tags[k], ",= ")
+    lines = []
+    for i, t in enumerate(times):
+        parts = []
+        for k in sorted(fields):
+            v = fields[k][i]
+            if type(v).__name__ in ("bool", "bool_"):
+                parts.append(f"{esc(k, ',= ')}={'true' if v else 'false'}")
+            elif isinstance(v, float) or type(v).__name__.startswith("float"):
+                if math.isfinite(v):
+                    parts.append(f"{esc(k, ',= ')}={float(v)!r}")
+            elif type(v).__name__.startswith("int"):
+                parts.append(f"{esc(k, ',= ')}={int(v)}i")
+            else:
+                parts.append(f'{esc(k, ",= ")}="' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
+        if parts:
+            lines.append(f"{head} {','.join(parts)} {int(t)}")
+    return lines
+
+
 # ---------------------------------------------------------------------------
 # regular series
 # ---------------------------------------------------------------------------

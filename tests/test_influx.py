@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.influx import (
     Influx,
@@ -14,6 +16,8 @@ from pipeline.influx import (
     quote_ident,
 )
 from pipeline.influxd import free_port
+
+from naive import line_protocol
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
@@ -142,3 +146,29 @@ def test_unreachable_server_is_a_clear_error():
         ix.ping()
     with pytest.raises(InfluxUnavailableError):
         ix.write_lines("db", ["m v=1 1"])
+
+
+_text = st.text(alphabet=st.sampled_from(list("ab %s{}=, \\\"'é")), min_size=1, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(measurement=_text, tags=st.dictionaries(_text, _text, max_size=3),
+       n=st.integers(0, 20), data=st.data(),
+       kinds=st.lists(st.sampled_from(["f", "fnan", "i", "b"]), min_size=1, max_size=4))
+def test_encode_lines_equals_the_naive_encoder(measurement, tags, n, data, kinds):
+    """Every fast path of encode_lines (one field, all finite, some missing) gives the naive bytes."""
+    fields = {}
+    for j, kind in enumerate(kinds):
+        if kind.startswith("f"):
+            vals = np.array(data.draw(st.lists(st.floats(allow_nan=kind == "fnan",
+                                                         allow_infinity=kind == "fnan"),
+                                               min_size=n, max_size=n)), dtype=float)
+        elif kind == "i":
+            vals = np.array(data.draw(st.lists(st.integers(-2**62, 2**62), min_size=n, max_size=n)),
+                            dtype=np.int64)
+        else:
+            vals = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        fields[f"f{j} %s,={j}"] = vals
+    times = T0 + np.arange(n, dtype=np.int64)
+    assert encode_lines(measurement, times, fields, tags) == line_protocol(measurement, times,
+                                                                         fields, tags)
