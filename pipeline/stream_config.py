@@ -36,6 +36,7 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from . import config
+from .load import LoadError, parse_tags
 from .zscore import RollingZScore
 
 
@@ -172,14 +173,11 @@ def _check_table(raw: dict, name: str, allowed: set, where: str) -> dict:
 
 
 def parse_tag_args(items) -> dict[str, str]:
-    """``["k=v", ...]`` from ``--tag`` flags into a dict, with a clear error."""
-    tags = {}
-    for item in items or []:
-        k, sep, v = item.partition("=")
-        if not sep or not k or not v:
-            raise ConfigError(f"--tag must look like key=value, got {item!r}")
-        tags[k] = v
-    return tags
+    """``["k=v", ...]`` from ``--tag`` flags into a dict (the loader's rules), as a ConfigError."""
+    try:
+        return parse_tags(items)
+    except LoadError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(path: str | None, args=None) -> StreamConfig:

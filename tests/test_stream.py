@@ -386,3 +386,20 @@ def test_unreachable_influxdb_is_retried_with_backoff_then_stops_cleanly(tmp_pat
             stream.follow(start_ns=T0)
     assert "retrying in 0.5 s" in caplog.text and "retrying in 1.0 s" in caplog.text
     assert stream.totals["retries"] >= 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--db", "a", "--measurement", "m", "--tag", "oops"], "--tag must look like key=value"),
+    (["--measurement", "m"], "--measurement needs --db"),
+    (["--db", "a", "--measurement", "m", "--end", "2026-01-02"], "--end needs --start"),
+    (["--db", "a", "--measurement", "m", "--start", "2026-01-02", "--end", "2026-01-01"],
+     "--end must be after --start"),
+    (["--db", "a", "--measurement", "m", "--start", "someday"], "cannot parse time"),
+    (["--db", "a", "--measurement", "m", "--batch-samples", "10"], "batch_samples must be >= 1000"),
+    (["--config", "/nonexistent.toml"], "not found"),
+])
+def test_bad_flags_are_a_clear_error(args, message, influx_env):
+    r = subprocess.run(_cmd([*args, "--max-polls", "1"], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
