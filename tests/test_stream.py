@@ -257,7 +257,7 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(ck.glob("*.ckpt")):
         time.sleep(0.01)
-    time.sleep(0.3)
+    time.sleep(0.05)
     assert p.poll() is None, "the run finished before it could be killed; use a smaller batch"
     p.send_signal(signal.SIGKILL)
     p.wait()
