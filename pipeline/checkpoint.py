@@ -35,15 +35,12 @@ class SeriesState:
     key: str
     origin_ns: int | None
     last_time_ns: int | None = None
-    period_ns: float | None = None
+    period_checked: bool = False
     model_version: str | None = None
     zscore_params: dict | None = None
     scorer: SegmentScorer | None = None
     zstate: RollingZScore | None = None
     n_samples: int = 0
-    n_segments: int = 0
-    n_anomalies: int = 0
-    n_alert_samples: int = 0
     version: int = CHECKPOINT_VERSION
 
 
@@ -83,11 +80,36 @@ class CheckpointStore:
             os.fsync(f.fileno())
         os.replace(tmp, p)
 
+    def probe(self) -> None:
+        """Create the directory and check that it is writable, before any score is written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            test = self.root / ".probe.tmp"
+            test.write_bytes(b"")
+            test.unlink()
+        except OSError as e:
+            raise ConfigError(f"checkpoint directory {self.root} is not usable: "
+                              f"{e.strerror or e}; set --checkpoint-dir / [stream] checkpoint_dir "
+                              "to a writable directory") from None
+
+    def remove(self) -> None:
+        """Delete this directory's checkpoints and the directory itself if it is then empty."""
+        self.reset()
+        try:
+            self.root.rmdir()
+        except OSError:
+            pass
+
     def reset(self) -> int:
-        """Delete every checkpoint; return how many there were."""
+        """Delete every checkpoint here and in backfill subdirectories; return how many."""
         n = 0
         if self.root.exists():
-            for p in [*self.root.glob("*.ckpt"), *self.root.glob("*.tmp")]:
+            for p in [*self.root.rglob("*.ckpt"), *self.root.rglob("*.tmp")]:
                 p.unlink()
                 n += p.suffix == ".ckpt"
+            for d in self.root.glob("backfill-*"):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
         return n

@@ -52,6 +52,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,12 +60,11 @@ import pandas as pd
 from .checkpoint import CheckpointStore, SeriesState
 from .influx import (
     Influx,
-    InfluxError,
     InfluxQueryError,
-    InfluxSettings,
     InfluxUnavailableError,
     encode_lines,
 )
+from .load import add_influx_args, settings_from_args
 from .model_io import ModelFileError, load_model
 from .scoring import SegmentScorer
 from .stream_config import (
@@ -84,6 +84,8 @@ log = logging.getLogger("pipeline.stream")
 MAX_FLAGGED = 1000
 """Anomalous segments remembered for the summary (memory stays flat)."""
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+KEY_REFRESH_S = 30.0
+"""Fan-out keys are listed again this often in follow mode (new sensors appear)."""
 
 
 @dataclass
@@ -99,6 +101,10 @@ def _load_model(path: str) -> _Model:
     thr = lm.threshold.threshold_ if lm.threshold is not None else float("inf")
     period = (lm.metadata or {}).get("sample_period_ns")
     return _Model(lm.model, float(thr), lm.version, float(period) if period else None)
+
+
+def _label(s: SeriesConfig, key: str) -> str:
+    return f"{s.name}[{key}]" if key else s.name
 
 
 class Stream:
@@ -121,12 +127,28 @@ class Stream:
         self.stop = stop or threading.Event()
         self.store = CheckpointStore(cfg.checkpoint_dir)
         self.models = {s.name: _load_model(s.model) if s.model else None for s in cfg.series}
+        for s in cfg.series:
+            m = self.models[s.name]
+            if m is None:
+                continue
+            if s.sample_period_ns and m.period_ns and abs(s.sample_period_ns / m.period_ns - 1) > 0.01:
+                raise ConfigError(
+                    f"series {s.name}: sample_rate gives a period of {s.sample_period_ns / 1e6:.6g} "
+                    f"ms but the model was trained at {m.period_ns / 1e6:.6g} ms; retrain the "
+                    "model at this rate (python -m pipeline.train) or fix sample_rate")
+            if not (s.sample_period_ns or m.period_ns):
+                raise ConfigError(f"series {s.name}: the model file does not record its sample "
+                                  "period; give sample_rate (Hz) or sample_period (s)")
         self.states: dict[tuple[str, str], SeriesState] = {}
+        self.quarantined: dict[tuple[str, str], str] = {}
+        self._periods: dict[str, float | None] = {}
         self._t_log = time.monotonic()
         self._n_logged = 0
+        self._t_keys: dict[str, float] = {}
+        self._t_missing = 0.0
         self.totals = {"samples": 0, "segments": 0, "anomalies": 0, "alert_samples": 0,
                        "malformed": 0, "gaps": 0, "skipped_samples": 0, "points_written": 0,
-                       "retries": 0}
+                       "retries": 0, "quarantined": 0}
         self.flagged: list[tuple[str, str, int, float]] = []
 
     # -- retry -----------------------------------------------------------
@@ -146,32 +168,38 @@ class Stream:
                 delay = min(delay * 2, BACKOFF_MAX)
 
     # -- state -----------------------------------------------------------
-    def _state(self, s: SeriesConfig, key: str, origin: int | None, resume: bool) -> SeriesState:
+    def _state(self, s: SeriesConfig, key: str, origin: int, resume: bool,
+               fresh_on_change: bool = False) -> SeriesState:
+        """The state of one series key: in memory, else from its checkpoint, else new at ``origin``."""
         k = (s.name, key)
         st = self.states.get(k)
         if st is not None:
             return st
         st = self.store.load(s.name, key) if resume else None
-        label = f"{s.name}[{key}]" if key else s.name
-        if st is not None and origin is not None and st.origin_ns != origin:
-            log.info("series %s: the checkpoint belongs to a run from %s; starting fresh at %s",
-                     label, _fmt(st.origin_ns), _fmt(origin))
-            st = None
+        label = _label(s, key)
         m = self.models[s.name]
         zparams = asdict(s.zscore) if s.zscore else None
-        if st is None:
-            st = SeriesState(series=s.name, key=key, origin_ns=origin,
-                             last_time_ns=None if origin is None else origin - 1)
-        else:
-            log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
+        if st is not None:
+            changed = []
             if m is not None and st.model_version not in (None, m.version):
-                log.warning("series %s: the model changed (%s -> %s); the segment state restarts",
-                            label, st.model_version, m.version)
-                st.scorer = None
+                changed.append(f"the model changed ({st.model_version} -> {m.version})")
             if st.zscore_params != zparams:
-                log.warning("series %s: z-score parameters changed (%s -> %s); the z-score "
-                            "state restarts", label, st.zscore_params, zparams)
-                st.zstate = None
+                changed.append(f"the z-score parameters changed ({st.zscore_params} -> {zparams})")
+            if changed and fresh_on_change:
+                log.warning("series %s: %s; the checkpoint is dropped and the range re-scored",
+                            label, " and ".join(changed))
+                st = None
+            elif changed:
+                log.warning("series %s: %s; the rolling state restarts at %s", label,
+                            " and ".join(changed), _fmt(st.last_time_ns))
+                if m is not None and st.model_version != m.version:
+                    st.scorer, st.period_checked = None, False
+                if st.zscore_params != zparams:
+                    st.zstate = None
+            if st is not None:
+                log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
+        if st is None:
+            st = SeriesState(series=s.name, key=key, origin_ns=origin, last_time_ns=origin - 1)
         st.model_version = m.version if m else None
         if m is None:
             st.scorer = None
@@ -190,51 +218,80 @@ class Stream:
         tags["series"] = s.name
         return tags
 
-    def _period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> float | None:
+    def _series_period(self, s: SeriesConfig, near_ns: int) -> float | None:
+        """The sample period: configured, else the model's, else probed once from the data."""
+        if s.name not in self._periods:
+            m = self.models[s.name]
+            period = s.sample_period_ns or (m.period_ns if m else None)
+            if period is None:
+                r = self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
+                                s.measurement, s.field, near_ns, None, s.tags, s.fan_out, None,
+                                True, 64)
+                diffs = [np.diff(p.times) for p in r.by_group().values() if len(p) >= 3]
+                if not diffs:
+                    return None  # no data yet: ask again next time
+                period = float(np.median(np.concatenate(diffs)))
+                log.info("series %s: sample period %.6g ms (inferred from the data)", s.name,
+                         period / 1e6)
+            self._periods[s.name] = period
+        return self._periods[s.name]
+
+    def _check_period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> None:
+        """Once per key: the data's own median step must match the model's period."""
         m = self.models[s.name]
-        label = f"{s.name}[{st.key}]" if st.key else s.name
-        period = s.sample_period_ns or (m.period_ns if m else None)
-        if period is None:
-            if len(times) < 3:
-                return None  # wait for more points to infer the period
-            period = float(np.median(np.diff(times)))
-            log.info("series %s: inferred sample period %.6g ms", label, period / 1e6)
-        if m is not None and m.period_ns and abs(period / m.period_ns - 1) > 0.01:
+        if st.period_checked or m is None or len(times) < 3:
+            return
+        observed = float(np.median(np.diff(times)))
+        expected = s.sample_period_ns or m.period_ns
+        if abs(observed / expected - 1) > 0.01:
             raise ConfigError(
-                f"series {s.name}: sample period {period / 1e6:.6g} ms differs from the model's "
-                f"{m.period_ns / 1e6:.6g} ms; retrain the model at this rate "
-                "(python -m pipeline.train) or fix sample_rate")
-        return period
+                f"series {_label(s, st.key)}: the data's sample period is {observed / 1e6:.6g} ms "
+                f"but the model was trained at {expected / 1e6:.6g} ms; retrain the model at this "
+                "rate (python -m pipeline.train), or point the series at the right data")
+        st.period_checked = True
 
     # -- one batch of one series key ---------------------------------------
-    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> None:
-        keep = times > (st.last_time_ns if st.last_time_ns is not None else -(2**63))
+    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> bool:
+        """Score new points of one key into ``lines``; False if the key is quarantined."""
+        k = (s.name, st.key)
+        if k in self.quarantined:
+            return False
+        keep = times > st.last_time_ns
         times, values = times[keep], values[keep]
         if len(times) == 0:
-            return
-        if np.any(times[1:] <= times[:-1]):
-            raise ConfigError(
-                f"series {s.name}: the source returned several points with the same timestamp; "
-                f"the filter {s.tags or '{}'} matches more than one series of "
-                f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
-                "tells them apart")
-        if st.period_ns is None:
-            st.period_ns = self._period(s, st, times)
-            if st.period_ns is None:
-                return
+            return True
+        try:
+            if np.any(times[1:] <= times[:-1]):
+                raise ConfigError(
+                    f"series {_label(s, st.key)}: the source returned several points with the same "
+                    f"timestamp; the filter {s.tags or '{}'} matches more than one series of "
+                    f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
+                    "tells them apart")
+            self._check_period(s, st, times)
+        except ConfigError as e:
+            if not s.fan_out:
+                raise
+            self.quarantined[k] = str(e)
+            self.totals["quarantined"] += 1
+            log.error("%s; this key is skipped from now on (the others go on)", e)
+            return False
         m = self.models[s.name]
         tags = self._tags(s, st.key)
-        label = f"{s.name}[{st.key}]" if st.key else s.name
         if m is not None:
             if st.scorer is None:
-                st.scorer = SegmentScorer(m.model.segment_len,
-                                          int(m.model.slide_len or m.model.segment_len // 2),
-                                          st.period_ns)
+                st.scorer = SegmentScorer(m.model.segment_len, int(m.model.slide_len_),
+                                          s.sample_period_ns or m.period_ns)
+            skipped = st.scorer.n_skipped_samples
             seg = st.scorer.update(m.model, times, values)
-            for g in st.scorer.last_gaps:
-                log.warning("series %s: %s between %s and %s; segments spanning it are skipped",
-                            label, g.kind, _fmt(g.before_ns), _fmt(g.after_ns))
-            self.totals["gaps"] += len(st.scorer.last_gaps)
+            self.totals["skipped_samples"] += st.scorer.n_skipped_samples - skipped
+            gaps = st.scorer.last_gaps
+            if gaps:
+                self.totals["gaps"] += len(gaps)
+                more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
+                        f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
+                log.warning("series %s: %s between %s and %s%s; segments spanning a gap are "
+                            "skipped", _label(s, st.key), gaps[0].kind, _fmt(gaps[0].before_ns),
+                            _fmt(gaps[0].after_ns), more)
             if len(seg):
                 anomaly = seg.errors > m.threshold
                 lines += encode_lines(self.cfg.output.measurement, seg.times, {
@@ -242,8 +299,6 @@ class Stream:
                     "threshold": np.full(len(seg), m.threshold),
                     "anomaly": anomaly}, dict(tags, model=m.version))
                 n_anom = int(anomaly.sum())
-                st.n_segments += len(seg)
-                st.n_anomalies += n_anom
                 self.totals["segments"] += len(seg)
                 self.totals["anomalies"] += n_anom
                 room = MAX_FLAGGED - len(self.flagged)
@@ -253,16 +308,31 @@ class Stream:
             r = st.zstate.update_many(values)
             lines += encode_lines(self.cfg.output.zscore_measurement, times, {
                 "z": r.z, "streak": r.streak, "alert": r.alert, "zscore": r.emitted}, tags)
-            n_al = int(np.count_nonzero(r.alert))
-            st.n_alert_samples += n_al
-            self.totals["alert_samples"] += n_al
+            self.totals["alert_samples"] += int(np.count_nonzero(r.alert))
         st.last_time_ns = int(times[-1])
         st.n_samples += len(times)
         self.totals["samples"] += len(times)
+        return True
 
-    def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool):
+    def _process_read(self, s: SeriesConfig, r, make_state) -> int:
+        """Process every key of one read, write, then checkpoint; return the new samples."""
+        lines, touched, got = [], [], 0
+        for key, part in r.by_group().items():
+            st = make_state(key)
+            if st is None:
+                continue
+            before = st.n_samples
+            self._process(s, st, part.times, part.values, lines)
+            if st.n_samples != before:
+                touched.append(st)
+                got += st.n_samples - before
+        self._commit(lines, touched)
+        return got
+
+    def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
+        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
         r = self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
-                        s.measurement, s.field, start_ns, end_ns, s.tags, s.fan_out, None,
+                        s.measurement, s.field, start_ns, end_ns, tags, s.fan_out, None,
                         include_start)
         if r.n_malformed:
             log.warning("series %s: %d malformed values (not numbers) skipped", s.name,
@@ -270,21 +340,23 @@ class Stream:
             self.totals["malformed"] += r.n_malformed
         return r
 
-    def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool):
+    def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool,
+                   key=None):
         """Read the next slice of ``batch_samples`` periods at ``lo`` (before ``end``).
 
         An empty slice costs one more query to find the next point, so long
         gaps in the source are jumped over, not walked.  Returns ``(hi, r)``:
         everything before ``hi`` has been read; ``r`` is empty at the end.
         """
-        step = self._slice_ns(s)
+        step = self._slice_ns(s, lo)
+        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
         while True:
             hi = lo + step if end is None else min(lo + step, end)
-            r = self._read(s, lo, hi, include_start)
+            r = self._read(s, lo, hi, include_start, key)
             if len(r) or r.n_malformed:
                 return hi, r
             nxt = self._retry(f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db,
-                              s.measurement, s.field, hi, end, s.tags)
+                              s.measurement, s.field, hi, end, tags)
             if nxt is None:
                 return hi if end is None else end, r
             lo, include_start = nxt, True
@@ -298,11 +370,12 @@ class Stream:
             self.store.save(st)
 
     def _ensure_output_db(self):
-        self._retry("creating the error database", self.influx.create_database, self.cfg.output.db)
+        if self.cfg.output.db not in self._retry("listing databases", self.influx.databases):
+            self._retry("creating the error database", self.influx.create_database,
+                        self.cfg.output.db)
 
-    def _slice_ns(self, s: SeriesConfig) -> int:
-        m = self.models[s.name]
-        period = s.sample_period_ns or (m.period_ns if m else None)
+    def _slice_ns(self, s: SeriesConfig, near_ns: int) -> int:
+        period = self._series_period(s, near_ns)
         return max(1, int((period or 1e9) * self.cfg.batch_samples))
 
     def _keys(self, s: SeriesConfig) -> list[str]:
@@ -317,11 +390,16 @@ class Stream:
         """Score ``[start_ns, end_ns)`` of every configured series; return totals.
 
         Reads time slices of ``batch_samples`` sample periods; the next slice
-        is fetched while the current one is scored and written.
+        is fetched while the current one is scored and written.  Checkpoints
+        live in ``<checkpoint_dir>/backfill-<start>-<end>``, apart from follow
+        mode's: an interrupted backfill of the same range resumes, a finished
+        one removes them, so running it again re-scores (and overwrites).
         """
         if end_ns <= start_ns:
             raise ConfigError(f"the end must be after the start, got {_fmt(start_ns)} .. "
                               f"{_fmt(end_ns)}")
+        self.store = CheckpointStore(Path(self.cfg.checkpoint_dir) / f"backfill-{start_ns}-{end_ns}")
+        self.store.probe()
         self._ensure_output_db()
         bar = None
         if progress:
@@ -332,7 +410,10 @@ class Stream:
         t_start = time.monotonic()
         with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
             for s in self.cfg.series:
-                sts = [self._state(s, k, start_ns, resume) for k in self._keys(s)]
+                def state(key, s=s):
+                    return self._state(s, key, start_ns, resume, fresh_on_change=True)
+
+                sts = [state(k) for k in self._keys(s)]
                 # fresh keys stand at start - 1; resumed ones where their checkpoint says
                 pos = max(start_ns, min((st.last_time_ns + 1 for st in sts), default=start_ns))
                 done = pos
@@ -344,12 +425,7 @@ class Stream:
                     # fetch the next slice while this one is scored and written
                     nxt = pool.submit(self._read_from, s, hi, end_ns, True) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
-                    lines, touched = [], []
-                    for key, part in r.by_group().items():
-                        st = self._state(s, key, start_ns, resume)
-                        self._process(s, st, part.times, part.values, lines)
-                        touched.append(st)
-                    self._commit(lines, touched)
+                    self._process_read(s, r, state)
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
@@ -358,50 +434,83 @@ class Stream:
                     nxt.cancel()
         if bar is not None:
             bar.close()
+        if not self.stop.is_set():
+            self.store.remove()  # finished: a re-run re-scores the range
         return self._finish(t_start)
+
+    def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
+        """One poll of one series; return the number of new samples scored."""
+        def state(key):
+            return self._state(s, key, start_ns, resume)
+
+        if not s.fan_out:
+            st = state("")
+            _, r = self._read_from(s, st.last_time_ns, None, False)
+            return self._process_read(s, r, state)
+        now = time.monotonic()
+        if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
+            for key in self._keys(s):
+                state(key)
+            self._t_keys[s.name] = now
+        sts = [st for (name, key), st in self.states.items()
+               if name == s.name and (name, key) not in self.quarantined]
+        if not sts:
+            return 0
+        # One grouped read serves the keys whose marks lie within half a slice above the lowest
+        # mark near the median; every other key (new, stalled, with a slow clock, or far ahead)
+        # is read on its own from its own mark, so no key loses points, holds the others back,
+        # or is starved by them, and each read moves every key it serves by half a slice.
+        marks = sorted(st.last_time_ns for st in sts)
+        half = self._slice_ns(s, marks[0]) // 2
+        m0 = min(m for m in marks if m >= marks[len(marks) // 2] - half)
+        group = [st for st in sts if m0 <= st.last_time_ns <= m0 + half]
+        alone = [st for st in sts if not m0 <= st.last_time_ns <= m0 + half]
+        got = 0
+        if group:
+            known = {st.key for st in group}
+
+            def group_state(key):
+                if key in known:
+                    return state(key)
+                state(key)  # a new key: read on its own from its start at the next poll
+                return None
+
+            _, r = self._read_from(s, m0, None, False)
+            got += self._process_read(s, r, group_state)
+        for st in alone:
+            if not self.stop.is_set():
+                _, r = self._read_from(s, st.last_time_ns, None, False, key=st.key)
+                got += self._process_read(s, r, state)
+        return got
 
     def follow(self, start_ns: int | None = None, resume: bool = True,
                max_polls: int | None = None) -> dict:
         """Poll until stopped (or ``max_polls`` polls); return totals.
 
         Without checkpoints, scoring starts at ``start_ns`` (default: now).
+        A source database that does not exist yet is waited for.
         """
+        self.store.probe()
         self._ensure_output_db()
         if start_ns is None:
             start_ns = time.time_ns()
         polls = 0
         t_start = time.monotonic()
-        for s in self.cfg.series:  # restore known keys so their watermarks count
-            for k in self._keys(s) if resume else []:
-                self._state(s, k, None, resume)
         while not self.stop.is_set():
             got = 0
             for s in self.cfg.series:
-                marks = [st.last_time_ns for (name, _), st in self.states.items()
-                         if name == s.name and st.last_time_ns is not None]
-                if marks:
-                    # a key that stopped reporting must not hold the others back: read at most
-                    # half a slice behind the newest key (older late points count as a gap)
-                    lo, incl = max(min(marks), max(marks) - self._slice_ns(s) // 2), False
-                else:
-                    lo, incl = start_ns, True
-                _, r = self._read_from(s, lo, None, incl)
-                lines, touched = [], []
-                for key, part in r.by_group().items():
-                    st = self._state(s, key, None, resume)
-                    if st.last_time_ns is None:
-                        st.last_time_ns = start_ns - 1
-                    before = st.n_samples
-                    self._process(s, st, part.times, part.values, lines)
-                    if st.n_samples != before:
-                        touched.append(st)
-                        got += st.n_samples - before
-                self._commit(lines, touched)
+                try:
+                    got += self._follow_series(s, start_ns, resume)
+                except InfluxQueryError as e:
+                    if "not found" not in str(e):
+                        raise
+                    if time.monotonic() - self._t_missing > 60:
+                        log.warning("series %s: %s; waiting for it", s.name, e)
+                        self._t_missing = time.monotonic()
             polls += 1
             if max_polls is not None and polls >= max_polls:
                 break
-            newest = max((st.last_time_ns for st in self.states.values()
-                          if st.last_time_ns is not None), default=None)
+            newest = max((st.last_time_ns for st in self.states.values()), default=None)
             self._maybe_log(lag_ns=None if newest is None else time.time_ns() - newest)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
@@ -409,8 +518,6 @@ class Stream:
 
     def _finish(self, t_start: float) -> dict:
         self.totals["seconds"] = time.monotonic() - t_start
-        self.totals["skipped_samples"] = sum(st.scorer.n_skipped_samples for st in
-                                             self.states.values() if st.scorer is not None)
         return self.totals
 
     def _maybe_log(self, lag_ns):
@@ -480,10 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--checkpoint-dir", help="default var/checkpoints")
     o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
     o.add_argument("--batch-samples", type=int, help="samples per read (default 200000)")
-    c = p.add_argument_group("InfluxDB connection (flags override INFLUXDB_* environment)")
-    c.add_argument("--host")
-    c.add_argument("--port", type=int)
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_influx_args(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
     return p
 
 
@@ -527,7 +632,8 @@ def main(argv=None) -> int:
             raise ConfigError("--end needs --start (backfill mode)")
         if end is not None and end <= start:
             raise ConfigError(f"--end must be after --start, got {args.start} .. {args.end}")
-        influx = Influx(InfluxSettings.from_env(host=args.host, port=args.port))
+        influx = Influx(settings_from_args(args))
+        influx.ping()  # fail fast: a one-shot command must not wait forever for a wrong address
         stream = Stream(cfg, influx, stop)
         if args.reset:
             log.info("removed %d checkpoints from %s", stream.store.reset(), cfg.checkpoint_dir)
@@ -542,12 +648,22 @@ def main(argv=None) -> int:
     except (ConfigError, ModelFileError) as e:
         log.error("%s", e)
         return 2
+    except ValueError as e:  # settings from the environment (INFLUXDB_PORT=abc, ...)
+        log.error("%s", e)
+        return 2
+    except InfluxUnavailableError as e:
+        if stop.is_set():
+            log.error("stopped while InfluxDB was unreachable: %s", e)
+            return 0
+        log.error("%s", e)
+        return 1
     except InfluxQueryError as e:
         log.error("%s", e)
         return 1
-    except InfluxError as e:  # only when stopping during a retry
-        log.error("stopped while InfluxDB was unreachable: %s", e)
-        return 0 if stop.is_set() else 1
+    except OSError as e:  # a checkpoint could not be written (disk full, permissions)
+        log.error("cannot write a checkpoint: %s; the scores of the last batch were written and "
+                  "will be rewritten identically on restart", e)
+        return 1
     print(summary_text(totals, stream.flagged))
     return 0
 

@@ -11,7 +11,8 @@ A config lists the series to score and where the scores go::
     [stream]
     checkpoint_dir = "var/checkpoints"
     poll_interval = 1.0           # seconds between polls in follow mode
-    batch_samples = 200000        # samples per read
+    batch_samples = 200000        # samples per read (per fan-out key in backfill)
+    log_every = 10.0              # seconds between progress log lines
 
     [[series]]
     name = "ekg"                  # default: the measurement; must be unique
@@ -190,6 +191,8 @@ def load_config(path: str | None, args=None) -> StreamConfig:
                 raw = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} not found") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
         unknown = set(raw) - {"output", "stream", "series"}
@@ -236,17 +239,19 @@ def load_config(path: str | None, args=None) -> StreamConfig:
             v = getattr(args, a, None)
             if v is not None:
                 setattr(cfg.output, k, v)
-    try:
-        poll = float(cfg.poll_interval)
-        batch = int(cfg.batch_samples)
-    except (TypeError, ValueError):
-        raise ConfigError("[stream] poll_interval must be seconds and batch_samples an integer, "
-                          f"got {cfg.poll_interval!r} and {cfg.batch_samples!r}") from None
-    if not poll > 0:
-        raise ConfigError(f"poll_interval must be > 0 s, got {cfg.poll_interval}")
-    if batch < 1000:
-        raise ConfigError(f"batch_samples must be >= 1000, got {cfg.batch_samples}")
-    cfg.poll_interval, cfg.batch_samples = poll, batch
+    def _number(key, value, cast, lo, hi):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and cast is int:
+            ok = float(value).is_integer()
+        if not ok or not lo <= value <= hi:
+            raise ConfigError(f"[stream] {key} must be a number in [{lo}, {hi}], got {value!r}")
+        return cast(value)
+
+    cfg.poll_interval = _number("poll_interval", cfg.poll_interval, float, 0.001, 3600)
+    cfg.batch_samples = _number("batch_samples", cfg.batch_samples, int, 1000, 10_000_000)
+    cfg.log_every = _number("log_every", cfg.log_every, float, 0.1, 86400)
+    if not isinstance(cfg.checkpoint_dir, str) or not cfg.checkpoint_dir:
+        raise ConfigError(f"[stream] checkpoint_dir must be a path, got {cfg.checkpoint_dir!r}")
     for k in ("db", "measurement", "zscore_measurement", "error_field"):
         if not isinstance(getattr(cfg.output, k), str) or not getattr(cfg.output, k):
             raise ConfigError(f"[output] {k} must be a non-empty string")

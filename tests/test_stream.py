@@ -254,10 +254,7 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     rng = ["--start", str(T0), "--end", str(T0 + 10**12)]
     p = subprocess.Popen(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(ck.glob("*.ckpt")):
-        time.sleep(0.01)
-    time.sleep(0.05)
+    _wait_for_checkpoint(ck)
     assert p.poll() is None, "the run finished before it could be killed; use a smaller batch"
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -272,23 +269,66 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     assert r.returncode == 0, r.stderr
     assert_same_output(influx, out_k, out_u)
     assert influx.count(out_k, "zscore", "zscore") == influx.count(out_u, "zscore", "zscore")
+    assert not list(ck.rglob("*.ckpt"))  # a finished backfill leaves no checkpoint behind
+    # running the same finished backfill again re-scores the range, overwriting: same points
+    r = subprocess.run(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "scored 43,200 samples" in r.stdout, r.stderr
+    assert_same_output(influx, out_k, out_u)
     for d in (out_k, out_u):
         influx.drop_database(d)
 
 
-def test_sigterm_flushes_checkpoints_and_exits_0(influx, loaded, model_path, tmp_path, influx_env):
+def _wait_for_checkpoint(ck, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not list(ck.rglob("*.ckpt")):
+        time.sleep(0.005)
+
+
+def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(influx, loaded, model_path,
+                                                                       tmp_path, influx_env):
+    from pipeline.checkpoint import CheckpointStore
+
+    out_t, out_u = loaded + "_t", loaded + "_u"
+    ck = tmp_path / "ck"
+    cfg = _write_toml(tmp_path / "t.toml", loaded, model_path, out_t, ck, batch=1000)
+    rng = ["--start", str(T0), "--end", str(T0 + 10**12)]
+    p = subprocess.Popen(_cmd(["--config", cfg, *rng], influx_env), env=influx_env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    _wait_for_checkpoint(ck)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "received SIGTERM" in err and "scored" in out
+    # the checkpoint stands exactly at the newest point written, no further
+    (path,) = ck.rglob("*.ckpt")
+    st = CheckpointStore(path.parent).load("ekg", "")
+    written = influx.read_field(out_t, "zscore", "zscore").times
+    assert 0 < len(written) < 43_200, "stop earlier: the run had finished"
+    assert st.last_time_ns == written[-1]
+    # and a restart completes it with no gap and no duplicate
+    r = subprocess.run(_cmd(["--config", cfg, *rng], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cfg_u = _write_toml(tmp_path / "u.toml", loaded, model_path, out_u, tmp_path / "cu")
+    assert subprocess.run(_cmd(["--config", cfg_u, *rng], influx_env), env=influx_env,
+                          capture_output=True, cwd=ROOT, timeout=120).returncode == 0
+    assert_same_output(influx, out_t, out_u)
+    for d in (out_t, out_u):
+        influx.drop_database(d)
+
+
+def test_sigterm_in_follow_mode_exits_0_with_a_checkpoint(influx, loaded, model_path, tmp_path,
+                                                           influx_env):
     ck = tmp_path / "ck"
     cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
     p = subprocess.Popen(_cmd(["--config", cfg, "--start", str(T0)], influx_env), env=influx_env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(ck.glob("*.ckpt")):
-        time.sleep(0.05)
+    _wait_for_checkpoint(ck)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
-    assert "received SIGTERM" in err
-    assert "scored" in out
+    assert "received SIGTERM" in err and "scored" in out
     assert list(ck.glob("*.ckpt"))
     influx.drop_database(loaded + "_f")
 
@@ -395,7 +435,7 @@ def test_unreachable_influxdb_is_retried_with_backoff_then_stops_cleanly(tmp_pat
     (["--db", "a", "--measurement", "m", "--start", "2026-01-02", "--end", "2026-01-01"],
      "--end must be after --start"),
     (["--db", "a", "--measurement", "m", "--start", "someday"], "cannot parse time"),
-    (["--db", "a", "--measurement", "m", "--batch-samples", "10"], "batch_samples must be >= 1000"),
+    (["--db", "a", "--measurement", "m", "--batch-samples", "10"], "batch_samples must be a number in [1000, 10000000], got 10"),
     (["--config", "/nonexistent.toml"], "not found"),
 ])
 def test_bad_flags_are_a_clear_error(args, message, influx_env):
@@ -403,3 +443,142 @@ def test_bad_flags_are_a_clear_error(args, message, influx_env):
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+# -- follow with fan-out: keys that appear late, run ahead, or stall ------------------------
+def _zcfg(db, tmp_path, out_db, batch=1000):
+    """A z-score-only fleet at a 2 s cadence (period probed from the data)."""
+    s = SeriesConfig(name="temp", db=db, measurement="temp", fan_out="sensor", zscore=ZScoreConfig())
+    return StreamConfig(series=[s], output=OutputConfig(db=out_db), batch_samples=batch,
+                        checkpoint_dir=str(tmp_path / f"ck-{out_db}"), poll_interval=0.01)
+
+
+def _fleet(influx, db, sensor, i0, i1, offset_s=0):
+    t = T0 + (np.arange(i0, i1) * 2 + offset_s) * 10**9
+    v = 20 + np.sin(np.arange(i0, i1) / 7.0)
+    influx.write_series(db, "temp", t, {"value": v}, {"sensor": sensor})
+    return t
+
+
+def _scored(influx, out_db, sensor):
+    return influx.read_field(out_db, "zscore", "alert", tags={"sensor": sensor}).times
+
+
+def test_follow_fan_out_key_that_appears_late_loses_nothing(influx, fresh_db, tmp_path):
+    out = fresh_db + "_o"
+    ta = _fleet(influx, fresh_db, "a", 0, 3000)
+    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    stream.follow(start_ns=T0, max_polls=5)
+    tb = _fleet(influx, fresh_db, "b", 0, 3000)  # a new sensor, with its whole history
+    stream._t_keys.clear()  # as if the key refresh interval had passed
+    stream.follow(start_ns=T0, max_polls=10)
+    np.testing.assert_array_equal(_scored(influx, out, "a"), ta)
+    np.testing.assert_array_equal(_scored(influx, out, "b"), tb)
+
+
+def test_follow_fan_out_key_with_a_clock_ahead_does_not_starve_the_others(influx, fresh_db,
+                                                                          tmp_path):
+    out = fresh_db + "_o"
+    ts = {k: _fleet(influx, fresh_db, k, 0, 3000) for k in ("a", "b")}
+    ts["c"] = _fleet(influx, fresh_db, "c", 0, 3000, offset_s=4000)  # 4000 s in the future
+    Stream(_zcfg(fresh_db, tmp_path, out, batch=1000), influx).follow(start_ns=T0, max_polls=30)
+    for k, t in ts.items():
+        np.testing.assert_array_equal(_scored(influx, out, k), t)
+
+
+def test_follow_fan_out_stalled_key_is_read_alone_not_with_everyone(influx, fresh_db, tmp_path):
+    out = fresh_db + "_o"
+    _fleet(influx, fresh_db, "dead", 0, 10)
+    for k in ("a", "b", "c"):
+        _fleet(influx, fresh_db, k, 0, 3000)
+    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    stream.follow(start_ns=T0, max_polls=10)
+    assert stream.totals["samples"] == 9010
+    calls = []
+    real = stream.reader.read_field
+    stream.reader.read_field = lambda *a, **k: calls.append(real(*a, **k)) or calls[-1]
+    stream.follow(start_ns=T0, max_polls=3)  # caught up: idle polls re-read nothing old
+    assert sum(len(r) for r in calls) == 0
+
+
+def test_follow_fan_out_bad_key_is_quarantined_not_fatal(influx, fresh_db, model_path, tmp_path,
+                                                         ekg, caplog):
+    t, v = ekg
+    n = 2000
+    influx.write_series(fresh_db, "ekg", t[:n], {"value": v[:n]}, {"source": "good"})
+    slow = T0 + np.arange(n) * 4_000_000  # 250 Hz: not the model's rate
+    influx.write_series(fresh_db, "ekg", slow, {"value": v[:n]}, {"source": "slow"})
+    out = fresh_db + "_o"
+    cfg = make_cfg(fresh_db, model_path, tmp_path, out, fan_out="source")
+    cfg.series[0].sample_period_ns = None
+    with caplog.at_level("ERROR", logger="pipeline.stream"):
+        totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    assert "sample period is 4 ms but the model was trained at 2.77778 ms" in caplog.text
+    assert totals["quarantined"] == 1 and totals["samples"] == n
+    assert len(read_out(influx, out, {"source": "good"})[1]) == n
+
+
+def test_rate_mismatch_of_a_single_series_is_an_error(influx, fresh_db, model_path, tmp_path, ekg):
+    t, v = ekg
+    influx.write_series(fresh_db, "ekg", T0 + np.arange(3000) * 4_000_000, {"value": v[:3000]})
+    cfg = make_cfg(fresh_db, model_path, tmp_path, fresh_db + "_o")
+    cfg.series[0].sample_period_ns = None  # the model's period applies
+    with pytest.raises(ConfigError, match="retrain the model at this rate"):
+        Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    cfg.series[0].sample_period_ns = 4e6
+    with pytest.raises(ConfigError, match="sample_rate gives a period of 4 ms"):
+        Stream(cfg, influx)
+
+
+def test_backfill_with_a_retrained_model_rescores_the_range(influx, loaded, model_path, ekg,
+                                                            tmp_path, caplog):
+    from pipeline.train import train
+
+    t, v = ekg
+    out = loaded + "_o"
+    cfg = make_cfg(loaded, model_path, tmp_path, out, batch=1000)
+    stream = Stream(cfg, influx)
+    threading.Timer(0.3, stream.stop.set).start()
+    stream.backfill(T0, T0 + 10**12)  # interrupted: its checkpoint stays
+    assert 0 < stream.totals["samples"] < len(t)
+    other = tmp_path / "other.npz"
+    train(t[:20 * RATE], v[:20 * RATE], t[20 * RATE:40 * RATE], v[20 * RATE:40 * RATE],
+          n_clusters=8, out=str(other))
+    cfg.series[0].model = str(other)
+    with caplog.at_level("WARNING", logger="pipeline.stream"):
+        totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    assert "the model changed" in caplog.text and totals["samples"] == len(t)
+
+
+def test_unreachable_server_fails_fast_on_the_command_line(tmp_path, model_path):
+    from pipeline.influxd import free_port
+
+    env = {"PATH": "/usr/bin:/bin", "INFLUXDB_PORT": str(free_port()), "INFLUXDB_TIMEOUT": "2"}
+    r = subprocess.run(_cmd(["--db", "a", "--measurement", "m", "--model", model_path,
+                             "--checkpoint-dir", str(tmp_path), "--start", str(T0), "--end",
+                             str(T0 + 10**9)], env), env=env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 1 and "cannot reach InfluxDB" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[stream]\nlog_every = 'x'\n", "log_every must be a number"),
+    ("[stream]\ncheckpoint_dir = 5\n", "checkpoint_dir must be a path"),
+    ("[stream]\npoll_interval = 0\n", "poll_interval must be a number"),
+    ("[oops]\n", "unknown tables ['oops']"),
+])
+def test_bad_stream_table_is_a_clear_error(tmp_path, toml, message, influx_env):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "[[series]]\ndb='a'\nmeasurement='x'\n")
+    r = subprocess.run(_cmd(["--config", str(path), "--max-polls", "1"], influx_env), env=influx_env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_unwritable_checkpoint_dir_is_a_clear_error_before_anything_is_written(
+        influx, loaded, model_path, tmp_path):
+    cfg = make_cfg(loaded, model_path, tmp_path, loaded + "_o")
+    cfg.checkpoint_dir = "/proc/nope"
+    with pytest.raises(ConfigError, match="checkpoint directory .* is not usable"):
+        Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    assert loaded + "_o" not in influx.databases()
