@@ -582,3 +582,24 @@ def test_unwritable_checkpoint_dir_is_a_clear_error_before_anything_is_written(
     with pytest.raises(ConfigError, match="checkpoint directory .* is not usable"):
         Stream(cfg, influx).backfill(T0, T0 + 10**12)
     assert loaded + "_o" not in influx.databases()
+
+
+def test_reset_and_changed_zscore_settings(influx, loaded, model_path, tmp_path, influx_env):
+    ck = tmp_path / "ck"
+    cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
+    base = ["--config", cfg, "--start", str(T0), "--max-polls", "2"]
+    r = subprocess.run(_cmd(base, influx_env), env=influx_env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and list(ck.glob("*.ckpt")), r.stderr
+    # other z-score settings: the position is kept, the rolling state restarts, and it says so
+    text = open(cfg).read() + "zscore = { window = 30 }\n"
+    (tmp_path / "g.toml").write_text(text)
+    r = subprocess.run(_cmd(["--config", str(tmp_path / "g.toml"), "--max-polls", "1"], influx_env),
+                       env=influx_env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "z-score parameters changed" in r.stderr, r.stderr
+    assert "resuming after" in r.stderr
+    r = subprocess.run(_cmd([*base, "--reset"], influx_env), env=influx_env, capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "removed 1 checkpoints" in r.stderr, r.stderr
+    assert "resuming after" not in r.stderr
+    influx.drop_database(loaded + "_f")
