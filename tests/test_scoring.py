@@ -3,25 +3,33 @@
 import pickle
 
 import numpy as np
+import pytest
 from conftest import PERIOD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.scoring import SegmentScorer, score_segments_batch
+from pipeline.kmeans import KMeansReconstructor
+from pipeline.scoring import Gap, SegmentScorer, score_segments_batch
+
+from naive import naive_segment_scores
 
 
-def _naive_batch(model, t, v, period):
-    """The obvious version: walk the series, restart a run at every off-grid step."""
-    L, s = model.segment_len, model.slide_len or model.segment_len // 2
-    times, errs = [], []
-    start = 0
-    for i in range(1, len(t) + 1):
-        if i == len(t) or not (0.9 * period <= t[i] - t[i - 1] <= 1.1 * period):
-            for a in range(start, i - L + 1, s):
-                times.append(t[a + L // 2])
-                errs.append(model.score_segments(v[None, a:a + L])[0])
-            start = i
+def _naive_batch(model, t, v, period, jitter_tol=0.1):
+    times, errs, _, _ = naive_segment_scores(t, v, period, model.segment_len, model.slide_len_,
+                                             lambda seg: model.score_segments(seg[None])[0], jitter_tol)
     return np.array(times, np.int64), np.array(errs)
+
+
+SMALL_L = 8
+SMALL_P = 1000  # ns
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    """One tiny model per slide 1..8 (segment 8): the scorer checks the model's slide."""
+    x = np.sin(np.arange(400) / 3.0)
+    return {s: KMeansReconstructor(n_clusters=3, segment_len=SMALL_L, slide_len=s).fit(x)
+            for s in range(1, SMALL_L + 1)}
 
 
 @settings(max_examples=25, deadline=None)
@@ -74,3 +82,79 @@ def test_skipped_samples_are_counted(model, ekg):
     out = sc.update(model, t[100:200], v[100:200])
     assert sc.n_gaps == 1 and sc.n_skipped_samples == 8
     assert len(out) == (100 - 32) // 16 + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_chunked_counts_equal_naive_loop(small_models, data):
+    """n_gaps, last_gaps and n_skipped_samples do not depend on the chunking, even at a boundary."""
+    slide = data.draw(st.integers(1, SMALL_L), label="slide")
+    model = small_models[slide]
+    n = data.draw(st.integers(2, 120), label="n")
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=8), label="cuts")))
+    # a break before sample i: anywhere, or exactly at a chunk boundary
+    where = st.one_of(st.sampled_from(cuts), st.integers(1, n - 1)) if cuts else st.integers(1, n - 1)
+    breaks = data.draw(st.dictionaries(where, st.sampled_from([0.5, 1.3, 1.5, 2.0, 7.0]), max_size=6),
+                       label="breaks")
+    jitter = data.draw(st.lists(st.sampled_from([1.0, 1.0, 0.95, 1.05]), min_size=n - 1,
+                                max_size=n - 1), label="jitter")
+    steps = [round(SMALL_P * breaks.get(i, jitter[i - 1])) for i in range(1, n)]
+    t = 10**18 + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+    v = np.sin(np.arange(n) / 3.0)
+    pickle_at = data.draw(st.integers(0, len(cuts)), label="pickle_at")
+
+    sc = SegmentScorer(SMALL_L, slide, SMALL_P)
+    got, gaps = [], []
+    for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, n], strict=True)):
+        if k == pickle_at:  # a checkpoint round trip between chunks changes nothing
+            sc = pickle.loads(pickle.dumps(sc))
+        got.append(sc.update(model, t[a:b], v[a:b]))
+        gaps += [(g.before_ns, g.after_ns, g.kind) for g in sc.last_gaps]
+
+    want_t, want_e, want_breaks, want_skipped = naive_segment_scores(
+        t, v, SMALL_P, SMALL_L, slide, lambda seg: model.score_segments(seg[None])[0])
+    assert gaps == want_breaks
+    assert sc.n_gaps == len(want_breaks)
+    assert sc.n_skipped_samples == want_skipped
+    np.testing.assert_array_equal(np.concatenate([g.times for g in got]), np.array(want_t, np.int64))
+    np.testing.assert_allclose(np.concatenate([g.errors for g in got]), want_e, rtol=1e-12, atol=1e-12)
+
+
+def test_gap_between_calls_is_seen_with_no_carry(small_models):
+    # slide == segment_len: after 16 samples (2 whole segments) nothing is carried over
+    model = small_models[SMALL_L]
+    t = np.arange(40, dtype=np.int64) * SMALL_P
+    t[16:] += 5 * SMALL_P  # a gap exactly between the two calls
+    v = np.sin(np.arange(40) / 3.0)
+    sc = SegmentScorer(SMALL_L, SMALL_L, SMALL_P)
+    sc.update(model, t[:16], v[:16])
+    assert len(sc.carry_t) == 0
+    sc.update(model, t[16:], v[16:])
+    assert sc.n_gaps == 1
+    assert sc.last_gaps == [Gap(int(t[15]), int(t[16]), "gap")]
+    # a state pickled before last_time_ns existed still sees a gap after its carry
+    sc = SegmentScorer(SMALL_L, SMALL_L, SMALL_P)
+    sc.update(model, t[:12], v[:12])
+    del sc.__dict__["last_time_ns"]
+    sc = pickle.loads(pickle.dumps(sc))
+    sc.update(model, t[16:], v[16:])
+    assert sc.n_gaps == 1 and sc.n_skipped_samples == 4
+
+
+@pytest.mark.parametrize("t", [[0, 1000, 1000, 2000], [0, 2000, 1000, 3000], [3000, 2000, 1000, 0]])
+def test_non_increasing_times_are_a_clear_error(small_models, t):
+    model = small_models[4]
+    t = np.array(t, np.int64) + 10**18
+    v = np.zeros(len(t))
+    with pytest.raises(ValueError, match="timestamps must be strictly increasing"):
+        score_segments_batch(model, t, v, SMALL_P)
+    sc = SegmentScorer(SMALL_L, 4, SMALL_P)
+    with pytest.raises(ValueError, match="timestamps must be strictly increasing"):
+        sc.update(model, t, v)  # the very first chunk too
+    ok = 10**18 + np.arange(10, dtype=np.int64) * SMALL_P
+    sc.update(model, ok, np.zeros(10))
+    state = pickle.dumps(sc)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        sc.update(model, ok[-1:], np.zeros(1))  # not after the last sample seen
+    assert pickle.dumps(sc) == state  # a refused chunk leaves the state unchanged
+    assert not hasattr(sc, "n_segments")  # removed: it was never read
