@@ -311,12 +311,23 @@ class ReadResult:
         return len(self.times)
 
     def by_group(self) -> dict[str, ReadResult]:
+        """``{str(tag value): ReadResult}`` in order of first appearance, points in read order.
+
+        One stable sort by group code: O(n log n), whatever the number of
+        groups.  ``n_malformed`` stays on the whole result (the dropped points
+        are not attributed to a group).
+        """
         if self.groups is None:
             return {"": self}
+        codes, uniques = pd.factorize(self.groups, use_na_sentinel=False)
+        order = np.argsort(codes, kind="stable")  # keeps each group's read (time) order
+        ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
         out = {}
-        for g in pd.unique(self.groups):
-            m = self.groups == g
-            out[str(g)] = ReadResult(self.times[m], self.values[m])
+        start = 0
+        for g, end in zip(uniques, ends.tolist(), strict=True):
+            idx = order[start:end]
+            out[str(g)] = ReadResult(self.times[idx], self.values[idx])
+            start = end
         return out
 
 
