@@ -23,7 +23,9 @@ centroids, window, parameters, threshold or metadata changes it.  The hash
 is re-checked on load (the zip CRC also catches damage to the rest).
 
 Files are written atomically (a temporary file in the same folder, then
-``os.replace``), so a reader never sees half a model.  Every problem on load
+``os.replace``), so a reader never sees half a model.  The file gets the mode
+of any new file, ``0o666 & ~umask`` (not the private ``0o600`` of a temporary
+file), so whoever may read the folder may read the model.  Every problem on load
 raises :class:`ModelFileError`, naming the file, what is wrong, and the way
 out: retrain with ``python -m pipeline.train``.
 """
@@ -34,6 +36,7 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -50,6 +53,7 @@ from pipeline.threshold import ScoreThreshold
 __all__ = [
     "save_model",
     "load_model",
+    "check_writable",
     "LoadedModel",
     "ModelFileError",
     "FORMAT",
@@ -212,7 +216,7 @@ def save_model(path, model: KMeansReconstructor, threshold: ScoreThreshold | Non
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=blob, **arrays)
@@ -226,6 +230,57 @@ def save_model(path, model: KMeansReconstructor, threshold: ScoreThreshold | Non
             pass
         raise
     return version
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file next to ``path``: ``(fd, name)``.
+
+    Unlike :func:`tempfile.mkstemp` (mode ``0o600``) it is created with mode
+    ``0o666``, from which the kernel removes the umask, so after
+    ``os.replace`` the model file has the mode of any new file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {str(path)!r}")
+
+
+def check_writable(path) -> None:
+    """Raise :class:`ValueError` unless a model file can be written at ``path``.
+
+    For commands that fit for a while before saving: a directory, a parent
+    that is a file, or a folder that refuses new files is reported up
+    front.  The check creates and removes one empty file in the nearest
+    existing folder; it creates no folder.
+
+    Examples
+    --------
+    >>> check_writable("/proc/x/m.npz")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot write the model file '/proc/x/m.npz': ...
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write the model file {str(path)!r}: it is a directory; "
+                         f"give a file name such as {str(path / 'model.npz')!r}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write the model file {str(path)!r}: {str(folder)!r} is not a "
+                         "directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+    except OSError as e:
+        raise ValueError(f"cannot write the model file {str(path)!r}: cannot create files in "
+                         f"{str(folder)!r} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _fail(path, what: str) -> ModelFileError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -151,6 +153,30 @@ def test_failed_write_keeps_the_old_file_and_cleans_up(tmp_path, fitted, monkeyp
     monkeypatch.undo()
     assert load_model(path).version == v1
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_model_file_has_the_mode_of_a_normal_file(tmp_path, fitted, umask):
+    _, model, thr = fitted
+    old = os.umask(umask)
+    try:
+        save_model(tmp_path / "m.npz", model, thr, META)
+        save_model(tmp_path / "m.npz", model, None, META)  # replacing keeps it
+        (tmp_path / "plain").write_bytes(b"")  # what any new file gets
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "m.npz").stat().st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def test_check_writable_refuses_what_save_model_could_not_write(tmp_path):
+    mio.check_writable(tmp_path / "new" / "dir" / "m.npz")  # folders would be created
+    assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
+    (tmp_path / "f").write_text("")
+    for path, message in [(tmp_path, "it is a directory"), (tmp_path / "f" / "m.npz", "is not a directory"),
+                          ("/proc/x/m.npz", "cannot create files in '/proc'")]:
+        with pytest.raises(ValueError, match=message):
+            mio.check_writable(path)
 
 
 def test_save_rejects_bad_arguments(tmp_path, fitted):
