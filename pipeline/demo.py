@@ -43,7 +43,11 @@ T0 = int(pd.Timestamp(START).value)
 S = 10**9
 
 
-def ensure_server(port: int, root: Path) -> InfluxSettings:
+def ensure_server(port: int | None, root: Path) -> InfluxSettings:
+    """Settings from the environment (``port`` overrides); start a local influxd if none answers.
+
+    Raises ``ValueError`` on bad settings (``INFLUXDB_PORT=abc``, port 0...).
+    """
     settings = InfluxSettings.from_env(port=port)
     if settings.host in ("127.0.0.1", "localhost") and not ping(settings.port):
         srv = LocalInfluxd(root, http_port=settings.port, detach=True).start()
@@ -179,7 +183,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = ensure_server(args.port or InfluxSettings.from_env().port, Path(args.dir))
+        InfluxSettings.from_env(port=args.port)
+    except ValueError as e:  # INFLUXDB_PORT=abc, INFLUXDB_SSL=maybe, --port 0...
+        print(f"error: InfluxDB settings: {e}", file=sys.stderr)
+        return 2
+    try:
+        settings = ensure_server(args.port, Path(args.dir))
         return run(settings, Path(args.out), clusters=args.clusters)
     except (InfluxError, InfluxdError, LoadError, TrainError, ConfigError, ModelFileError,
             OSError) as e:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .influx import Influx, InfluxError, InfluxSettings
+from .series import parse_timestamp
 
 TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
@@ -163,13 +164,11 @@ def read_csv_series(
 
 
 def _parse_start(start: str) -> int:
+    """``--start``: :func:`pipeline.series.parse_timestamp` (ISO 8601, integer ns, or now)."""
     try:
-        ts = pd.Timestamp(start)
-    except ValueError:
-        raise LoadError(f"--start must be an ISO 8601 time like 2026-01-01T00:00:00Z, got {start!r}") from None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value)
+        return parse_timestamp(start, what="--start")
+    except ValueError as e:
+        raise LoadError(str(e)) from None
 
 
 def parse_tags(items) -> dict[str, str]:
@@ -212,6 +211,11 @@ def main(argv=None) -> int:
     add_influx_args(p)
     args = p.parse_args(argv)
     try:
+        settings = settings_from_args(args)
+    except ValueError as e:  # INFLUXDB_PORT=abc, INFLUXDB_SSL=maybe, --port 0...
+        print(f"error: InfluxDB settings: {e}", file=sys.stderr)
+        return 2
+    try:
         tags = parse_tags(args.tag)
         period = parse_rate(args.rate, args.period) if args.no_time_column else None
         series = read_csv_series(
@@ -222,7 +226,7 @@ def main(argv=None) -> int:
         return 2
     print(f"read {series.summary()}")
     try:
-        ix = Influx(settings_from_args(args))
+        ix = Influx(settings)
         ix.create_database(args.db)
         n = ix.write_series(args.db, args.measurement, series.times_ns, {args.field: series.values}, tags)
     except InfluxError as e:

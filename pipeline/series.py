@@ -22,6 +22,8 @@ live stream):
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +36,10 @@ GAP_FACTOR = 1.5
 __all__ = [
     "IrregularSeriesError",
     "RegularSeries",
+    "MIN_TIME_NS",
+    "MAX_TIME_NS",
+    "parse_timestamp",
+    "format_timestamp",
     "infer_period",
     "run_breaks",
     "validate_series",
@@ -43,6 +49,127 @@ __all__ = [
 
 class IrregularSeriesError(ValueError):
     """The series is not regularly sampled; the message says where and what to do."""
+
+
+MIN_TIME_NS = -(2**63) + 2
+"""Earliest time InfluxDB 1.x stores: 1677-09-21T00:12:43.145224194Z."""
+MAX_TIME_NS = 2**63 - 2
+"""Latest time InfluxDB 1.x stores: 2262-04-11T23:47:16.854775806Z."""
+
+TIME_FORMS = ("ISO 8601 like 2026-01-01T00:00:00Z (no zone means UTC), integer nanoseconds "
+              "since the epoch, or now")
+"""The accepted forms of :func:`parse_timestamp`, for messages."""
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_ISO_START = re.compile(r"[0-9]{4}")  # a year: rules out words (today, NaT, inf...) up front
+
+
+def parse_timestamp(text: str, *, what: str = "time") -> int:
+    """Parse a time given by a user: ns since the epoch (UTC), within InfluxDB's range.
+
+    Accepted forms (leading/trailing spaces are ignored):
+
+    * ISO 8601: ``2026-01-01T00:00:00Z``, ``2026-01-01T01:00:00+01:00``,
+      ``2026-01-01 00:00:00.123456789``, ``2026-01-01``; without a zone the
+      time is **UTC** (never the local zone);
+    * an integer: nanoseconds since the epoch (``1767225600000000000``);
+    * ``now``: the current time (``time.time_ns()``).
+
+    Everything else raises :class:`ValueError` naming ``what``, the value and
+    the accepted forms: relative words other than ``now`` (``today``,
+    ``yesterday``...), ``NaT``, ``nan``, ``inf``, non-ISO layouts such as
+    ``Jan 1 2026`` or ``12:00``, and times outside the range InfluxDB stores
+    (:data:`MIN_TIME_NS` .. :data:`MAX_TIME_NS`, 1677-09-21 .. 2262-04-11).
+
+    Parameters
+    ----------
+    text : str
+        The time as typed (an ``int`` is taken as ns).
+    what : str, default="time"
+        What the value is, for messages (e.g. ``"--start"``).
+
+    Examples
+    --------
+    >>> parse_timestamp("2026-01-01T00:00:00Z")
+    1767225600000000000
+    >>> parse_timestamp("2026-01-01 01:00:00.5+01:00")
+    1767225600500000000
+    >>> parse_timestamp("1767225600000000000")
+    1767225600000000000
+    >>> parse_timestamp("yesterday", what="--start")
+    Traceback (most recent call last):
+    ...
+    ValueError: --start: cannot parse time 'yesterday'; use ISO 8601 like 2026-01-01T00:00:00Z (no zone means UTC), integer nanoseconds since the epoch, or now
+    """
+    if isinstance(text, (int, np.integer)) and not isinstance(text, (bool, np.bool_)):
+        t = int(text)
+    elif not isinstance(text, str):
+        raise ValueError(f"{what}: cannot parse time {text!r} (a {type(text).__name__}); "
+                         f"use {TIME_FORMS}")
+    else:
+        s = text.strip()
+        if s.lower() == "now":
+            return time.time_ns()
+        if _INT_RE.fullmatch(s):
+            t = int(s)
+        else:
+            t = _parse_iso(s, text, what)
+    if not MIN_TIME_NS <= t <= MAX_TIME_NS:
+        raise ValueError(_out_of_range(what, text))
+    return t
+
+
+def _out_of_range(what: str, text) -> str:
+    return (f"{what}: time {text!r} is outside the range InfluxDB can store "
+            f"({format_timestamp(MIN_TIME_NS)} .. {format_timestamp(MAX_TIME_NS)}); "
+            f"use {TIME_FORMS}")
+
+
+def _parse_iso(s: str, text: str, what: str) -> int:
+    import pandas as pd
+
+    bad = ValueError(f"{what}: cannot parse time {text!r}; use {TIME_FORMS}")
+    if not _ISO_START.match(s):
+        raise bad
+    try:
+        ts = pd.to_datetime(s, format="ISO8601", utc=True)
+    except (ValueError, OverflowError):
+        raise bad from None
+    if ts is pd.NaT:
+        raise bad
+    try:
+        return int(ts.value)  # pandas >= 2 parses beyond the ns range (other units)
+    except (OverflowError, ValueError):
+        raise ValueError(_out_of_range(what, text)) from None
+
+
+def format_timestamp(t_ns) -> str:
+    """ISO 8601 (UTC) of a time in ns since the epoch; never raises.
+
+    ``None`` prints as ``(none)``; a value that is not a time (outside the
+    int64 ns range, NaT's value, not a number) prints as given.
+
+    Examples
+    --------
+    >>> format_timestamp(1767225600000000001)
+    '2026-01-01T00:00:00.000000001+00:00'
+    >>> format_timestamp(2**70)
+    '1180591620717411303424'
+    """
+    if t_ns is None:
+        return "(none)"
+    try:
+        import pandas as pd
+
+        ts = pd.Timestamp(int(t_ns), unit="ns", tz="UTC")
+        if ts is not pd.NaT:
+            return ts.isoformat()
+    except Exception:  # noqa: BLE001 - a formatter for messages must never raise
+        pass
+    try:
+        return str(int(t_ns))
+    except Exception:  # noqa: BLE001
+        return str(t_ns)
 
 
 def _check_tol(jitter_tol: float) -> None:
@@ -131,12 +258,6 @@ class RegularSeries:
                 f"{self.n_duplicates} duplicate and {self.n_nonfinite} non-finite dropped")
 
 
-def _fmt_ns(t: int) -> str:
-    import pandas as pd
-
-    return pd.Timestamp(int(t), tz="UTC").isoformat()
-
-
 def validate_series(times_ns, values, period_ns: float | None = None,
                     jitter_tol: float = JITTER_TOL) -> RegularSeries:
     """Validate a series once at the boundary.
@@ -210,7 +331,7 @@ def validate_series(times_ns, values, period_ns: float | None = None,
             f"the series is not regularly sampled: {len(irregular)} step(s) are neither within "
             f"{jitter_tol:.0%} of the sample period ({period_ns / 1e6:.6g} ms) nor a gap of >= "
             f"{GAP_FACTOR} periods; the first is {(t[i] - t[i - 1]) / 1e6:.6g} ms at "
-            f"{_fmt_ns(t[i])}. Resample explicitly (pipeline.series.resample_regular, or "
+            f"{format_timestamp(t[i])}. Resample explicitly (pipeline.series.resample_regular, or "
             f"`--resample` on the command line) or pass the right sample period.")
     bounds = [0, *breaks.tolist(), len(t)]
     runs = list(zip(bounds[:-1], bounds[1:], strict=True))

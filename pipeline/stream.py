@@ -55,7 +55,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .checkpoint import CheckpointStore, SeriesState
 from .influx import (
@@ -67,6 +66,7 @@ from .influx import (
 from .load import add_influx_args, settings_from_args
 from .model_io import ModelFileError, load_model
 from .scoring import SegmentScorer
+from .series import format_timestamp, parse_timestamp
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -534,30 +534,19 @@ class Stream:
         log.info(msg)
 
 
-def _fmt(t_ns) -> str:
-    if t_ns is None:
-        return "(none)"
-    return pd.Timestamp(int(t_ns), tz="UTC").isoformat()
+_fmt = format_timestamp
 
 
-def parse_time(text: str) -> int:
-    """ISO 8601 (``2026-01-01T00:00:00Z``), integer ns since the epoch, or ``now``.
+def parse_time(text: str, what: str = "time") -> int:
+    """ISO 8601 (no zone means UTC), integer ns since the epoch, or ``now``.
 
     >>> parse_time("2026-01-01T00:00:00Z")
     1767225600000000000
     """
-    if text == "now":
-        return time.time_ns()
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        ts = pd.Timestamp(text)
-    except ValueError:
-        raise ConfigError(f"cannot parse time {text!r}; use ISO 8601 like 2026-01-01T00:00:00Z, "
-                          "integer ns, or now") from None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value)
+        return parse_timestamp(text, what=what)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -626,8 +615,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         cfg = load_config(args.config, args)
-        start = parse_time(args.start) if args.start else None
-        end = parse_time(args.end) if args.end else None
+        start = parse_time(args.start, "--start") if args.start else None
+        end = parse_time(args.end, "--end") if args.end else None
         if end is not None and start is None:
             raise ConfigError("--end needs --start (backfill mode)")
         if end is not None and end <= start:

@@ -32,15 +32,21 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from . import config
-from .influx import Influx, InfluxError, InfluxSettings
+from .influx import Influx, InfluxError
 from .kmeans import KMeansReconstructor
-from .load import LoadError, parse_tags, read_csv_series
-from .model_io import save_model
+from .load import LoadError, add_influx_args, parse_tags, read_csv_series, settings_from_args
+from .model_io import check_writable, save_model
 from .scoring import score_segments_batch
-from .series import infer_period, resample_regular, validate_series
+from .series import (
+    MAX_TIME_NS,
+    MIN_TIME_NS,
+    infer_period,
+    parse_timestamp,
+    resample_regular,
+    validate_series,
+)
 from .threshold import ScoreThreshold, tutorial_threshold
 
 log = logging.getLogger("pipeline.train")
@@ -66,6 +72,10 @@ class TrainResult:
     period_ns: float
     n_clusters: int = 0
     notes: list = field(default_factory=list)
+    n_duplicates: int = 0
+    """Samples dropped for a repeated timestamp (training and validation ranges)."""
+    n_nonfinite: int = 0
+    """Samples dropped for a NaN/inf value (training and validation ranges); they become gaps."""
 
     def summary(self) -> str:
         return "\n".join([
@@ -76,6 +86,9 @@ class TrainResult:
             f"{self.n_val_segments:,} held-out segments; {self.val_exceed} of them exceed it",
             f"  timings: read {self.seconds_read:.2f} s, fit {self.seconds_fit:.2f} s, "
             f"calibrate {self.seconds_calibrate:.2f} s",
+            *([f"  dropped: {self.n_duplicates:,} sample(s) with a repeated timestamp, "
+               f"{self.n_nonfinite:,} with a non-finite value (NaN/inf; they became gaps)"]
+              if self.n_duplicates or self.n_nonfinite else []),
             *(f"  note: {n}" for n in self.notes),
         ])
 
@@ -91,6 +104,22 @@ def _runs(times, values, period_ns=None, resample=False):
     return rs, rs.run_values()
 
 
+def _check_threshold_params(threshold_method="quantile", false_alarm_rate=1e-3, margin=1.0) -> None:
+    """Raise :class:`TrainError` on bad threshold parameters, before the (long) fit.
+
+    The checks are :class:`~pipeline.threshold.ScoreThreshold`'s own: it is
+    fitted on one dummy score, which validates exactly what the real fit
+    will.  The tutorial rule is checked as ``"max"`` (its method).
+    """
+    method = "max" if threshold_method == "tutorial" else threshold_method
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # FewScoresWarning on one score
+            ScoreThreshold(method=method, false_alarm_rate=false_alarm_rate, margin=margin).fit([1.0])
+    except ValueError as e:
+        raise TrainError(f"bad threshold parameter: {e}") from None
+
+
 def train(train_times, train_values, val_times, val_values, *, n_clusters=config.N_CLUSTERS,
           segment_len=config.SEGMENT_LEN, train_slide=config.TRAIN_SLIDE, slide_len=None,
           threshold_method="quantile", false_alarm_rate=1e-3, margin=1.0, random_state=0,
@@ -102,8 +131,14 @@ def train(train_times, train_values, val_times, val_values, *, n_clusters=config
     deduplicated, split at gaps); segments never span a gap.  The threshold
     is learned on the validation scores, produced by
     :func:`~pipeline.scoring.score_segments_batch`, the very function the
-    stream uses live.
+    stream uses live.  The threshold parameters and ``out`` are checked
+    before fitting (:class:`TrainError`).
     """
+    _check_threshold_params(threshold_method, false_alarm_rate, margin)
+    try:
+        check_writable(out)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
     rs, runs = _runs(train_times, train_values, period_ns, resample)
     period = float(rs.period_ns)
     log.info("fitting K-Means (k=%d, segment %d, slide %d) on %s samples in %d run(s)...",
@@ -155,25 +190,43 @@ def train(train_times, train_values, val_times, val_values, *, n_clusters=config
         n_val_segments=len(val), threshold=float(thr.threshold_), threshold_method=threshold_method,
         val_exceed=int(np.count_nonzero(val.errors > thr.threshold_)), seconds_read=seconds_read,
         seconds_fit=t_fit, seconds_calibrate=t_cal, period_ns=period, n_clusters=n_clusters,
-        notes=notes)
+        notes=notes, n_duplicates=rs.n_duplicates + vrs.n_duplicates,
+        n_nonfinite=rs.n_nonfinite + vrs.n_nonfinite)
 
 
-def _time(text: str | None, csv_mode: bool) -> int | None:
+def _time(text: str | None, csv_mode: bool, what: str = "time") -> int | None:
+    """A range bound: :func:`~pipeline.series.parse_timestamp`, or with ``--csv`` also seconds."""
     if text is None:
         return None
     if csv_mode:
         try:
-            return round(float(text) * 1e9)
+            sec = float(text)
         except ValueError:
             pass
+        else:
+            if not np.isfinite(sec):
+                raise TrainError(f"{what}: {text!r} is not a finite time; give seconds of the "
+                                 "CSV's time column or an ISO 8601 time")
+            ns = sec * 1e9  # may overflow to inf: compare before converting to int
+            if not MIN_TIME_NS <= ns <= MAX_TIME_NS:  # exact int/float comparison
+                raise TrainError(f"{what}: {text!r} seconds is outside the range InfluxDB can "
+                                 "store (1677-09-21 .. 2262-04-11)")
+            return round(ns)
     try:
-        ts = pd.Timestamp(text)
-    except ValueError:
-        raise TrainError(f"cannot parse time {text!r}: use ISO 8601 (2026-01-01T00:00:00Z)"
-                         + (" or seconds from the CSV's time column" if csv_mode else "")) from None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value)
+        return parse_timestamp(text, what=what)
+    except ValueError as e:
+        raise TrainError(str(e) + ("; with --csv also seconds of the CSV's time column"
+                                   if csv_mode else "")) from None
+
+
+def _refuse_mixed_series(times, tags, db, measurement) -> None:
+    """Points sharing a timestamp come from several series: refuse, do not keep one."""
+    st = np.sort(times)
+    n = int(np.count_nonzero(st[1:] == st[:-1]))
+    if n:
+        raise TrainError(
+            f"the filter {tags or '{}'} matches more than one series of {db}.{measurement} "
+            f"({n:,} repeated timestamp(s)); add tags to narrow it (--tag KEY=VALUE)")
 
 
 def _split(times, values, lo, hi):
@@ -224,8 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--resample", action="store_true",
                    help="linearly resample an irregular series onto the sample period first")
     p.add_argument("--out", default="models/model.npz", help="model file (default: %(default)s)")
-    p.add_argument("--host", help="default: $INFLUXDB_HOST or 127.0.0.1")
-    p.add_argument("--port", type=int, help="default: $INFLUXDB_PORT or 8086")
+    add_influx_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -235,8 +287,30 @@ def main(argv=None) -> int:
         tags = parse_tags(args.tag)
         if args.sample_rate is not None and not args.sample_rate > 0:
             raise TrainError(f"--sample-rate must be > 0 Hz, got {args.sample_rate}")
-        tr0, tr1 = _time(args.train_start, csv_mode), _time(args.train_end, csv_mode)
-        va0, va1 = _time(args.val_start, csv_mode), _time(args.val_end, csv_mode)
+        tr0 = _time(args.train_start, csv_mode, "--train-start")
+        tr1 = _time(args.train_end, csv_mode, "--train-end")
+        va0 = _time(args.val_start, csv_mode, "--val-start")
+        va1 = _time(args.val_end, csv_mode, "--val-end")
+        if va0 is None and va1 is None and not 0 < args.val_fraction < 1:
+            raise TrainError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+        _check_threshold_params(args.threshold_method, args.false_alarm_rate, args.margin)
+        try:
+            check_writable(args.out)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+        settings = None
+        if not csv_mode:
+            if not args.measurement:
+                raise TrainError("--db needs --measurement")
+            if tr0 is None or tr1 is None:
+                raise TrainError("with --db give --train-start and --train-end")
+            if (va0 is None) != (va1 is None):
+                raise TrainError("with --db give both --val-start and --val-end, or neither (then "
+                                 "the last --val-fraction of the training range is held out)")
+            try:
+                settings = settings_from_args(args)
+            except ValueError as e:
+                raise TrainError(f"InfluxDB settings: {e}") from None
         t0 = time.perf_counter()
         if csv_mode:
             s = read_csv_series(args.csv, args.value_column, args.time_column, args.time_unit)
@@ -247,15 +321,13 @@ def main(argv=None) -> int:
             else:
                 vt = vv = None
         else:
-            if not args.measurement:
-                raise TrainError("--db needs --measurement")
-            if tr0 is None or tr1 is None:
-                raise TrainError("with --db give --train-start and --train-end")
-            ix = Influx(InfluxSettings.from_env(host=args.host, port=args.port))
+            ix = Influx(settings)
             r = ix.read_field(args.db, args.measurement, args.field, tr0, tr1, tags)
+            _refuse_mixed_series(r.times, tags, args.db, args.measurement)
             tt, tv = r.times, r.values
-            if va0 is not None and va1 is not None:
+            if va0 is not None:
                 r = ix.read_field(args.db, args.measurement, args.field, va0, va1, tags)
+                _refuse_mixed_series(r.times, tags, args.db, args.measurement)
                 vt, vv = r.times, r.values
             else:
                 vt = vv = None
@@ -265,8 +337,6 @@ def main(argv=None) -> int:
             raise TrainError("the validation range overlaps the training range; the threshold "
                              "must be learned on held-out normal data: give disjoint ranges")
         if vt is None:
-            if not 0 < args.val_fraction < 1:
-                raise TrainError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
             k = int(len(tt) * (1 - args.val_fraction))
             tt, tv, vt, vv = tt[:k], tv[:k], tt[k:], tv[k:]
             log.info("no validation range given: holding out the last %.0f%% of the training range",

@@ -67,6 +67,45 @@ def runs_and_gaps(times, period, jitter_tol=0.1):
     return runs, gaps, irregular
 
 
+def naive_segment_scores(times, values, period, segment_len, slide_len, score, jitter_tol=0.1):
+    """Walk the series, restart a run at every off-grid step, score every whole segment of a run.
+
+    ``score(segment)`` scores one segment.  Returns ``(times, errors, breaks,
+    n_skipped)``: the centre time and score of every segment, every break as
+    ``(time before, time after, "gap" or "irregular")``, and the number of
+    samples of runs closed by a break that no segment covers (the last run
+    is still open: its tail is not counted).
+    """
+    seg_times, errors, breaks = [], [], []
+    n_skipped = 0
+    start = 0
+    for i in range(1, len(times) + 1):
+        if i < len(times):
+            step = times[i] - times[i - 1]
+            if (1 - jitter_tol) * period <= step <= (1 + jitter_tol) * period:
+                continue
+            breaks.append((int(times[i - 1]), int(times[i]), "gap" if step >= 1.5 * period else "irregular"))
+        covered = [False] * (i - start)
+        for a in range(start, i - segment_len + 1, slide_len):
+            seg_times.append(int(times[a + segment_len // 2]))
+            errors.append(float(score(values[a:a + segment_len])))
+            for j in range(a, a + segment_len):
+                covered[j - start] = True
+        if i < len(times):
+            n_skipped += covered.count(False)
+        start = i
+    return seg_times, errors, breaks, n_skipped
+
+
+def naive_by_group(times, values, groups):
+    """``ReadResult.by_group`` the obvious way: one mask per key, keys in order of appearance."""
+    out = {}
+    for g in dict.fromkeys(groups.tolist()):
+        m = groups == g
+        out[str(g)] = (times[m], values[m])
+    return out
+
+
 # ---------------------------------------------------------------------------
 # segmentation, windowing, K-Means reconstruction, thresholds
 # ---------------------------------------------------------------------------

@@ -42,3 +42,21 @@ def test_demo_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "cannot reach InfluxDB" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_bad_settings_are_a_clear_error(tmp_path, monkeypatch, capsys):
+    from pipeline.demo import main
+
+    args = ["--out", str(tmp_path), "--dir", str(tmp_path / "influxd")]
+    r = subprocess.run([sys.executable, "-m", "pipeline.demo", *args],
+                       env={"PATH": "/usr/bin:/bin", "INFLUXDB_PORT": "abc"}, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == "error: InfluxDB settings: INFLUXDB_PORT must be an integer port, got 'abc'\n"
+    monkeypatch.setenv("INFLUXDB_SSL", "maybe")
+    assert main(args) == 2
+    assert "error: InfluxDB settings: INFLUXDB_SSL must be one of" in capsys.readouterr().err
+    monkeypatch.delenv("INFLUXDB_SSL")
+    assert main([*args, "--port", "0"]) == 2
+    assert "error: InfluxDB settings: port must be in 1..65535, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "influxd").exists()  # no server was started

@@ -82,3 +82,38 @@ def test_unreachable_server_reports_and_fails(tmp_path, monkeypatch, capsys):
     assert main([path, "--db", "x", "--measurement", "m"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach InfluxDB" in err and "re-run" in err
+
+
+@pytest.mark.parametrize("start, message", [
+    ("today", "--start: cannot parse time 'today'; use ISO 8601"),  # was the local wall clock
+    ("yesterday", "cannot parse time 'yesterday'"),
+    ("NaT", "cannot parse time 'NaT'"),
+    ("3000-01-01T00:00:00Z", "--start: time '3000-01-01T00:00:00Z' is outside the range"),
+])
+def test_bad_start_is_a_clear_error(tmp_path, capsys, start, message):
+    for time_column in ([], ["--no-time-column", "--rate", "1"]):
+        path = _write(tmp_path / "s.csv", "value\n1\n2\n" if time_column else "time_s,value\n0,1\n1,2\n")
+        assert main([path, "--db", "x", "--measurement", "m", "--start", start, *time_column]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err
+
+
+def test_start_accepts_integer_ns_and_naive_iso_as_utc(tmp_path):
+    path = _write(tmp_path / "s.csv", "time_s,value\n5,1\n6,2\n")
+    for start in (str(T0), "2026-01-01T00:00:00", "2026-01-01 01:00:00+01:00"):
+        s = read_csv_series(path, start=start)
+        np.testing.assert_array_equal(s.times_ns, [T0, T0 + 10**9])
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"INFLUXDB_PORT": "abc"}, [], "INFLUXDB_PORT must be an integer port, got 'abc'"),
+    ({"INFLUXDB_SSL": "maybe"}, [], "INFLUXDB_SSL must be one of"),
+    ({}, ["--port", "0"], "port must be in 1..65535, got 0"),
+])
+def test_bad_settings_are_a_clear_error(tmp_path, monkeypatch, capsys, env, args, message):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n")
+    assert main([path, "--db", "x", "--measurement", "m", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: InfluxDB settings: ") and message in err

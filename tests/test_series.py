@@ -1,13 +1,19 @@
 """Boundary validation of regular series, against the obvious loop in tests/naive.py."""
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.series import (
+    MAX_TIME_NS,
+    MIN_TIME_NS,
     IrregularSeriesError,
+    format_timestamp,
     infer_period,
+    parse_timestamp,
     resample_regular,
     run_breaks,
     validate_series,
@@ -95,3 +101,69 @@ def test_resample_makes_an_irregular_series_valid_and_keeps_gaps():
     exact = gt == t[j]
     assert (((gv >= lo) & (gv <= hi)) | exact).all()
     assert np.all(np.diff(gt) % P == 0)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("2026-01-01T00:00:00Z", T0),
+    ("2026-01-01T00:00:00", T0),  # no zone: UTC, never the local zone
+    ("2026-01-01", T0),
+    (" 2026-01-01 00:00:00.000000001 ", T0 + 1),
+    ("2026-01-01T01:00:00+01:00", T0),
+    (str(T0), T0),
+    ("-5", -5),
+    (T0, T0),
+    ("1677-09-21T00:12:43.145224194Z", MIN_TIME_NS),
+    ("2262-04-11T23:47:16.854775806Z", MAX_TIME_NS),
+])
+def test_parse_timestamp_accepts_iso_integer_ns(text, want):
+    assert parse_timestamp(text) == want
+
+
+def test_parse_timestamp_now_is_utc_now():
+    a = time.time_ns()
+    assert a <= parse_timestamp("now") <= time.time_ns()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("today", "cannot parse time 'today'"),  # pandas would give the local wall clock
+    ("yesterday", "cannot parse time"),
+    ("tomorrow", "cannot parse time"),
+    ("NaT", "cannot parse time"),
+    ("nan", "cannot parse time"),
+    ("inf", "cannot parse time"),
+    ("-inf", "cannot parse time"),
+    ("", "cannot parse time"),
+    ("12:00", "cannot parse time"),  # today at noon, local
+    ("Jan 1 2026", "cannot parse time"),
+    ("2026-13-01", "cannot parse time"),
+    ("1.5", "cannot parse time"),
+    (1.5, "cannot parse time"),
+    ("2262-04-12", "outside the range InfluxDB can store"),
+    ("1677-09-21", "outside the range"),
+    ("9999-12-31T00:00:00Z", "outside the range"),
+    ("1677-09-21T00:12:43.145224193Z", "outside the range"),
+    (str(2**63 - 1), "outside the range"),
+    (str(2**70), "outside the range"),
+])
+def test_parse_timestamp_rejects_with_what_value_and_forms(text, message):
+    with pytest.raises(ValueError, match=message) as e:
+        parse_timestamp(text, what="--start")
+    msg = str(e.value)
+    assert msg.startswith("--start: ") and repr(text) in msg
+    assert "ISO 8601" in msg and "integer nanoseconds" in msg and "now" in msg
+
+
+def test_format_timestamp_is_iso_utc_and_never_raises():
+    assert format_timestamp(T0) == "2026-01-01T00:00:00+00:00"
+    assert format_timestamp(np.int64(T0 + 1)) == "2026-01-01T00:00:00.000000001+00:00"
+    assert parse_timestamp(format_timestamp(MAX_TIME_NS)) == MAX_TIME_NS  # round trip
+    assert format_timestamp(None) == "(none)"
+    assert format_timestamp(-(2**63)) == str(-(2**63))  # NaT's value
+    assert format_timestamp(2**70) == str(2**70)
+    assert format_timestamp(float("nan")) == "nan"
+
+
+def test_irregular_error_names_the_time_in_iso():
+    t = T0 + np.array([0, P, 2 * P, 2 * P + P // 2])
+    with pytest.raises(IrregularSeriesError, match=r"at 2026-01-01T00:00:00\.00694"):
+        validate_series(t, np.ones(4), period_ns=P)

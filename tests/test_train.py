@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import PERIOD, RATE, T0
 
+from pipeline.kmeans import KMeansReconstructor
 from pipeline.model_io import load_model
 from pipeline.scoring import score_segments_batch
 from pipeline.train import main, train
@@ -80,11 +81,92 @@ def test_cli_from_influxdb(influx, fresh_db, ekg, influx_env, tmp_path, capsys):
     (["--csv", "CSV", "--train-end", "2", "--clusters", "500"], "cannot fit"),
     (["--csv", "CSV", "--val-fraction", "1.5"], "--val-fraction must be in"),
     (["--csv", "CSV", "--tag", "oops"], "key=value"),
+    (["--csv", "CSV", "--train-end", "inf"], "--train-end: 'inf' is not a finite time"),
+    (["--csv", "CSV", "--train-end", "nan"], "is not a finite time"),
+    (["--csv", "CSV", "--train-end", "1e300"], "outside the range InfluxDB can store"),
+    (["--csv", "CSV", "--train-end", "today"], "--train-end: cannot parse time 'today'"),
+    (["--csv", "CSV", "--val-start", "3000-01-01"], "--val-start: time '3000-01-01' is outside"),
+    (["--csv", "CSV", "--margin", "-1"], "margin must be a number in (0, inf)"),
+    (["--csv", "CSV", "--false-alarm-rate", "2"], "false_alarm_rate must be a number in (0, 1)"),
+    (["--csv", "CSV", "--threshold-method", "tutorial", "--margin", "nan"], "margin must be"),
+    (["--csv", "CSV", "--out", "TMP"], "it is a directory"),
+    (["--csv", "CSV", "--out", "/proc/x/m.npz"], "cannot write the model file '/proc/x/m.npz'"),
+    (["--db", "d", "--measurement", "m", "--train-start", "2026-01-01T00:00:00Z", "--train-end",
+      "2026-01-01T00:01:00Z", "--val-start", "2026-01-01T00:01:00Z"],
+     "with --db give both --val-start and --val-end, or neither"),
+    (["--db", "d", "--measurement", "m", "--train-start", "2026-01-01T00:00:00Z", "--train-end",
+      "2026-01-01T00:01:00Z", "--val-end", "2026-01-01T00:02:00Z"], "both --val-start and --val-end"),
 ])
-def test_cli_bad_input_is_a_clear_error(ekg_csv, args, message, capsys):
-    rc = main([a.replace("CSV", ekg_csv) for a in args])
-    assert rc == 2
-    assert message in capsys.readouterr().err
+def test_cli_bad_input_is_a_clear_error(ekg_csv, tmp_path, args, message, capsys, monkeypatch):
+    from pipeline.influxd import free_port
+
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))  # nothing is read from a server
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before the input was checked")
+
+    monkeypatch.setattr(KMeansReconstructor, "fit", no_fit) if "cannot fit" not in message else None
+    rc = main([a.replace("CSV", ekg_csv).replace("TMP", str(tmp_path)) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and message in err
+
+
+DB_ARGS = ["--db", "d", "--measurement", "m", "--train-start", "2026-01-01T00:00:00Z",
+           "--train-end", "2026-01-01T00:01:00Z"]
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"INFLUXDB_PORT": "abc"}, [], "INFLUXDB_PORT must be an integer port, got 'abc'"),
+    ({"INFLUXDB_SSL": "maybe"}, [], "INFLUXDB_SSL must be one of"),
+    ({"INFLUXDB_TIMEOUT": "soon"}, [], "INFLUXDB_TIMEOUT must be seconds"),
+    ({}, ["--port", "0"], "port must be in 1..65535, got 0"),
+])
+def test_cli_bad_settings_are_a_clear_error(env, args, message, monkeypatch, capsys):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main([*DB_ARGS, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: InfluxDB settings: ") and message in err
+
+
+def test_cli_has_the_loaders_connection_flags(monkeypatch, capsys, tmp_path):
+    from pipeline.influxd import free_port
+
+    port = free_port()
+    assert main([*DB_ARGS, "--ssl", "--host", "127.0.0.1", "--port", str(port),
+                 "--out", str(tmp_path / "m.npz")]) == 1
+    assert f"cannot reach InfluxDB at https://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_summary_reports_dropped_samples(ekg, tmp_path):
+    t, v = ekg
+    n = 20 * RATE
+    tt = np.concatenate([t[:n], t[100:103]])  # 3 repeated timestamps
+    tv = np.concatenate([v[:n], v[100:103]])
+    tv[500:502] = np.nan  # 2 non-finite values
+    res = train(tt, tv, t[n:2 * n], v[n:2 * n], n_clusters=8, out=str(tmp_path / "m.npz"))
+    assert (res.n_duplicates, res.n_nonfinite) == (3, 2)
+    assert "dropped: 3 sample(s) with a repeated timestamp, 2 with a non-finite value" in res.summary()
+    clean = train(t[:n], v[:n], t[n:2 * n], v[n:2 * n], n_clusters=8, out=str(tmp_path / "c.npz"))
+    assert "  dropped:" not in clean.summary()
+
+
+def test_cli_refuses_several_series_mixed_together(influx, fresh_db, ekg, influx_env, tmp_path, capsys):
+    t, v = ekg
+    n = 60 * RATE
+    influx.write_series(fresh_db, "ekg", t[:n], {"value": v[:n]}, {"source": "p1", "lead": "ii"})
+    influx.write_series(fresh_db, "ekg", t[:n], {"value": -v[:n]}, {"source": "p2", "lead": "ii"})
+    base = ["--db", fresh_db, "--measurement", "ekg", "--clusters", "8",
+            "--train-start", "2026-01-01T00:00:00Z", "--train-end", "2026-01-01T00:00:30Z",
+            "--out", str(tmp_path / "m.npz")]
+    for val in ([], ["--val-start", "2026-01-01T00:00:30Z", "--val-end", "2026-01-01T00:01:00Z"]):
+        assert main([*base, "--tag", "lead=ii", *val]) == 2
+        err = capsys.readouterr().err
+        assert (f"the filter {{'lead': 'ii'}} matches more than one series of {fresh_db}.ekg" in err
+                and "add tags to narrow it" in err)
+    assert not (tmp_path / "m.npz").exists()
+    assert main([*base, "--tag", "lead=ii", "--tag", "source=p2"]) == 0  # narrowed: fine
 
 
 def test_irregular_input_is_refused_then_resampled_on_request(tmp_path, ekg, capsys):
