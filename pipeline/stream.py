@@ -86,6 +86,8 @@ MAX_FLAGGED = 1000
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 KEY_REFRESH_S = 30.0
 """Fan-out keys are listed again this often in follow mode (new sensors appear)."""
+EVENT_GAP_S = 1.0
+"""Flagged segments closer than this are one event in the summary."""
 
 
 @dataclass
@@ -593,11 +595,28 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
         f"  points written: {totals['points_written']:,}",
     ]
     if flagged:
-        lines.append(f"  first anomalous segments (of {totals['anomalies']:,}; "
-                     "series[key] centre time max_error):")
-        for name, key, t, e in flagged[:limit]:
-            lines.append(f"    {name}[{key}] {_fmt(t)} {e:.4g}")
+        events = _events(flagged)
+        more = " (the first 1,000 anomalous segments)" if len(flagged) >= MAX_FLAGGED else ""
+        lines.append(f"  anomalous events{more}: flagged segments less than {EVENT_GAP_S:g} s "
+                     "apart, merged; series, start .. end, segments, peak max_error:")
+        for name, t0, t1, n, peak in events[:limit]:
+            lines.append(f"    {name}  {_fmt(t0)} .. {_fmt(t1)}  {n:4d}  {peak:.4g}")
+        if len(events) > limit:
+            lines.append(f"    ... {len(events) - limit} more")
     return "\n".join(lines)
+
+
+def _events(flagged):
+    """Merge flagged segments of one series key that lie less than EVENT_GAP_S apart."""
+    out, cur = [], None
+    for name, key, t, e in sorted(flagged):
+        label = f"{name}[{key}]" if key else name
+        if cur and cur[0] == label and t - cur[2] < EVENT_GAP_S * 1e9:
+            cur[2], cur[3], cur[4] = t, cur[3] + 1, max(cur[4], e)
+        else:
+            cur = [label, t, t, 1, e]
+            out.append(cur)
+    return [tuple(c) for c in out]
 
 
 def main(argv=None) -> int:

@@ -603,3 +603,17 @@ def test_reset_and_changed_zscore_settings(influx, loaded, model_path, tmp_path,
     assert r.returncode == 0 and "removed 1 checkpoints" in r.stderr, r.stderr
     assert "resuming after" not in r.stderr
     influx.drop_database(loaded + "_f")
+
+
+def test_summary_merges_flagged_segments_into_events():
+    from pipeline.stream import summary_text
+
+    totals = {"samples": 10, "segments": 5, "anomalies": 5, "alert_samples": 0, "malformed": 0,
+              "gaps": 0, "skipped_samples": 0, "points_written": 15, "retries": 0, "seconds": 1.0}
+    s = 10**9
+    flagged = [("ekg", "", T0, 0.5), ("ekg", "", T0 + s // 2, 0.9), ("ekg", "", T0 + 3 * s, 0.4),
+               ("t", "s1", T0, 2.0), ("t", "s2", T0, 3.0)]
+    text = summary_text(totals, flagged)
+    assert "ekg  2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:00.500000+00:00     2  0.9" in text
+    assert "ekg  2026-01-01T00:00:03+00:00 .. 2026-01-01T00:00:03+00:00     1  0.4" in text
+    assert "t[s1]" in text and "t[s2]" in text
