@@ -20,6 +20,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+from .baselines import EWMAZScore
 from .scoring import SegmentScorer
 from .stream_config import ConfigError
 from .zscore import RollingZScore
@@ -40,6 +41,8 @@ class SeriesState:
     zscore_params: dict | None = None
     scorer: SegmentScorer | None = None
     zstate: RollingZScore | None = None
+    long_params: dict | None = None
+    lstate: EWMAZScore | None = None
     n_samples: int = 0
     version: int = CHECKPOINT_VERSION
 

@@ -150,7 +150,7 @@ class Stream:
         self._t_missing = 0.0
         self.totals = {"samples": 0, "segments": 0, "anomalies": 0, "alert_samples": 0,
                        "malformed": 0, "gaps": 0, "skipped_samples": 0, "points_written": 0,
-                       "retries": 0, "quarantined": 0}
+                       "retries": 0, "quarantined": 0, "long_alert_samples": 0}
         self.flagged: list[tuple[str, str, int, float]] = []
 
     # -- retry -----------------------------------------------------------
@@ -181,12 +181,15 @@ class Stream:
         label = _label(s, key)
         m = self.models[s.name]
         zparams = asdict(s.zscore) if s.zscore else None
+        lparams = asdict(s.long) if s.long else None
         if st is not None:
             changed = []
             if m is not None and st.model_version not in (None, m.version):
                 changed.append(f"the model changed ({st.model_version} -> {m.version})")
             if st.zscore_params != zparams:
                 changed.append(f"the z-score parameters changed ({st.zscore_params} -> {zparams})")
+            if st.long_params != lparams:
+                changed.append(f"the long baseline changed ({st.long_params} -> {lparams})")
             if changed and fresh_on_change:
                 log.warning("series %s: %s; the checkpoint is dropped and the range re-scored",
                             label, " and ".join(changed))
@@ -198,6 +201,8 @@ class Stream:
                     st.scorer, st.period_checked = None, False
                 if st.zscore_params != zparams:
                     st.zstate = None
+                if st.long_params != lparams:
+                    st.lstate = None
             if st is not None:
                 log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
         if st is None:
@@ -205,11 +210,9 @@ class Stream:
         st.model_version = m.version if m else None
         if m is None:
             st.scorer = None
-        if st.zstate is None and s.zscore:
-            st.zstate = s.zscore.make()
-        if not s.zscore:
-            st.zstate = None
-        st.zscore_params = zparams
+        st.zstate = (st.zstate or s.zscore.make()) if s.zscore else None
+        st.lstate = (st.lstate or s.long.make()) if s.long else None
+        st.zscore_params, st.long_params = zparams, lparams
         self.states[k] = st
         return st
 
@@ -306,11 +309,17 @@ class Stream:
                 room = MAX_FLAGGED - len(self.flagged)
                 for i in np.flatnonzero(anomaly)[:max(room, 0)]:
                     self.flagged.append((s.name, st.key, int(seg.times[i]), float(seg.errors[i])))
+        per_sample = {}
         if st.zstate is not None:
             r = st.zstate.update_many(values)
-            lines += encode_lines(self.cfg.output.zscore_measurement, times, {
-                "z": r.z, "streak": r.streak, "alert": r.alert, "zscore": r.emitted}, tags)
+            per_sample.update(z=r.z, streak=r.streak, alert=r.alert, zscore=r.emitted)
             self.totals["alert_samples"] += int(np.count_nonzero(r.alert))
+        if st.lstate is not None:
+            r = st.lstate.update_many(values)
+            per_sample.update(long_z=r.z, long_alert=r.alert)
+            self.totals["long_alert_samples"] += int(np.count_nonzero(r.alert))
+        if per_sample:
+            lines += encode_lines(self.cfg.output.zscore_measurement, times, per_sample, tags)
         st.last_time_ns = int(times[-1])
         st.n_samples += len(times)
         self.totals["samples"] += len(times)
@@ -589,7 +598,9 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
         f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
         f"({totals['samples'] / secs:,.0f} samples/s)",
         f"  segments: {totals['segments']:,}, anomalous: {totals['anomalies']:,}",
-        f"  z-score alert samples: {totals['alert_samples']:,}",
+        f"  z-score alert samples: {totals['alert_samples']:,}"
+        + (f", long-baseline alert samples: {totals['long_alert_samples']:,}"
+           if totals.get("long_alert_samples") else ""),
         f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
         f"malformed values skipped: {totals['malformed']}, InfluxDB retries: {totals['retries']}",
         f"  points written: {totals['points_written']:,}",

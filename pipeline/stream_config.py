@@ -24,6 +24,7 @@ A config lists the series to score and where the scores go::
     sample_rate = 360             # Hz (or sample_period in s); default: the model's
     model = "models/ekg.npz"      # optional: K-Means reconstruction scores
     zscore = { window = 15 }      # optional table, or false; default: the fixed tutorial detector
+    long = { halflife = 900 }     # optional long-horizon EWMA z-score (drift); default: off
 
 Credentials never go in this file: they come from ``INFLUXDB_USERNAME`` and
 ``INFLUXDB_PASSWORD``.  Every key is checked: an unknown key or a bad value
@@ -37,6 +38,7 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from . import config
+from .baselines import EWMAZScore
 from .load import LoadError, parse_tags
 from .zscore import RollingZScore
 
@@ -64,6 +66,24 @@ class ZScoreConfig:
 
 
 @dataclass
+class LongConfig:
+    """Parameters of the per-sample long-horizon :class:`~pipeline.baselines.EWMAZScore`."""
+
+    halflife: float = config.Z_LONG_HALFLIFE
+    min_periods: int | None = None
+    threshold: float = config.Z_THRESHOLD
+    streak: int = config.Z_STREAK
+    resolve: float = config.Z_RESOLVE
+    std_floor: float = 0.0
+    scale: str = "noise"
+
+    def make(self) -> EWMAZScore:
+        return EWMAZScore(halflife=self.halflife, min_periods=self.min_periods,
+                          threshold=self.threshold, streak=self.streak, resolve=self.resolve,
+                          std_floor=self.std_floor, scale=self.scale)
+
+
+@dataclass
 class SeriesConfig:
     """One source series (or a family of them, with ``fan_out``)."""
 
@@ -76,6 +96,7 @@ class SeriesConfig:
     sample_period_ns: float | None = None
     model: str | None = None
     zscore: ZScoreConfig | None = dataclasses.field(default_factory=ZScoreConfig)
+    long: LongConfig | None = None
 
 
 @dataclass
@@ -99,7 +120,7 @@ class StreamConfig:
 
 
 _SERIES_KEYS = {"name", "db", "measurement", "field", "tags", "fan_out", "sample_rate",
-                "sample_period", "model", "zscore"}
+                "sample_period", "model", "zscore", "long"}
 
 
 def _period_ns(d: dict, where: str) -> float | None:
@@ -136,21 +157,8 @@ def parse_series(d: dict, where: str) -> SeriesConfig:
     for key in ("db", "measurement"):
         if not isinstance(d.get(key), str) or not d[key]:
             raise ConfigError(f"{where}: '{key}' is required (a non-empty string)")
-    z = d.get("zscore", {})
-    if z is False:
-        zc = None
-    elif isinstance(z, dict):
-        allowed = {f.name for f in fields(ZScoreConfig)}
-        if set(z) - allowed:
-            raise ConfigError(f"{where}.zscore: unknown keys {sorted(set(z) - allowed)} "
-                              f"(allowed: {sorted(allowed)})")
-        zc = ZScoreConfig(**z)
-        try:
-            zc.make()  # the detector validates its own parameters
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{where}.zscore: {e}") from None
-    else:
-        raise ConfigError(f"{where}.zscore must be a table or false, got {z!r}")
+    zc = _detector(d.get("zscore", {}), ZScoreConfig, f"{where}.zscore")
+    lc = _detector(d.get("long", False), LongConfig, f"{where}.long")
     tags = d.get("tags", {})
     if not isinstance(tags, dict):
         raise ConfigError(f"{where}.tags must be a table of key = \"value\", got {tags!r}")
@@ -159,8 +167,26 @@ def parse_series(d: dict, where: str) -> SeriesConfig:
         field=_str_or_none(d, "field", where) or "value",
         tags={str(k): str(v) for k, v in tags.items()},
         fan_out=_str_or_none(d, "fan_out", where), sample_period_ns=_period_ns(d, where),
-        model=_str_or_none(d, "model", where), zscore=zc,
+        model=_str_or_none(d, "model", where), zscore=zc, long=lc,
     )
+
+
+def _detector(value, cls, where: str):
+    """A detector table (its parameters, checked by the detector itself) or false."""
+    if value is False:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table or false, got {value!r}")
+    allowed = {f.name for f in fields(cls)}
+    if set(value) - allowed:
+        raise ConfigError(f"{where}: unknown keys {sorted(set(value) - allowed)} "
+                          f"(allowed: {sorted(allowed)})")
+    made = cls(**value)
+    try:
+        made.make()  # the detector validates its own parameters
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return made
 
 
 def _check_table(raw: dict, name: str, allowed: set, where: str) -> dict:
@@ -226,7 +252,7 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"series names must be unique, got {names}")
     for s in series:
-        if s.model is None and s.zscore is None:
+        if s.model is None and s.zscore is None and s.long is None:
             raise ConfigError(f"series {s.name!r} has neither a model nor z-scores: nothing to do")
     cfg = StreamConfig(series=series, output=OutputConfig(**out), **stream)
     if args is not None:

@@ -617,3 +617,46 @@ def test_summary_merges_flagged_segments_into_events():
     assert "ekg  2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:00.500000+00:00     2  0.9" in text
     assert "ekg  2026-01-01T00:00:03+00:00 .. 2026-01-01T00:00:03+00:00     1  0.4" in text
     assert "t[s1]" in text and "t[s2]" in text
+
+
+def test_long_baseline_in_the_stream_equals_the_batch_function(influx, fresh_db, tmp_path):
+    """The EWMA long baseline, streamed per fan-out key in slices, equals ewma_zscore."""
+    from pipeline.baselines import ewma_zscore
+    from pipeline.datasets import synthetic_temperature
+    from pipeline.stream_config import LongConfig
+
+    temp = synthetic_temperature(hours=3, n_sensors=3)
+    t_all = T0 + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
+    for sensor in ("s00", "s01", "s02"):
+        m = (temp["sensor"] == sensor).to_numpy()
+        influx.write_series(fresh_db, "temp", t_all[m], {"value": temp["value"].to_numpy()[m]},
+                            {"sensor": sensor})
+    out = fresh_db + "_o"
+    s = SeriesConfig(name="temp", db=fresh_db, measurement="temp", fan_out="sensor",
+                     zscore=None, long=LongConfig(halflife=300))
+    cfg = StreamConfig(series=[s], output=OutputConfig(db=out), batch_samples=1000,
+                       checkpoint_dir=str(tmp_path / "ck"))
+    totals = Stream(cfg, influx).backfill(T0, T0 + 86400 * 10**9)
+    assert totals["long_alert_samples"] > 0  # s01 drifts
+    for sensor in ("s00", "s01", "s02"):
+        x = temp.loc[temp["sensor"] == sensor, "value"].to_numpy()
+        want = ewma_zscore(x, halflife=300)
+        got_z = influx.read_field(out, "zscore", "long_z", tags={"sensor": sensor})
+        got_a = influx.read_field(out, "zscore", "long_alert", tags={"sensor": sensor})
+        ok = np.isfinite(want.z)
+        assert_z_close(got_z.values, want.z[ok])
+        np.testing.assert_array_equal(got_a.values, want.alert)
+    assert influx.read_field(out, "zscore", "long_alert", tags={"sensor": "s01"}).values.any()
+    assert not influx.read_field(out, "zscore", "long_alert", tags={"sensor": "s00"}).values[
+        :1700].any()  # no drift, no alert before its spike at 1 h
+
+
+def test_long_table_is_checked(tmp_path):
+    from pipeline.stream_config import parse_series
+
+    with pytest.raises(ConfigError, match=r"long: unknown keys \['half'\]"):
+        parse_series({"db": "a", "measurement": "m", "long": {"half": 3}}, "x")
+    with pytest.raises(ConfigError, match="long: halflife"):
+        parse_series({"db": "a", "measurement": "m", "long": {"halflife": -1}}, "x")
+    s = parse_series({"db": "a", "measurement": "m", "zscore": False, "long": {}}, "x")
+    assert s.zscore is None and s.long.halflife == 900
