@@ -299,13 +299,16 @@ class ReadResult:
     ``times`` are int64 ns (exact, ascending within each group), ``values``
     float64.  ``groups`` holds the tag value per point when grouped by a
     tag (else ``None``).  ``n_malformed`` counts values that were not
-    numbers (they are dropped, never turned into 0).
+    numbers (they are dropped, never turned into 0); ``malformed_last``
+    maps each group (``""`` when not grouped) to the time of its last
+    dropped point, so a reader can move past them.
     """
 
     times: np.ndarray
     values: np.ndarray
     groups: np.ndarray | None = None
     n_malformed: int = 0
+    malformed_last: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -577,11 +580,18 @@ class Influx:
             return None
         return int(series[0]["values"][0][0])
 
-    def tag_values(self, db: str, measurement: str, key: str) -> list[str]:
-        """All values of tag ``key`` in ``measurement`` (for fan-out)."""
+    def tag_values(self, db: str, measurement: str, key: str,
+                   tags: Mapping[str, str] | None = None) -> list[str]:
+        """All values of tag ``key`` in ``measurement`` (for fan-out), optionally within ``tags``."""
         self.require_database(db)
         q = f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}"
-        series = self.query_json(q, db)
+        conds, params = [], {}
+        for i, (k, v) in enumerate(sorted((tags or {}).items())):
+            conds.append(f"{quote_ident(k)} = $tag{i}")
+            params[f"tag{i}"] = str(v)
+        if conds:
+            q += " WHERE " + " AND ".join(conds)
+        series = self.query_json(q, db, params)
         return sorted({row[1] for s in series for row in s.get("values", [])})
 
     def count(self, db: str, measurement: str, field_name: str, tags=None) -> int:
@@ -636,12 +646,18 @@ def _parse_csv(body: bytes, field_name: str, group_by: str | None) -> ReadResult
         uniq = {t: _parse_tag_column(t).get(group_by, "") for t in pd.unique(tagcol)}
         groups = tagcol.map(uniq).to_numpy(object)
     n_bad = int(bad.sum())
+    malformed_last = {}
     if n_bad:
+        if groups is None:
+            malformed_last[""] = int(times[bad].max())
+        else:
+            last = pd.Series(times[bad]).groupby(groups[bad]).max()
+            malformed_last = {str(g): int(t) for g, t in last.items()}
         keep = ~bad
         times, values = times[keep], values[keep]
         if groups is not None:
             groups = groups[keep]
-    return ReadResult(times, values, groups, n_bad)
+    return ReadResult(times, values, groups, n_bad, malformed_last)
 
 
 def iter_time_slices(start_ns: int, end_ns: int, step_ns: int) -> Iterable[tuple[int, int]]:

@@ -105,6 +105,20 @@ def _load_model(path: str) -> _Model:
     return _Model(lm.model, float(thr), lm.version, float(period) if period else None)
 
 
+class _SourceMissing(InfluxQueryError):
+    """The source database is not there (yet); follow mode waits for it."""
+
+
+def _source(fn):
+    """Run a read of the source; a missing database becomes :class:`_SourceMissing`."""
+    try:
+        return fn()
+    except InfluxQueryError as e:
+        if "not found" in str(e):
+            raise _SourceMissing(str(e)) from None
+        raise
+
+
 def _label(s: SeriesConfig, key: str) -> str:
     return f"{s.name}[{key}]" if key else s.name
 
@@ -147,6 +161,8 @@ class Stream:
         self._t_log = time.monotonic()
         self._n_logged = 0
         self._t_keys: dict[str, float] = {}
+        self._origins: dict[str, int] = {}
+        self._solo: dict[str, set] = {}
         self._t_missing = 0.0
         self.totals = {"samples": 0, "segments": 0, "anomalies": 0, "alert_samples": 0,
                        "malformed": 0, "gaps": 0, "skipped_samples": 0, "points_written": 0,
@@ -184,8 +200,9 @@ class Stream:
         lparams = asdict(s.long) if s.long else None
         if st is not None:
             changed = []
-            if m is not None and st.model_version not in (None, m.version):
-                changed.append(f"the model changed ({st.model_version} -> {m.version})")
+            if st.model_version != (m.version if m else None):
+                changed.append(f"the model changed ({st.model_version} -> "
+                               f"{m.version if m else None})")
             if st.zscore_params != zparams:
                 changed.append(f"the z-score parameters changed ({st.zscore_params} -> {zparams})")
             if st.long_params != lparams:
@@ -197,7 +214,7 @@ class Stream:
             elif changed:
                 log.warning("series %s: %s; the rolling state restarts at %s", label,
                             " and ".join(changed), _fmt(st.last_time_ns))
-                if m is not None and st.model_version != m.version:
+                if st.model_version != (m.version if m else None):
                     st.scorer, st.period_checked = None, False
                 if st.zscore_params != zparams:
                     st.zstate = None
@@ -229,9 +246,9 @@ class Stream:
             m = self.models[s.name]
             period = s.sample_period_ns or (m.period_ns if m else None)
             if period is None:
-                r = self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
-                                s.measurement, s.field, near_ns, None, s.tags, s.fan_out, None,
-                                True, 64)
+                r = _source(lambda: self._retry(
+                    f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
+                    s.measurement, s.field, near_ns, None, s.tags, s.fan_out, None, True, 64))
                 diffs = [np.diff(p.times) for p in r.by_group().values() if len(p) >= 3]
                 if not diffs:
                     return None  # no data yet: ask again next time
@@ -325,26 +342,36 @@ class Stream:
         self.totals["samples"] += len(times)
         return True
 
-    def _process_read(self, s: SeriesConfig, r, make_state) -> int:
-        """Process every key of one read, write, then checkpoint; return the new samples."""
-        lines, touched, got = [], [], 0
-        for key, part in r.by_group().items():
+    def _process_read(self, s: SeriesConfig, r, make_state) -> tuple[int, set]:
+        """Process every key of one read, write, then checkpoint.
+
+        Returns the number of new samples and the keys that got new points.
+        Malformed points move their key's mark past them (they were read and
+        skipped), so a stretch of them is never read again.
+        """
+        lines, touched, got, fed = [], {}, 0, set()
+        parts = r.by_group()
+        for key in dict.fromkeys([*parts, *r.malformed_last]):
             st = make_state(key)
             if st is None:
                 continue
-            before = st.n_samples
-            self._process(s, st, part.times, part.values, lines)
+            before, mark = st.n_samples, st.last_time_ns
+            if key in parts:
+                self._process(s, st, parts[key].times, parts[key].values, lines)
+            st.last_time_ns = max(st.last_time_ns, r.malformed_last.get(key, st.last_time_ns))
             if st.n_samples != before:
-                touched.append(st)
                 got += st.n_samples - before
-        self._commit(lines, touched)
-        return got
+                fed.add(key)
+            if st.last_time_ns != mark:
+                touched[key] = st
+        self._commit(lines, list(touched.values()))
+        return got, fed
 
     def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
         tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
-        r = self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
-                        s.measurement, s.field, start_ns, end_ns, tags, s.fan_out, None,
-                        include_start)
+        r = _source(lambda: self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field,
+                                        s.db, s.measurement, s.field, start_ns, end_ns, tags,
+                                        s.fan_out, None, include_start))
         if r.n_malformed:
             log.warning("series %s: %d malformed values (not numbers) skipped", s.name,
                         r.n_malformed)
@@ -366,8 +393,9 @@ class Stream:
             r = self._read(s, lo, hi, include_start, key)
             if len(r) or r.n_malformed:
                 return hi, r
-            nxt = self._retry(f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db,
-                              s.measurement, s.field, hi, end, tags)
+            nxt = _source(lambda hi=hi: self._retry(
+                f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db, s.measurement,
+                s.field, hi, end, tags))
             if nxt is None:
                 return hi if end is None else end, r
             lo, include_start = nxt, True
@@ -392,8 +420,8 @@ class Stream:
     def _keys(self, s: SeriesConfig) -> list[str]:
         if not s.fan_out:
             return [""]
-        return self._retry("listing tag values", self.reader.tag_values, s.db, s.measurement,
-                           s.fan_out)
+        return _source(lambda: self._retry("listing tag values", self.reader.tag_values, s.db,
+                                           s.measurement, s.fan_out, s.tags))
 
     # -- modes -----------------------------------------------------------
     def backfill(self, start_ns: int, end_ns: int, resume: bool = True,
@@ -451,13 +479,20 @@ class Stream:
 
     def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
         """One poll of one series; return the number of new samples scored."""
+        if s.name not in self._origins:
+            # a key without a checkpoint starts where this series' stream started, so a sensor
+            # that first reported while the stream was down loses nothing
+            loaded = [self.store.load(s.name, k) for k in self._keys(s)] if resume else []
+            self._origins[s.name] = min([st.origin_ns for st in loaded if st is not None],
+                                        default=start_ns)
+
         def state(key):
-            return self._state(s, key, start_ns, resume)
+            return self._state(s, key, self._origins[s.name], resume)
 
         if not s.fan_out:
             st = state("")
             _, r = self._read_from(s, st.last_time_ns, None, False)
-            return self._process_read(s, r, state)
+            return self._process_read(s, r, state)[0]
         now = time.monotonic()
         if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
             for key in self._keys(s):
@@ -468,14 +503,15 @@ class Stream:
         if not sts:
             return 0
         # One grouped read serves the keys whose marks lie within half a slice above the lowest
-        # mark near the median; every other key (new, stalled, with a slow clock, or far ahead)
-        # is read on its own from its own mark, so no key loses points, holds the others back,
-        # or is starved by them, and each read moves every key it serves by half a slice.
+        # mark near the median; every other key (new, stalled, with a slow clock, far ahead, or
+        # starved in the last grouped read) is read on its own from its own mark, so no key loses
+        # points, holds the others back, or is starved by them.
         marks = sorted(st.last_time_ns for st in sts)
         half = self._slice_ns(s, marks[0]) // 2
         m0 = min(m for m in marks if m >= marks[len(marks) // 2] - half)
-        group = [st for st in sts if m0 <= st.last_time_ns <= m0 + half]
-        alone = [st for st in sts if not m0 <= st.last_time_ns <= m0 + half]
+        solo = self._solo.pop(s.name, set())
+        group = [st for st in sts if m0 <= st.last_time_ns <= m0 + half and st.key not in solo]
+        alone = [st for st in sts if st not in group]
         got = 0
         if group:
             known = {st.key for st in group}
@@ -486,12 +522,18 @@ class Stream:
                 state(key)  # a new key: read on its own from its start at the next poll
                 return None
 
-            _, r = self._read_from(s, m0, None, False)
-            got += self._process_read(s, r, group_state)
+            lo = min(st.last_time_ns for st in group)
+            hi, r = self._read_from(s, lo, None, False)
+            n, fed = self._process_read(s, r, group_state)
+            got += n
+            if len(r) and int(r.times.max()) > hi - half:
+                # the slice was cut by its end, not by the newest data: a group key that got
+                # nothing may have a gap longer than the slice; it jumps it on its own next time
+                self._solo[s.name] = known - fed
         for st in alone:
             if not self.stop.is_set():
                 _, r = self._read_from(s, st.last_time_ns, None, False, key=st.key)
-                got += self._process_read(s, r, state)
+                got += self._process_read(s, r, state)[0]
         return got
 
     def follow(self, start_ns: int | None = None, resume: bool = True,
@@ -512,9 +554,7 @@ class Stream:
             for s in self.cfg.series:
                 try:
                     got += self._follow_series(s, start_ns, resume)
-                except InfluxQueryError as e:
-                    if "not found" not in str(e):
-                        raise
+                except _SourceMissing as e:
                     if time.monotonic() - self._t_missing > 60:
                         log.warning("series %s: %s; waiting for it", s.name, e)
                         self._t_missing = time.monotonic()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import PERIOD, RATE, T0
 
-from pipeline.influx import Influx, InfluxSettings, InfluxUnavailableError
+from pipeline.influx import Influx, InfluxQueryError, InfluxSettings, InfluxUnavailableError
 from pipeline.influxd import LocalInfluxd
 from pipeline.model_io import load_model
 from pipeline.scoring import score_segments_batch
@@ -537,10 +537,7 @@ def test_backfill_with_a_retrained_model_rescores_the_range(influx, loaded, mode
     t, v = ekg
     out = loaded + "_o"
     cfg = make_cfg(loaded, model_path, tmp_path, out, batch=1000)
-    stream = Stream(cfg, influx)
-    threading.Timer(0.3, stream.stop.set).start()
-    stream.backfill(T0, T0 + 10**12)  # interrupted: its checkpoint stays
-    assert 0 < stream.totals["samples"] < len(t)
+    _interrupted_backfill(cfg, influx, commits=5)  # its checkpoint stays
     other = tmp_path / "other.npz"
     train(t[:20 * RATE], v[:20 * RATE], t[20 * RATE:40 * RATE], v[20 * RATE:40 * RATE],
           n_clusters=8, out=str(other))
@@ -660,3 +657,110 @@ def test_long_table_is_checked(tmp_path):
         parse_series({"db": "a", "measurement": "m", "long": {"halflife": -1}}, "x")
     s = parse_series({"db": "a", "measurement": "m", "zscore": False, "long": {}}, "x")
     assert s.zscore is None and s.long.halflife == 900
+
+
+def test_follow_fan_out_group_keys_with_a_long_outage_are_not_starved(influx, fresh_db, tmp_path):
+    """a and b (the median) are silent for longer than one read while c goes on."""
+    out = fresh_db + "_o"
+    gap = np.r_[0:100, 2000:3000]
+    ts = {k: T0 + idx * 2 * 10**9 for k, idx in (("a", gap), ("b", gap), ("c", np.arange(3000)))}
+    for k, t in ts.items():
+        influx.write_series(fresh_db, "temp", t, {"value": 20 + np.sin((t - T0) / 14e9)},
+                            {"sensor": k})
+    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=T0, max_polls=40)
+    for k, t in ts.items():
+        np.testing.assert_array_equal(_scored(influx, out, k), t)
+
+
+def test_follow_moves_past_a_stretch_of_malformed_values(influx, fresh_db, tmp_path):
+    week = 8 * 86400 * 10**9
+    influx.write_lines(fresh_db, [f'temp,sensor=a value="oops" {T0 + i * 10**9}' for i in range(1500)])
+    t = T0 + 3 * week + np.arange(100) * 10**9
+    influx.write_series(fresh_db, "temp", t, {"value": np.sin(np.arange(100.0))}, {"sensor": "a"})
+    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
+    cfg.series[0].sample_period_ns = 1e9
+    totals = Stream(cfg, influx).follow(start_ns=T0, max_polls=20)
+    assert totals["samples"] == 100 and totals["malformed"] == 1500  # each counted once
+    np.testing.assert_array_equal(_scored(influx, fresh_db + "_o", "a"), t)
+
+
+def test_follow_new_key_during_downtime_is_scored_after_restart(influx, fresh_db, tmp_path):
+    out = fresh_db + "_o"
+    ta = _fleet(influx, fresh_db, "a", 0, 100)
+    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=T0, max_polls=3)
+    ta = np.r_[ta, _fleet(influx, fresh_db, "a", 100, 200)]
+    tb = _fleet(influx, fresh_db, "b", 50, 200)  # appeared while the stream was down
+    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=None, max_polls=5)
+    np.testing.assert_array_equal(_scored(influx, out, "a"), ta)
+    np.testing.assert_array_equal(_scored(influx, out, "b"), tb)
+
+
+def test_fan_out_keys_respect_the_series_tag_filter(influx, fresh_db, tmp_path):
+    for site, sensors in (("x", ["a"]), ("y", ["b", "c", "d"])):
+        for k in sensors:
+            influx.write_series(fresh_db, "temp", T0 + np.arange(500) * 2 * 10**9,
+                                {"value": np.sin(np.arange(500.0))}, {"sensor": k, "site": site})
+    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
+    cfg.series[0].tags = {"site": "x"}
+    stream = Stream(cfg, influx)
+    stream.follow(start_ns=T0, max_polls=3)
+    assert sorted(k for _, k in stream.states) == ["a"] and stream.totals["samples"] == 500
+
+
+def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(influx, fresh_db,
+                                                                           tmp_path):
+    from pipeline.checkpoint import CheckpointStore
+
+    out = fresh_db + "_o"
+    _fleet(influx, fresh_db, "a", 0, 100)
+    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    errors = []
+
+    def run():
+        try:
+            stream.follow(start_ns=T0)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            errors.append(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+    deadline = time.monotonic() + 30
+    while stream.totals["samples"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    influx.drop_database(out)
+    _fleet(influx, fresh_db, "a", 100, 200)
+    th.join(30)
+    stream.stop.set()
+    assert errors and isinstance(errors[0], InfluxQueryError), errors
+    assert "database not found" in str(errors[0])
+    ck = CheckpointStore(tmp_path / f"ck-{out}").load("temp", "a")
+    assert ck.last_time_ns == T0 + 99 * 2 * 10**9  # the checkpoint did not move past lost scores
+
+
+def test_adding_a_model_to_an_interrupted_backfill_rescores_the_range(influx, loaded, model_path,
+                                                                      tmp_path):
+    out = loaded + "_o"
+    cfg = make_cfg(loaded, model_path, tmp_path, out, batch=1000)
+    cfg.series[0].model = None
+    _interrupted_backfill(cfg, influx, commits=5)
+    cfg.series[0].model = model_path
+    totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    assert totals["samples"] == 43_200
+    assert influx.count(out, "ERROR", "max_error") == (43_200 - 32) // 16 + 1
+
+
+def _interrupted_backfill(cfg, influx, commits):
+    """A backfill stopped deterministically after ``commits`` batches (its checkpoint stays)."""
+    stream = Stream(cfg, influx)
+    real, n = stream._commit, [0]
+
+    def commit(lines, touched):
+        real(lines, touched)
+        n[0] += 1
+        if n[0] >= commits:
+            stream.stop.set()
+
+    stream._commit = commit
+    stream.backfill(T0, T0 + 10**12)
+    assert 0 < stream.totals["samples"] < 43_200
+    return stream
