@@ -503,9 +503,9 @@ class Influx:
         if end_ns is not None:
             conds.append("time < $t_end")
             params["t_end"] = int(end_ns)
-        for i, (k, v) in enumerate(sorted((tags or {}).items())):
-            conds.append(f"{quote_ident(k)} = $tag{i}")
-            params[f"tag{i}"] = str(v)
+        tag_conds, tag_params = _tag_conditions(tags)
+        conds += tag_conds
+        params.update(tag_params)
         q = f"SELECT {quote_ident(field_name)} FROM {src}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
@@ -545,10 +545,7 @@ class Influx:
     ) -> int | None:
         """Timestamp (ns) of the newest point of a field, or None."""
         self.require_database(db)
-        conds, params = [], {}
-        for i, (k, v) in enumerate(sorted((tags or {}).items())):
-            conds.append(f"{quote_ident(k)} = $tag{i}")
-            params[f"tag{i}"] = str(v)
+        conds, params = _tag_conditions(tags)
         q = f"SELECT LAST({quote_ident(field_name)}) FROM {quote_ident(measurement)}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
@@ -585,25 +582,32 @@ class Influx:
         """All values of tag ``key`` in ``measurement`` (for fan-out), optionally within ``tags``."""
         self.require_database(db)
         q = f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}"
-        conds, params = [], {}
-        for i, (k, v) in enumerate(sorted((tags or {}).items())):
-            conds.append(f"{quote_ident(k)} = $tag{i}")
-            params[f"tag{i}"] = str(v)
+        conds, params = _tag_conditions(tags)
         if conds:
             q += " WHERE " + " AND ".join(conds)
         series = self.query_json(q, db, params)
         return sorted({row[1] for s in series for row in s.get("values", [])})
 
     def count(self, db: str, measurement: str, field_name: str, tags=None) -> int:
-        conds, params = [], {}
-        for i, (k, v) in enumerate(sorted((tags or {}).items())):
-            conds.append(f"{quote_ident(k)} = $tag{i}")
-            params[f"tag{i}"] = str(v)
+        conds, params = _tag_conditions(tags)
         q = f"SELECT COUNT({quote_ident(field_name)}) FROM {quote_ident(measurement)}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
         series = self.query_json(q, db, params)
         return int(series[0]["values"][0][1]) if series else 0
+
+
+def _tag_conditions(tags: Mapping[str, str] | None) -> tuple[list[str], dict]:
+    """``"key" = $tagN`` conditions with bound values: user input never enters the query text.
+
+    >>> _tag_conditions({"source": "a'b"})
+    (['"source" = $tag0'], {'tag0': "a'b"})
+    """
+    conds, params = [], {}
+    for i, (k, v) in enumerate(sorted((tags or {}).items())):
+        conds.append(f"{quote_ident(k)} = $tag{i}")
+        params[f"tag{i}"] = str(v)
+    return conds, params
 
 
 def _short(b) -> str:

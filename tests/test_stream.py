@@ -724,8 +724,11 @@ def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(influ
 
     th = threading.Thread(target=run)
     th.start()
+    store, last = CheckpointStore(tmp_path / f"ck-{out}"), T0 + 99 * 2 * 10**9
     deadline = time.monotonic() + 30
-    while stream.totals["samples"] < 100 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the first 100 points are written and checkpointed
+        if store.path("temp", "a").exists() and store.load("temp", "a").last_time_ns == last:
+            break
         time.sleep(0.01)
     influx.drop_database(out)
     _fleet(influx, fresh_db, "a", 100, 200)
@@ -733,8 +736,7 @@ def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(influ
     stream.stop.set()
     assert errors and isinstance(errors[0], InfluxQueryError), errors
     assert "database not found" in str(errors[0])
-    ck = CheckpointStore(tmp_path / f"ck-{out}").load("temp", "a")
-    assert ck.last_time_ns == T0 + 99 * 2 * 10**9  # the checkpoint did not move past lost scores
+    assert store.load("temp", "a").last_time_ns == last  # it did not move past lost scores
 
 
 def test_adding_a_model_to_an_interrupted_backfill_rescores_the_range(influx, loaded, model_path,
