@@ -140,7 +140,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.datasets", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="datasets", help="folder (default: %(default)s)")
     args = p.parse_args(argv)
-    for path in write_datasets(Path(args.out)):
+    try:
+        paths = write_datasets(Path(args.out))
+    except OSError as e:
+        print(f"error: cannot write to {args.out}: {e.strerror or e}; pass a writable --out",
+              file=sys.stderr)
+        return 1
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

@@ -170,8 +170,12 @@ class LocalInfluxd:
                     f"port {port} ({name}) on 127.0.0.1 is already in use; "
                     f"stop whatever listens there or pass another --port"
                 )
-        conf = write_config(self.root, self.http_port, self.rpc_port)
-        log = open(self.logfile, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            conf = write_config(self.root, self.http_port, self.rpc_port)
+            log = open(self.logfile, "ab")  # noqa: SIM115 - handed to the child
+        except OSError as e:
+            raise InfluxdError(f"cannot use {self.root} for the server's config and data: "
+                               f"{e.strerror or e}; pass a writable --dir") from None
         try:
             self.proc = subprocess.Popen(
                 [binary, "run", "-config", str(conf)],

@@ -42,3 +42,10 @@ def test_port_in_use_is_a_clear_error(tmp_path, influxd):
     r = _cli("start", "--dir", str(tmp_path / "x"), "--port", str(influxd.http_port))
     assert r.returncode == 1
     assert "already in use" in r.stderr
+
+
+def test_unusable_dir_is_a_clear_error():
+    r = _cli("start", "--dir", "/proc/nope/srv", "--port", str(free_port()))
+    assert r.returncode == 1
+    assert "cannot use /proc/nope/srv" in r.stderr and "Traceback" not in r.stderr
+
