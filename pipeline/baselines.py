@@ -48,6 +48,8 @@ from .zscore import (
     _check_guard,
     _check_int,
     _guard,
+    _guard_reset,
+    _guard_step,
 )
 
 __all__ = [
@@ -219,18 +221,14 @@ class EWMAZScore:
         """
         x = float(x)
         if x - x != 0.0:
-            self._streak = 0
-            self._alert = False
-            return _tuple_new(ZScoreResult, (_NAN, 0, False, 0.0))
+            return _guard_reset(self)
         n = self._count
         if n == 0:
             self._count = 1
             self._ref = self._prev = x
             self._md = self._v = 0.0
             self._cw = 1.0
-            self._streak = 0
-            self._alert = False
-            return _tuple_new(ZScoreResult, (_NAN, 0, False, 0.0))
+            return _guard_reset(self)
         a = self._alpha
         c = 1.0 - a
         ref = self._ref
@@ -245,20 +243,9 @@ class EWMAZScore:
                                                (-mean if mean < -1.0 else 1.0))
             s = _sqrt(v / (1.0 - cw))
             z = resid / (s if s > fl else fl)
-            az = z if z >= 0.0 else -z
-            if az > self._thr:
-                st = self._streak + 1
-                al = True if st >= self.streak else self._alert
-            else:
-                st = 0
-                al = self._alert and az > self._res
-            self._streak = st
-            self._alert = al
-            res = _tuple_new(ZScoreResult, (z, st, al, az if al else 0.0))
+            res = _guard_step(self, z)
         else:
-            self._streak = 0
-            self._alert = False
-            res = _tuple_new(ZScoreResult, (_NAN, 0, False, 0.0))
+            res = _guard_reset(self)
         if self.scale == "noise":
             e = x - self._prev
             e2 = e * e * 0.5

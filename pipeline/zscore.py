@@ -622,6 +622,36 @@ def rolling_zscore(x, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
 # --------------------------------------------------------------------------
 _tuple_new = tuple.__new__
 _sqrt = math.sqrt
+
+
+_NAN_RESULT = ZScoreResult(_NAN, 0, False, 0.0)
+
+
+def _guard_step(det, z: float) -> ZScoreResult:
+    """One sample of the streak guard with hysteresis, on a streaming detector's state.
+
+    ``det`` has ``streak`` (the parameter), ``_thr``/``_res`` (the limits with
+    their tie margin) and the state ``_streak``/``_alert``.  Shared by
+    :class:`RollingZScore` and :class:`pipeline.baselines.EWMAZScore`; the
+    vectorized twin is :func:`_guard`.
+    """
+    az = z if z >= 0.0 else -z
+    if az > det._thr:
+        st = det._streak + 1
+        al = True if st >= det.streak else det._alert
+    else:
+        st = 0
+        al = det._alert and az > det._res
+    det._streak = st
+    det._alert = al
+    return _tuple_new(ZScoreResult, (z, st, al, az if al else 0.0))
+
+
+def _guard_reset(det) -> ZScoreResult:
+    """A sample that cannot be scored (NaN in, or warm-up): no z, the streak and alert end."""
+    det._streak = 0
+    det._alert = False
+    return _NAN_RESULT
 _EPS_STD = config.EPS_STD
 
 
@@ -769,9 +799,7 @@ class RollingZScore:
         """
         x = float(x)
         if x - x != 0.0:  # NaN or inf: not stored, resets the streak, ends an alert
-            self._streak = 0
-            self._alert = False
-            return _tuple_new(ZScoreResult, (_NAN, 0, False, 0.0))
+            return _guard_reset(self)
         n = self._n
         s1 = self._s1
         s2 = self._s2
@@ -791,20 +819,9 @@ class RollingZScore:
                 m2 = s2 - s1 * md
             s = _sqrt(m2 / (n - 1)) if m2 > 0.0 else 0.0
             z = ((x - ref) - md) / (s if s > fl else fl)
-            az = z if z >= 0.0 else -z
-            if az > self._thr:
-                st = self._streak + 1
-                al = True if st >= self.streak else self._alert
-            else:
-                st = 0
-                al = self._alert and az > self._res
-            self._streak = st
-            self._alert = al
-            res = _tuple_new(ZScoreResult, (z, st, al, az if al else 0.0))
+            res = _guard_step(self, z)
         else:
-            self._streak = 0
-            self._alert = False
-            res = _tuple_new(ZScoreResult, (_NAN, 0, False, 0.0))
+            res = _guard_reset(self)
         # store x; the value `lag` places back enters the baseline
         buf = self._buf
         w = self.window
