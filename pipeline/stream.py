@@ -93,16 +93,18 @@ EVENT_GAP_S = 1.0
 @dataclass
 class _Model:
     model: object
-    threshold: float
+    threshold: object  # a fitted ScoreThreshold: predict() decides, threshold_ is written
     version: str
     period_ns: float | None
 
 
 def _load_model(path: str) -> _Model:
     lm = load_model(path)
-    thr = lm.threshold.threshold_ if lm.threshold is not None else float("inf")
+    if lm.threshold is None:
+        raise ConfigError(f"model file {path} has no threshold; a stream needs one: retrain with "
+                          "python -m pipeline.train")
     period = (lm.metadata or {}).get("sample_period_ns")
-    return _Model(lm.model, float(thr), lm.version, float(period) if period else None)
+    return _Model(lm.model, lm.threshold, lm.version, float(period) if period else None)
 
 
 class _SourceMissing(InfluxQueryError):
@@ -157,7 +159,11 @@ class Stream:
                                   "period; give sample_rate (Hz) or sample_period (s)")
         self.states: dict[tuple[str, str], SeriesState] = {}
         self.quarantined: dict[tuple[str, str], str] = {}
-        self._periods: dict[str, float | None] = {}
+        # the sample period of each series where it is known up front (always, with a model);
+        # the others are probed from the data once (_series_period)
+        self._periods: dict[str, float] = {
+            s.name: s.sample_period_ns or self.models[s.name].period_ns
+            for s in cfg.series if s.sample_period_ns or self.models[s.name]}
         self._t_log = time.monotonic()
         self._n_logged = 0
         self._t_keys: dict[str, float] = {}
@@ -243,19 +249,15 @@ class Stream:
     def _series_period(self, s: SeriesConfig, near_ns: int) -> float | None:
         """The sample period: configured, else the model's, else probed once from the data."""
         if s.name not in self._periods:
-            m = self.models[s.name]
-            period = s.sample_period_ns or (m.period_ns if m else None)
-            if period is None:
-                r = _source(lambda: self._retry(
-                    f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db,
-                    s.measurement, s.field, near_ns, None, s.tags, s.fan_out, None, True, 64))
-                diffs = [np.diff(p.times) for p in r.by_group().values() if len(p) >= 3]
-                if not diffs:
-                    return None  # no data yet: ask again next time
-                period = float(np.median(np.concatenate(diffs)))
-                log.info("series %s: sample period %.6g ms (inferred from the data)", s.name,
-                         period / 1e6)
-            self._periods[s.name] = period
+            r = _source(lambda: self._retry(
+                f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db, s.measurement,
+                s.field, near_ns, None, s.tags, s.fan_out, None, True, 64))
+            diffs = [np.diff(p.times) for p in r.by_group().values() if len(p) >= 3]
+            if not diffs:
+                return None  # no data yet: ask again next time
+            self._periods[s.name] = float(np.median(np.concatenate(diffs)))
+            log.info("series %s: sample period %.6g ms (inferred from the data)", s.name,
+                     self._periods[s.name] / 1e6)
         return self._periods[s.name]
 
     def _check_period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> None:
@@ -264,7 +266,7 @@ class Stream:
         if st.period_checked or m is None or len(times) < 3:
             return
         observed = float(np.median(np.diff(times)))
-        expected = s.sample_period_ns or m.period_ns
+        expected = self._periods[s.name]
         if abs(observed / expected - 1) > 0.01:
             raise ConfigError(
                 f"series {_label(s, st.key)}: the data's sample period is {observed / 1e6:.6g} ms "
@@ -273,15 +275,15 @@ class Stream:
         st.period_checked = True
 
     # -- one batch of one series key ---------------------------------------
-    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> bool:
-        """Score new points of one key into ``lines``; False if the key is quarantined."""
+    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> None:
+        """Score the new points of one key into ``lines`` (nothing for a quarantined key)."""
         k = (s.name, st.key)
         if k in self.quarantined:
-            return False
+            return
         keep = times > st.last_time_ns
         times, values = times[keep], values[keep]
         if len(times) == 0:
-            return True
+            return
         try:
             if np.any(times[1:] <= times[:-1]):
                 raise ConfigError(
@@ -296,13 +298,13 @@ class Stream:
             self.quarantined[k] = str(e)
             self.totals["quarantined"] += 1
             log.error("%s; this key is skipped from now on (the others go on)", e)
-            return False
+            return
         m = self.models[s.name]
         tags = self._tags(s, st.key)
         if m is not None:
             if st.scorer is None:
                 st.scorer = SegmentScorer(m.model.segment_len, int(m.model.slide_len_),
-                                          s.sample_period_ns or m.period_ns)
+                                          self._periods[s.name])
             skipped = st.scorer.n_skipped_samples
             seg = st.scorer.update(m.model, times, values)
             self.totals["skipped_samples"] += st.scorer.n_skipped_samples - skipped
@@ -315,10 +317,10 @@ class Stream:
                             "skipped", _label(s, st.key), gaps[0].kind, _fmt(gaps[0].before_ns),
                             _fmt(gaps[0].after_ns), more)
             if len(seg):
-                anomaly = seg.errors > m.threshold
+                anomaly = m.threshold.predict(seg.errors)
                 lines += encode_lines(self.cfg.output.measurement, seg.times, {
                     self.cfg.output.error_field: seg.errors,
-                    "threshold": np.full(len(seg), m.threshold),
+                    "threshold": np.full(len(seg), m.threshold.threshold_),
                     "anomaly": anomaly}, dict(tags, model=m.version))
                 n_anom = int(anomaly.sum())
                 self.totals["segments"] += len(seg)
@@ -340,7 +342,6 @@ class Stream:
         st.last_time_ns = int(times[-1])
         st.n_samples += len(times)
         self.totals["samples"] += len(times)
-        return True
 
     def _process_read(self, s: SeriesConfig, r, make_state) -> tuple[int, set]:
         """Process every key of one read, write, then checkpoint.

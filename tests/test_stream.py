@@ -766,3 +766,12 @@ def _interrupted_backfill(cfg, influx, commits):
     stream.backfill(T0, T0 + 10**12)
     assert 0 < stream.totals["samples"] < 43_200
     return stream
+
+
+def test_model_without_threshold_is_refused(model, tmp_path, loaded):
+    from pipeline.model_io import save_model
+
+    path = tmp_path / "nothr.npz"
+    save_model(path, model, None, {"sample_period_ns": PERIOD})
+    with pytest.raises(ConfigError, match="has no threshold"):
+        Stream(make_cfg(loaded, str(path), tmp_path, loaded + "_o"), Influx(InfluxSettings()))
