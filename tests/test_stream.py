@@ -224,8 +224,14 @@ def test_influxd_restart_mid_stream_loses_nothing(tmp_path, ekg, model_path):
 
 
 # -- the command: kill -9, SIGTERM, bad config --------------------------------
-def _cmd(args, env):
+def _cmd(args):
     return [sys.executable, "-m", "pipeline.stream", *args]
+
+
+def _run(args, env):
+    """``python -m pipeline.stream ARGS`` as a user runs it, to completion."""
+    return subprocess.run(_cmd(args), env=env, capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
 
 
 def _write_toml(path, db, model_path, out_db, ckpt, batch=2000):
@@ -252,7 +258,7 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     cfg_k = _write_toml(tmp_path / "k.toml", loaded, model_path, out_k, ck, batch=1000)
     cfg_u = _write_toml(tmp_path / "u.toml", loaded, model_path, out_u, tmp_path / "cu")
     rng = ["--start", str(T0), "--end", str(T0 + 10**12)]
-    p = subprocess.Popen(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
+    p = subprocess.Popen(_cmd(["--config", cfg_k, *rng]), env=influx_env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     _wait_for_checkpoint(ck)
     assert p.poll() is None, "the run finished before it could be killed; use a smaller batch"
@@ -260,19 +266,16 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     p.wait()
     n_partial = influx.count(out_k, "zscore", "zscore")
     assert 0 < n_partial
-    r = subprocess.run(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = _run(["--config", cfg_k, *rng], influx_env)
     assert r.returncode == 0, r.stderr
     assert "resuming after" in r.stderr
-    r = subprocess.run(_cmd(["--config", cfg_u, *rng], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = _run(["--config", cfg_u, *rng], influx_env)
     assert r.returncode == 0, r.stderr
     assert_same_output(influx, out_k, out_u)
     assert influx.count(out_k, "zscore", "zscore") == influx.count(out_u, "zscore", "zscore")
     assert not list(ck.rglob("*.ckpt"))  # a finished backfill leaves no checkpoint behind
     # running the same finished backfill again re-scores the range, overwriting: same points
-    r = subprocess.run(_cmd(["--config", cfg_k, *rng], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = _run(["--config", cfg_k, *rng], influx_env)
     assert r.returncode == 0 and "scored 43,200 samples" in r.stdout, r.stderr
     assert_same_output(influx, out_k, out_u)
     for d in (out_k, out_u):
@@ -293,7 +296,7 @@ def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(influx, l
     ck = tmp_path / "ck"
     cfg = _write_toml(tmp_path / "t.toml", loaded, model_path, out_t, ck, batch=1000)
     rng = ["--start", str(T0), "--end", str(T0 + 10**12)]
-    p = subprocess.Popen(_cmd(["--config", cfg, *rng], influx_env), env=influx_env,
+    p = subprocess.Popen(_cmd(["--config", cfg, *rng]), env=influx_env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     _wait_for_checkpoint(ck)
     p.send_signal(signal.SIGTERM)
@@ -307,12 +310,10 @@ def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(influx, l
     assert 0 < len(written) < 43_200, "stop earlier: the run had finished"
     assert st.last_time_ns == written[-1]
     # and a restart completes it with no gap and no duplicate
-    r = subprocess.run(_cmd(["--config", cfg, *rng], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = _run(["--config", cfg, *rng], influx_env)
     assert r.returncode == 0, r.stderr
     cfg_u = _write_toml(tmp_path / "u.toml", loaded, model_path, out_u, tmp_path / "cu")
-    assert subprocess.run(_cmd(["--config", cfg_u, *rng], influx_env), env=influx_env,
-                          capture_output=True, cwd=ROOT, timeout=120).returncode == 0
+    assert _run(["--config", cfg_u, *rng], influx_env).returncode == 0
     assert_same_output(influx, out_t, out_u)
     for d in (out_t, out_u):
         influx.drop_database(d)
@@ -322,7 +323,7 @@ def test_sigterm_in_follow_mode_exits_0_with_a_checkpoint(influx, loaded, model_
                                                            influx_env):
     ck = tmp_path / "ck"
     cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
-    p = subprocess.Popen(_cmd(["--config", cfg, "--start", str(T0)], influx_env), env=influx_env,
+    p = subprocess.Popen(_cmd(["--config", cfg, "--start", str(T0)]), env=influx_env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     _wait_for_checkpoint(ck)
     p.send_signal(signal.SIGTERM)
@@ -343,8 +344,7 @@ def test_sigterm_in_follow_mode_exits_0_with_a_checkpoint(influx, loaded, model_
 def test_bad_config_is_a_clear_error(tmp_path, toml, message, influx_env):
     path = tmp_path / "bad.toml"
     path.write_text(toml)
-    r = subprocess.run(_cmd(["--config", str(path), "--max-polls", "1"], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = _run(["--config", str(path), "--max-polls", "1"], influx_env)
     assert r.returncode == 2
     assert message in r.stderr
 
@@ -352,14 +352,13 @@ def test_bad_config_is_a_clear_error(tmp_path, toml, message, influx_env):
 def test_corrupt_model_is_a_clear_error(tmp_path, influx_env, loaded):
     bad = tmp_path / "m.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    r = subprocess.run(_cmd(["--db", loaded, "--measurement", "ekg", "--model", str(bad),
-                             "--max-polls", "1"], influx_env),
-                       env=influx_env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = _run(["--db", loaded, "--measurement", "ekg", "--model", str(bad),
+                             "--max-polls", "1"], influx_env)
     assert r.returncode == 2
     assert "pipeline.train" in r.stderr
 
 
-def test_unknown_key_in_load_config_raises():
+def test_parse_series_rejects_unknown_keys():
     from pipeline.stream_config import parse_series
     with pytest.raises(ConfigError, match="unknown keys"):
         parse_series({"db": "a", "measurement": "b", "nope": 1}, "x")
@@ -439,8 +438,7 @@ def test_unreachable_influxdb_is_retried_with_backoff_then_stops_cleanly(tmp_pat
     (["--config", "/nonexistent.toml"], "not found"),
 ])
 def test_bad_flags_are_a_clear_error(args, message, influx_env):
-    r = subprocess.run(_cmd([*args, "--max-polls", "1"], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = _run([*args, "--max-polls", "1"], influx_env)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
 
@@ -551,10 +549,9 @@ def test_unreachable_server_fails_fast_on_the_command_line(tmp_path, model_path)
     from pipeline.influxd import free_port
 
     env = {"PATH": "/usr/bin:/bin", "INFLUXDB_PORT": str(free_port()), "INFLUXDB_TIMEOUT": "2"}
-    r = subprocess.run(_cmd(["--db", "a", "--measurement", "m", "--model", model_path,
+    r = _run(["--db", "a", "--measurement", "m", "--model", model_path,
                              "--checkpoint-dir", str(tmp_path), "--start", str(T0), "--end",
-                             str(T0 + 10**9)], env), env=env, capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
+                             str(T0 + 10**9)], env)
     assert r.returncode == 1 and "cannot reach InfluxDB" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -567,8 +564,7 @@ def test_unreachable_server_fails_fast_on_the_command_line(tmp_path, model_path)
 def test_bad_stream_table_is_a_clear_error(tmp_path, toml, message, influx_env):
     path = tmp_path / "bad.toml"
     path.write_text(toml + "[[series]]\ndb='a'\nmeasurement='x'\n")
-    r = subprocess.run(_cmd(["--config", str(path), "--max-polls", "1"], influx_env), env=influx_env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = _run(["--config", str(path), "--max-polls", "1"], influx_env)
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
@@ -585,18 +581,15 @@ def test_reset_and_changed_zscore_settings(influx, loaded, model_path, tmp_path,
     ck = tmp_path / "ck"
     cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
     base = ["--config", cfg, "--start", str(T0), "--max-polls", "2"]
-    r = subprocess.run(_cmd(base, influx_env), env=influx_env, capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
+    r = _run(base, influx_env)
     assert r.returncode == 0 and list(ck.glob("*.ckpt")), r.stderr
     # other z-score settings: the position is kept, the rolling state restarts, and it says so
     text = open(cfg).read() + "zscore = { window = 30 }\n"
     (tmp_path / "g.toml").write_text(text)
-    r = subprocess.run(_cmd(["--config", str(tmp_path / "g.toml"), "--max-polls", "1"], influx_env),
-                       env=influx_env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = _run(["--config", str(tmp_path / "g.toml"), "--max-polls", "1"], influx_env)
     assert r.returncode == 0 and "z-score parameters changed" in r.stderr, r.stderr
     assert "resuming after" in r.stderr
-    r = subprocess.run(_cmd([*base, "--reset"], influx_env), env=influx_env, capture_output=True,
-                       text=True, cwd=ROOT, timeout=60)
+    r = _run([*base, "--reset"], influx_env)
     assert r.returncode == 0 and "removed 1 checkpoints" in r.stderr, r.stderr
     assert "resuming after" not in r.stderr
     influx.drop_database(loaded + "_f")
