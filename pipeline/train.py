@@ -158,9 +158,11 @@ def train(train_times, train_values, val_times, val_values, *, n_clusters=config
     val = score_segments_batch(model, vrs.times, vrs.values, period)
     notes = []
     if threshold_method == "tutorial":
-        value = tutorial_threshold(model, runs)  # per run: never stitched across a gap
-        thr = ScoreThreshold(method="max", margin=1.0).fit(np.array([value]))
-        thr.method_ = "tutorial"
+        # the tutorial's rule is the "max" method applied to another quantity: the largest
+        # stitched reconstruction error over the training runs (never stitched across a gap);
+        # the model's metadata records threshold_method="tutorial"
+        value = tutorial_threshold(model, runs)
+        thr = ScoreThreshold(method="max", margin=margin).fit(np.array([value]))
     else:
         if len(val) == 0:
             raise TrainError("the validation range holds no complete segment; give a longer "

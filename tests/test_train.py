@@ -45,6 +45,11 @@ def test_tutorial_rule_is_available_for_comparison(ekg, tmp_path):
     lm = load_model(tmp_path / "m.npz")
     recon = lm.model.reconstruct(v[:n])
     assert res.threshold == pytest.approx(np.nanmax(np.abs(recon - v[:n])))
+    assert lm.metadata["threshold_method"] == "tutorial"
+    # --margin applies to it too, as the model file says
+    res2 = train(t[:n], v[:n], t[n:2 * n], v[n:2 * n], n_clusters=8, threshold_method="tutorial",
+                 margin=2.0, out=str(tmp_path / "m2.npz"))
+    assert res2.threshold == pytest.approx(2 * res.threshold)
 
 
 def test_cli_from_csv(ekg_csv, tmp_path, capsys):
