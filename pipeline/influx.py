@@ -26,7 +26,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -662,18 +662,3 @@ def _parse_csv(body: bytes, field_name: str, group_by: str | None) -> ReadResult
         if groups is not None:
             groups = groups[keep]
     return ReadResult(times, values, groups, n_bad, malformed_last)
-
-
-def iter_time_slices(start_ns: int, end_ns: int, step_ns: int) -> Iterable[tuple[int, int]]:
-    """Half-open ``[a, b)`` slices covering ``[start_ns, end_ns)``.
-
-    >>> list(iter_time_slices(0, 25, 10))
-    [(0, 10), (10, 20), (20, 25)]
-    """
-    if step_ns <= 0:
-        raise ValueError(f"step_ns must be > 0, got {step_ns}")
-    a = int(start_ns)
-    while a < end_ns:
-        b = min(a + step_ns, int(end_ns))
-        yield a, b
-        a = b

@@ -59,6 +59,7 @@ import numpy as np
 from .checkpoint import CheckpointStore, SeriesState
 from .influx import (
     Influx,
+    InfluxError,
     InfluxQueryError,
     InfluxUnavailableError,
     encode_lines,
@@ -469,7 +470,7 @@ class Stream:
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
-                    self._maybe_log(lag_ns=None)
+                    self._maybe_log()
                 if nxt is not None:
                     nxt.cancel()
         if bar is not None:
@@ -562,8 +563,7 @@ class Stream:
             polls += 1
             if max_polls is not None and polls >= max_polls:
                 break
-            newest = max((st.last_time_ns for st in self.states.values()), default=None)
-            self._maybe_log(lag_ns=None if newest is None else time.time_ns() - newest)
+            self._maybe_log(lag=self._source_lag)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
@@ -572,7 +572,24 @@ class Stream:
         self.totals["seconds"] = time.monotonic() - t_start
         return self.totals
 
-    def _maybe_log(self, lag_ns):
+    def _source_lag(self) -> float | None:
+        """Seconds of source data not yet scored: the largest (newest source point - newest
+        scored point) over the series; one query per series, asked only when a line is logged."""
+        lags = []
+        for s in self.cfg.series:
+            marks = [st.last_time_ns for (name, _), st in self.states.items() if name == s.name]
+            if not marks:
+                continue
+            try:
+                newest = self.reader.last_time(s.db, s.measurement, s.field, s.tags)
+            except InfluxError:
+                return None  # a log line must not fail the stream
+            if newest is not None:
+                lags.append(max(0, newest - max(marks)) / 1e9)
+        return max(lags, default=None)
+
+    def _maybe_log(self, lag=None):
+        """A progress line every ``log_every`` seconds; ``lag`` is called only then."""
         now = time.monotonic()
         if now - self._t_log < self.cfg.log_every:
             return
@@ -581,8 +598,9 @@ class Stream:
         msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
                f"{self.totals['segments']:,} segments ({self.totals['anomalies']:,} anomalous), "
                f"{self.totals['alert_samples']:,} z-alert samples")
-        if lag_ns is not None:
-            msg += f", newest scored point is {lag_ns / 1e9:.2f} s behind the wall clock"
+        behind = lag() if lag is not None else None
+        if behind is not None:
+            msg += f", {behind:.2f} s of source data behind"
         log.info(msg)
 
 

@@ -760,3 +760,15 @@ def test_model_without_threshold_is_refused(model, tmp_path, loaded):
     save_model(path, model, None, {"sample_period_ns": PERIOD})
     with pytest.raises(ConfigError, match="has no threshold"):
         Stream(make_cfg(loaded, str(path), tmp_path, loaded + "_o"), Influx(InfluxSettings()))
+
+
+def test_progress_line_reports_throughput_and_lag_behind_the_source(influx, fresh_db, tmp_path,
+                                                                    caplog):
+    _fleet(influx, fresh_db, "a", 0, 3000)
+    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
+    cfg.log_every = 0.0  # a line after every poll
+    with caplog.at_level("INFO", logger="pipeline.stream"):
+        Stream(cfg, influx).follow(start_ns=T0, max_polls=2)
+    lines = [r.message for r in caplog.records if "samples/s" in r.message]
+    # one read is 1000 samples at 2 s: after the first poll 2000 of the source's samples wait
+    assert "1,000 samples" in lines[0] and "4000.00 s of source data behind" in lines[0]
