@@ -9,15 +9,18 @@ Two modes share one loop:
   complete (the overlap is carried between polls) and every new sample's
   z-score, until SIGINT/SIGTERM.
 
-Per complete segment it writes ``max_error``, ``threshold`` and ``anomaly``
-to ``<out db>.<out measurement>`` (tutorial defaults: ``error_ekg.ERROR``);
-per sample ``z``, ``streak``, ``alert`` and ``zscore`` (the emitted value:
-``|z|`` while the streak guard holds, else 0, like the tutorial's
-``temperature.zscore``) to ``<out db>.<zscore measurement>``.  Output points
-carry the source's tags, ``series`` (the config name) and, for segment
-scores, ``model`` (the model version), and are timestamped from the source
-points (a segment by its centre sample), so re-running a range overwrites
-instead of duplicating.
+Each series has a model file (``python -m pipeline.train``): a list of
+detectors, each calibrated to an alarm budget.  The stream runs exactly the
+detectors the model keeps on and names none of them: a segment detector
+(shape) writes one point per complete segment to ``<out db>.<out
+measurement>`` (tutorial defaults: ``error_ekg.ERROR.max_error``), and the
+per-sample detectors (flat line, z-score, drift) write their fields together,
+one point per sample, to ``<out db>.<zscore measurement>``.  Each detector's
+score, threshold and alarm have their own field names (README, "What it
+writes"), so every alarm says which detector raised it.  Output points carry
+the source's tags, ``series`` (the config name) and ``model`` (the model
+version), and are timestamped from the source points (a segment by its
+centre sample), so re-running a range overwrites instead of duplicating.
 
 Delivery guarantees
 -------------------
@@ -32,7 +35,8 @@ Gaps, bad values, late points
 -----------------------------
 * A gap in the source (a step of >= 1.5 sample periods) or an irregular
   step ends the segment run: segments spanning it are skipped and the gap is
-  logged.  The z-score baseline simply continues with the samples present.
+  logged.  A flat run ends at a gap; the z-score baselines simply continue
+  with the samples present.
 * Values that are not numbers (strings, booleans) are skipped and counted;
   InfluxDB cannot store NaN.
 * Follow mode reads ``time > last processed``.  A point that arrives after
@@ -51,7 +55,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,20 +68,18 @@ from .influx import (
     encode_lines,
 )
 from .load import add_influx_args, settings_from_args
-from .model_io import ModelFileError, load_model
-from .scoring import SegmentScorer
+from .model_io import ModelFile, ModelFileError, load_model
 from .series import format_timestamp, parse_timestamp
 from .stream_config import (
     ConfigError,
     OutputConfig,
     SeriesConfig,
     StreamConfig,
-    ZScoreConfig,
     load_config,
 )
 
-__all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ZScoreConfig",
-           "ConfigError", "load_config", "main"]
+__all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
+           "load_config", "main"]
 
 log = logging.getLogger("pipeline.stream")
 
@@ -91,21 +92,13 @@ EVENT_GAP_S = 1.0
 """Flagged segments closer than this are one event in the summary."""
 
 
-@dataclass
-class _Model:
-    model: object
-    threshold: object  # a fitted ScoreThreshold: predict() decides, threshold_ is written
-    version: str
-    period_ns: float | None
-
-
-def _load_model(path: str) -> _Model:
-    lm = load_model(path)
-    if lm.threshold is None:
-        raise ConfigError(f"model file {path} has no threshold; a stream needs one: retrain with "
-                          "python -m pipeline.train")
-    period = (lm.metadata or {}).get("sample_period_ns")
-    return _Model(lm.model, lm.threshold, lm.version, float(period) if period else None)
+def _load_model(path: str) -> ModelFile:
+    m = load_model(path)
+    if not m.enabled:
+        raise ConfigError(f"model file {path} has no detector switched on (calibration turned "
+                          "them all off); retrain with python -m pipeline.train on more or "
+                          "other normal data")
+    return m
 
 
 class _SourceMissing(InfluxQueryError):
@@ -145,11 +138,9 @@ class Stream:
         self.reader = Influx(influx.settings)
         self.stop = stop or threading.Event()
         self.store = CheckpointStore(cfg.checkpoint_dir)
-        self.models = {s.name: _load_model(s.model) if s.model else None for s in cfg.series}
+        self.models = {s.name: _load_model(s.model) for s in cfg.series}
         for s in cfg.series:
             m = self.models[s.name]
-            if m is None:
-                continue
             if s.sample_period_ns and m.period_ns and abs(s.sample_period_ns / m.period_ns - 1) > 0.01:
                 raise ConfigError(
                     f"series {s.name}: sample_rate gives a period of {s.sample_period_ns / 1e6:.6g} "
@@ -171,10 +162,10 @@ class Stream:
         self._origins: dict[str, int] = {}
         self._solo: dict[str, set] = {}
         self._t_missing = 0.0
-        self.totals = {"samples": 0, "segments": 0, "anomalies": 0, "alert_samples": 0,
-                       "malformed": 0, "gaps": 0, "skipped_samples": 0, "points_written": 0,
-                       "retries": 0, "quarantined": 0, "long_alert_samples": 0}
-        self.flagged: list[tuple[str, str, int, float]] = []
+        self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
+                       "skipped_samples": 0, "points_written": 0, "retries": 0,
+                       "quarantined": 0, "alarm_points": {}}
+        self.flagged: list[tuple[str, str, str, int, float]] = []
 
     # -- retry -----------------------------------------------------------
     def _retry(self, what: str, fn, *args, **kwargs):
@@ -203,40 +194,26 @@ class Stream:
         st = self.store.load(s.name, key) if resume else None
         label = _label(s, key)
         m = self.models[s.name]
-        zparams = asdict(s.zscore) if s.zscore else None
-        lparams = asdict(s.long) if s.long else None
-        if st is not None:
-            changed = []
-            if st.model_version != (m.version if m else None):
-                changed.append(f"the model changed ({st.model_version} -> "
-                               f"{m.version if m else None})")
-            if st.zscore_params != zparams:
-                changed.append(f"the z-score parameters changed ({st.zscore_params} -> {zparams})")
-            if st.long_params != lparams:
-                changed.append(f"the long baseline changed ({st.long_params} -> {lparams})")
-            if changed and fresh_on_change:
-                log.warning("series %s: %s; the checkpoint is dropped and the range re-scored",
-                            label, " and ".join(changed))
+        if st is not None and st.model_version != m.version:
+            if fresh_on_change:
+                log.warning("series %s: the model changed (%s -> %s); the checkpoint is dropped "
+                            "and the range re-scored", label, st.model_version, m.version)
                 st = None
-            elif changed:
-                log.warning("series %s: %s; the rolling state restarts at %s", label,
-                            " and ".join(changed), _fmt(st.last_time_ns))
-                if st.model_version != (m.version if m else None):
-                    st.scorer, st.period_checked = None, False
-                if st.zscore_params != zparams:
-                    st.zstate = None
-                if st.long_params != lparams:
-                    st.lstate = None
-            if st is not None:
-                log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
-        if st is None:
+            else:
+                log.warning("series %s: the model changed (%s -> %s); the rolling state "
+                            "restarts at %s", label, st.model_version, m.version,
+                            _fmt(st.last_time_ns))
+                st.saved, st.period_checked = None, False
+        if st is not None:
+            log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
+        else:
             st = SeriesState(series=s.name, key=key, origin_ns=origin, last_time_ns=origin - 1)
-        st.model_version = m.version if m else None
-        if m is None:
-            st.scorer = None
-        st.zstate = (st.zstate or s.zscore.make()) if s.zscore else None
-        st.lstate = (st.lstate or s.long.make()) if s.long else None
-        st.zscore_params, st.long_params = zparams, lparams
+        st.model_version = m.version
+        try:
+            st.restore(m.enabled)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"checkpoint {self.store.path(s.name, key)} does not fit the model "
+                              f"({e}); run with --reset to start over") from None
         self.states[k] = st
         return st
 
@@ -263,8 +240,7 @@ class Stream:
 
     def _check_period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> None:
         """Once per key: the data's own median step must match the model's period."""
-        m = self.models[s.name]
-        if st.period_checked or m is None or len(times) < 3:
+        if st.period_checked or len(times) < 3:
             return
         observed = float(np.median(np.diff(times)))
         expected = self._periods[s.name]
@@ -300,49 +276,44 @@ class Stream:
             self.totals["quarantined"] += 1
             log.error("%s; this key is skipped from now on (the others go on)", e)
             return
-        m = self.models[s.name]
-        tags = self._tags(s, st.key)
-        if m is not None:
-            if st.scorer is None:
-                st.scorer = SegmentScorer(m.model.segment_len, int(m.model.slide_len_),
-                                          self._periods[s.name])
-            skipped = st.scorer.n_skipped_samples
-            seg = st.scorer.update(m.model, times, values)
-            self.totals["skipped_samples"] += st.scorer.n_skipped_samples - skipped
-            gaps = st.scorer.last_gaps
-            if gaps:
-                self.totals["gaps"] += len(gaps)
-                more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
-                        f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
-                log.warning("series %s: %s between %s and %s%s; segments spanning a gap are "
-                            "skipped", _label(s, st.key), gaps[0].kind, _fmt(gaps[0].before_ns),
-                            _fmt(gaps[0].after_ns), more)
-            if len(seg):
-                anomaly = m.threshold.predict(seg.errors)
-                lines += encode_lines(self.cfg.output.measurement, seg.times, {
-                    self.cfg.output.error_field: seg.errors,
-                    "threshold": np.full(len(seg), m.threshold.threshold_),
-                    "anomaly": anomaly}, dict(tags, model=m.version))
-                n_anom = int(anomaly.sum())
-                self.totals["segments"] += len(seg)
-                self.totals["anomalies"] += n_anom
-                room = MAX_FLAGGED - len(self.flagged)
-                for i in np.flatnonzero(anomaly)[:max(room, 0)]:
-                    self.flagged.append((s.name, st.key, int(seg.times[i]), float(seg.errors[i])))
+        tags = dict(self._tags(s, st.key), model=st.model_version)
         per_sample = {}
-        if st.zstate is not None:
-            r = st.zstate.update_many(values)
-            per_sample.update(z=r.z, streak=r.streak, alert=r.alert, zscore=r.emitted)
-            self.totals["alert_samples"] += int(np.count_nonzero(r.alert))
-        if st.lstate is not None:
-            r = st.lstate.update_many(values)
-            per_sample.update(long_z=r.z, long_alert=r.alert)
-            self.totals["long_alert_samples"] += int(np.count_nonzero(r.alert))
+        for ds in st.detectors:
+            skipped = getattr(ds, "n_skipped_samples", 0)
+            out = ds.update_many(times, values)
+            self.totals["skipped_samples"] += getattr(ds, "n_skipped_samples", 0) - skipped
+            self._log_gaps(s, st, ds)
+            det = out.detector
+            n_alarm = int(np.count_nonzero(out.alarm))
+            alarms = self.totals["alarm_points"]
+            alarms[det.label] = alarms.get(det.label, 0) + n_alarm
+            if det.per_sample:
+                per_sample.update(out.fields())
+            elif len(out):
+                lines += encode_lines(self.cfg.output.measurement, out.times, out.fields(), tags)
+                self.totals["segments"] += len(out)
+            if n_alarm:
+                room = MAX_FLAGGED - len(self.flagged)
+                for i in np.flatnonzero(out.alarm)[:max(room, 0)]:
+                    self.flagged.append((s.name, st.key, det.label, int(out.times[i]),
+                                         float(abs(out.score[i]))))
         if per_sample:
             lines += encode_lines(self.cfg.output.zscore_measurement, times, per_sample, tags)
         st.last_time_ns = int(times[-1])
         st.n_samples += len(times)
         self.totals["samples"] += len(times)
+
+    def _log_gaps(self, s: SeriesConfig, st: SeriesState, ds) -> None:
+        """Count and log the breaks a detector state found (segment detectors report them)."""
+        gaps = getattr(ds, "gaps", None)
+        if not gaps:
+            return
+        self.totals["gaps"] += len(gaps)
+        more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
+                f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
+        log.warning("series %s: %s between %s and %s%s; segments spanning a gap are skipped",
+                    _label(s, st.key), gaps[0].kind, _fmt(gaps[0].before_ns),
+                    _fmt(gaps[0].after_ns), more)
 
     def _process_read(self, s: SeriesConfig, r, make_state) -> tuple[int, set]:
         """Process every key of one read, write, then checkpoint.
@@ -596,8 +567,8 @@ class Stream:
         dt, self._t_log = now - self._t_log, now
         n, self._n_logged = self.totals["samples"] - self._n_logged, self.totals["samples"]
         msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
-               f"{self.totals['segments']:,} segments ({self.totals['anomalies']:,} anomalous), "
-               f"{self.totals['alert_samples']:,} z-alert samples")
+               f"{self.totals['segments']:,} segments, alarm points: "
+               f"{_alarm_counts(self.totals)}")
         behind = lag() if lag is not None else None
         if behind is not None:
             msg += f", {behind:.2f} s of source data behind"
@@ -638,11 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fan-out", metavar="TAG", help="one state per value of this tag")
     g.add_argument("--sample-rate", type=float, help="Hz (default: from the model, or inferred)")
     g.add_argument("--model", help="model file from python -m pipeline.train")
-    g.add_argument("--no-zscore", action="store_true", help="skip per-sample z-scores")
     o = p.add_argument_group("output and loop (override the config file)")
     o.add_argument("--out-db", help="error database (default error_ekg)")
     o.add_argument("--out-measurement", help="segment score measurement (default ERROR)")
-    o.add_argument("--zscore-measurement", help="z-score measurement (default zscore)")
+    o.add_argument("--zscore-measurement",
+                   help="per-sample detectors' measurement (default zscore)")
     o.add_argument("--checkpoint-dir", help="default var/checkpoints")
     o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
     o.add_argument("--batch-samples", type=int, help="samples per read (default 200000)")
@@ -656,35 +627,39 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
     lines = [
         f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
         f"({totals['samples'] / secs:,.0f} samples/s)",
-        f"  segments: {totals['segments']:,}, anomalous: {totals['anomalies']:,}",
-        f"  z-score alert samples: {totals['alert_samples']:,}"
-        + (f", long-baseline alert samples: {totals['long_alert_samples']:,}"
-           if totals.get("long_alert_samples") else ""),
+        f"  segments: {totals['segments']:,}",
+        f"  alarm points per detector: {_alarm_counts(totals)}",
         f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
         f"malformed values skipped: {totals['malformed']}, InfluxDB retries: {totals['retries']}",
         f"  points written: {totals['points_written']:,}",
     ]
     if flagged:
         events = _events(flagged)
-        more = " (the first 1,000 anomalous segments)" if len(flagged) >= MAX_FLAGGED else ""
-        lines.append(f"  anomalous events{more}: flagged segments less than {EVENT_GAP_S:g} s "
-                     "apart, merged; series, start .. end, segments, peak max_error:")
-        for name, t0, t1, n, peak in events[:limit]:
-            lines.append(f"    {name}  {_fmt(t0)} .. {_fmt(t1)}  {n:4d}  {peak:.4g}")
+        more = " (from the first 1,000 alarm points)" if len(flagged) >= MAX_FLAGGED else ""
+        lines.append(f"  alarm events{more}: alarm points of one detector less than "
+                     f"{EVENT_GAP_S:g} s apart, merged; series, detector, start .. end, points, "
+                     "peak |score|:")
+        for name, det, t0, t1, n, peak in events[:limit]:
+            lines.append(f"    {name}  {det:<9s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
         if len(events) > limit:
             lines.append(f"    ... {len(events) - limit} more")
     return "\n".join(lines)
 
 
+def _alarm_counts(totals) -> str:
+    counts = totals.get("alarm_points") or {}
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
+
+
 def _events(flagged):
-    """Merge flagged segments of one series key that lie less than EVENT_GAP_S apart."""
+    """Merge alarm points of one series key and detector that lie less than EVENT_GAP_S apart."""
     out, cur = [], None
-    for name, key, t, e in sorted(flagged):
+    for name, key, det, t, e in sorted(flagged):
         label = f"{name}[{key}]" if key else name
-        if cur and cur[0] == label and t - cur[2] < EVENT_GAP_S * 1e9:
-            cur[2], cur[3], cur[4] = t, cur[3] + 1, max(cur[4], e)
+        if cur and cur[0] == label and cur[1] == det and t - cur[3] < EVENT_GAP_S * 1e9:
+            cur[3], cur[4], cur[5] = t, cur[4] + 1, max(cur[5], e)
         else:
-            cur = [label, t, t, 1, e]
+            cur = [label, det, t, t, 1, e]
             out.append(cur)
     return [tuple(c) for c in out]
 

@@ -6,7 +6,7 @@ A config lists the series to score and where the scores go::
     db = "error_ekg"              # the blog's Chronograf rule reads error_ekg.autogen.ERROR
     measurement = "ERROR"         # one point per complete segment
     error_field = "max_error"
-    zscore_measurement = "zscore" # one point per sample
+    zscore_measurement = "zscore" # one point per sample: every per-sample detector's fields
 
     [stream]
     checkpoint_dir = "var/checkpoints"
@@ -22,9 +22,7 @@ A config lists the series to score and where the scores go::
     tags = { source = "synthetic" }   # source filter, copied onto the output
     fan_out = "sensor"            # optional: one state per value of this tag
     sample_rate = 360             # Hz (or sample_period in s); default: the model's
-    model = "models/ekg.npz"      # optional: K-Means reconstruction scores
-    zscore = { window = 15 }      # optional table, or false; default: the fixed tutorial detector
-    long = { halflife = 900 }     # optional long-horizon EWMA z-score (drift); default: off
+    model = "models/ekg.npz"      # required: the detectors and thresholds (python -m pipeline.train)
 
 Credentials never go in this file: they come from ``INFLUXDB_USERNAME`` and
 ``INFLUXDB_PASSWORD``.  Every key is checked: an unknown key or a bad value
@@ -37,50 +35,11 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 
-from . import config
-from .baselines import EWMAZScore
 from .load import LoadError, parse_tags
-from .zscore import RollingZScore
 
 
 class ConfigError(ValueError):
     """The stream configuration is invalid; the message says which key."""
-
-
-@dataclass
-class ZScoreConfig:
-    """Parameters of the per-sample :class:`~pipeline.zscore.RollingZScore`."""
-
-    window: int = config.Z_WINDOW
-    min_periods: int = config.Z_MIN_PERIODS
-    threshold: float = config.Z_THRESHOLD
-    streak: int = config.Z_STREAK
-    resolve: float = config.Z_RESOLVE
-    std_floor: float = 0.0
-    lag: int | None = None  # None: streak - 1
-
-    def make(self) -> RollingZScore:
-        return RollingZScore(window=self.window, min_periods=self.min_periods,
-                             threshold=self.threshold, streak=self.streak, resolve=self.resolve,
-                             std_floor=self.std_floor, lag=self.lag)
-
-
-@dataclass
-class LongConfig:
-    """Parameters of the per-sample long-horizon :class:`~pipeline.baselines.EWMAZScore`."""
-
-    halflife: float = config.Z_LONG_HALFLIFE
-    min_periods: int | None = None
-    threshold: float = config.Z_THRESHOLD
-    streak: int = config.Z_STREAK
-    resolve: float = config.Z_RESOLVE
-    std_floor: float = 0.0
-    scale: str = "noise"
-
-    def make(self) -> EWMAZScore:
-        return EWMAZScore(halflife=self.halflife, min_periods=self.min_periods,
-                          threshold=self.threshold, streak=self.streak, resolve=self.resolve,
-                          std_floor=self.std_floor, scale=self.scale)
 
 
 @dataclass
@@ -95,8 +54,6 @@ class SeriesConfig:
     fan_out: str | None = None
     sample_period_ns: float | None = None
     model: str | None = None
-    zscore: ZScoreConfig | None = dataclasses.field(default_factory=ZScoreConfig)
-    long: LongConfig | None = None
 
 
 @dataclass
@@ -120,7 +77,8 @@ class StreamConfig:
 
 
 _SERIES_KEYS = {"name", "db", "measurement", "field", "tags", "fan_out", "sample_rate",
-                "sample_period", "model", "zscore", "long"}
+                "sample_period", "model"}
+_GONE_KEYS = {"zscore", "long"}
 
 
 def _period_ns(d: dict, where: str) -> float | None:
@@ -151,14 +109,19 @@ def parse_series(d: dict, where: str) -> SeriesConfig:
     """Check one ``[[series]]`` table and turn it into a :class:`SeriesConfig`."""
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: must be a table, got {d!r}")
+    gone = set(d) & _GONE_KEYS
+    if gone:
+        raise ConfigError(
+            f"{where}: {sorted(gone)} tables are gone: every detector and its threshold now come "
+            "from the model file, calibrated to an alarm budget. Train one for this series "
+            "(sensors too): python -m pipeline.train --db ... --measurement ... --out FILE, and "
+            "give model = \"FILE\"")
     unknown = set(d) - _SERIES_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_SERIES_KEYS)})")
     for key in ("db", "measurement"):
         if not isinstance(d.get(key), str) or not d[key]:
             raise ConfigError(f"{where}: '{key}' is required (a non-empty string)")
-    zc = _detector(d.get("zscore", {}), ZScoreConfig, f"{where}.zscore")
-    lc = _detector(d.get("long", False), LongConfig, f"{where}.long")
     tags = d.get("tags", {})
     if not isinstance(tags, dict):
         raise ConfigError(f"{where}.tags must be a table of key = \"value\", got {tags!r}")
@@ -167,26 +130,8 @@ def parse_series(d: dict, where: str) -> SeriesConfig:
         field=_str_or_none(d, "field", where) or "value",
         tags={str(k): str(v) for k, v in tags.items()},
         fan_out=_str_or_none(d, "fan_out", where), sample_period_ns=_period_ns(d, where),
-        model=_str_or_none(d, "model", where), zscore=zc, long=lc,
+        model=_str_or_none(d, "model", where),
     )
-
-
-def _detector(value, cls, where: str):
-    """A detector table (its parameters, checked by the detector itself) or false."""
-    if value is False:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a table or false, got {value!r}")
-    allowed = {f.name for f in fields(cls)}
-    if set(value) - allowed:
-        raise ConfigError(f"{where}: unknown keys {sorted(set(value) - allowed)} "
-                          f"(allowed: {sorted(allowed)})")
-    made = cls(**value)
-    try:
-        made.make()  # the detector validates its own parameters
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-    return made
 
 
 def _check_table(raw: dict, name: str, allowed: set, where: str) -> dict:
@@ -243,8 +188,6 @@ def load_config(path: str | None, args=None) -> StreamConfig:
         for sc in series:
             if getattr(args, "model", None):
                 sc.model = args.model
-            if getattr(args, "no_zscore", False):
-                sc.zscore = None
     if not series:
         raise ConfigError("no series to score: give --config FILE with [[series]] tables, "
                           "or --db/--measurement on the command line")
@@ -252,8 +195,10 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"series names must be unique, got {names}")
     for s in series:
-        if s.model is None and s.zscore is None and s.long is None:
-            raise ConfigError(f"series {s.name!r} has neither a model nor z-scores: nothing to do")
+        if s.model is None:
+            raise ConfigError(f"series {s.name!r} has no model file: the detectors and their "
+                              "thresholds come from one; train it with python -m pipeline.train "
+                              "and give model = \"FILE\" (or --model FILE)")
     cfg = StreamConfig(series=series, output=OutputConfig(**out), **stream)
     if args is not None:
         for k in ("checkpoint_dir", "poll_interval", "batch_samples"):

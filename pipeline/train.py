@@ -1,12 +1,15 @@
-"""``python -m pipeline.train``: fit a K-Means reconstruction model and calibrate its threshold.
+"""``python -m pipeline.train``: fit every detector that suits a series and calibrate it to an alarm budget.
 
 Reads a normal *training* range and a held-out normal *validation* range of
-one series (from InfluxDB or a CSV file), fits
-:class:`~pipeline.kmeans.KMeansReconstructor` on the training range, scores
-the validation range with the same function the stream uses
-(:func:`~pipeline.scoring.score_segments_batch`), learns the threshold from
-those scores, and writes a model file (npz + JSON metadata, versioned by
-content hash).
+one series, or of a fleet with ``--fan-out`` (from InfluxDB or a CSV file),
+fits each detector (shape: K-Means reconstruction error; flat line; rolling
+z-score; drift: EWMA) on the training range, calibrates each on the
+validation range so that its alarm *events* stay within its share of the
+budget (``--false-alarms-per-day``, default 1 per series; see
+:mod:`pipeline.calibrate`), and writes one model file holding them all
+(data only, versioned by content hash).  A detector whose calibrated
+threshold would be useless for this series is kept in the file, *off*, with
+the reason.
 
 Examples
 --------
@@ -34,11 +37,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config
+from .calibrate import CalibrationWarning
+from .detectors import DEFAULT_DETECTORS, Budget, make_detectors
 from .influx import Influx, InfluxError
-from .kmeans import KMeansReconstructor
 from .load import LoadError, add_influx_args, parse_tags, read_csv_series, settings_from_args
 from .model_io import check_writable, save_model
-from .scoring import score_segments_batch
 from .series import (
     MAX_TIME_NS,
     MIN_TIME_NS,
@@ -47,9 +50,11 @@ from .series import (
     resample_regular,
     validate_series,
 )
-from .threshold import ScoreThreshold, tutorial_threshold
 
 log = logging.getLogger("pipeline.train")
+
+DEFAULT_BUDGET = Budget.per_day(1)
+"""One false alarm per day per series: what a person on call accepts (README, "Alarm budget")."""
 
 
 class TrainError(ValueError):
@@ -60,30 +65,30 @@ class TrainError(ValueError):
 class TrainResult:
     version: str
     path: str
+    detectors: list
+    budget: Budget
     n_train_samples: int
-    n_train_segments: int
-    n_val_segments: int
-    threshold: float
-    threshold_method: str
-    val_exceed: int
+    n_val_samples: int
+    val_hours: float
+    period_ns: float
     seconds_read: float
     seconds_fit: float
     seconds_calibrate: float
-    period_ns: float
-    n_clusters: int = 0
+    n_keys: int = 1
     notes: list = field(default_factory=list)
     n_duplicates: int = 0
-    """Samples dropped for a repeated timestamp (training and validation ranges)."""
     n_nonfinite: int = 0
-    """Samples dropped for a NaN/inf value (training and validation ranges); they become gaps."""
 
     def summary(self) -> str:
+        keys = f" over {self.n_keys} series keys" if self.n_keys > 1 else ""
+        on = [d for d in self.detectors if d.enabled_]
         return "\n".join([
             f"model {self.version} written to {self.path}",
-            f"  training: {self.n_train_samples:,} samples -> {self.n_train_segments:,} segments "
-            f"-> {self.n_clusters} clusters (period {self.period_ns / 1e6:.6g} ms)",
-            f"  threshold: {self.threshold:.6g} ({self.threshold_method}), calibrated on "
-            f"{self.n_val_segments:,} held-out segments; {self.val_exceed} of them exceed it",
+            f"  training: {self.n_train_samples:,} samples{keys} (period "
+            f"{self.period_ns / 1e6:.6g} ms); held out: {self.n_val_samples:,} samples "
+            f"({self.val_hours:.3g} h)",
+            f"  alarm budget: {self.budget} per series, shared by {len(on)} detector(s) on",
+            *(f"  {d.describe()}" for d in self.detectors),
             f"  timings: read {self.seconds_read:.2f} s, fit {self.seconds_fit:.2f} s, "
             f"calibrate {self.seconds_calibrate:.2f} s",
             *([f"  dropped: {self.n_duplicates:,} sample(s) with a repeated timestamp, "
@@ -93,107 +98,134 @@ class TrainResult:
         ])
 
 
-def _runs(times, values, period_ns=None, resample=False):
-    """Validate once at the boundary; return (RegularSeries, list of value arrays per run)."""
+def _regular(times, values, period_ns=None, resample=False):
+    """Validate once at the boundary; return the RegularSeries."""
     try:
         if resample:
             times, values = resample_regular(times, values, period_ns or infer_period(times))
-        rs = validate_series(times, values, period_ns=period_ns)
+        return validate_series(times, values, period_ns=period_ns)
     except ValueError as e:  # IrregularSeriesError included
         raise TrainError(str(e)) from None
-    return rs, rs.run_values()
 
 
-def _check_threshold_params(threshold_method="quantile", false_alarm_rate=1e-3, margin=1.0) -> None:
-    """Raise :class:`TrainError` on bad threshold parameters, before the (long) fit.
+def _run_pairs(rs) -> list:
+    return [(rs.times[a:b], rs.values[a:b]) for a, b in rs.runs]
 
-    The checks are :class:`~pipeline.threshold.ScoreThreshold`'s own: it is
-    fitted on one dummy score, which validates exactly what the real fit
-    will.  The tutorial rule is checked as ``"max"`` (its method).
+
+def _as_keyed(times, values) -> list:
+    """``[(times, values), ...]`` per series key: one pair, or a list of pairs for a fleet."""
+    if isinstance(times, (list, tuple)):
+        if not isinstance(values, (list, tuple)) or len(values) != len(times):
+            raise TrainError("for a fleet give lists of times and values of the same length")
+        return list(zip(times, values, strict=True))
+    return [(times, values)]
+
+
+def train(train_times, train_values, val_times, val_values, *, out,
+          detectors=DEFAULT_DETECTORS, budget: Budget | float = DEFAULT_BUDGET,
+          n_clusters=config.N_CLUSTERS, segment_len=config.SEGMENT_LEN,
+          train_slide=config.TRAIN_SLIDE, slide_len=None, random_state=0, period_ns=None,
+          resample=False, extra_metadata=None, seconds_read=0.0, params=None) -> TrainResult:
+    """Fit, calibrate and save every detector.  The library entry point behind the command.
+
+    Parameters
+    ----------
+    train_times, train_values, val_times, val_values : arrays, or lists of arrays
+        One series, or one list entry per series key of a fleet (all keys
+        share one model).  Times in int64 ns.
+    out : str or Path
+        The model file (required: nothing is written anywhere by default).
+    detectors : sequence of str
+        Detector names (:data:`pipeline.detectors.DEFAULT_DETECTORS`).
+    budget : Budget or float
+        Alarm events per hour per series key, shared equally by the
+        detectors (a float is events per hour).
+    params : dict, optional
+        Constructor arguments per detector name, e.g. ``{"zscore": {"window": 30}}``.
+
+    Raises
+    ------
+    TrainError
+        Bad parameters or output path (checked before fitting), no data, an
+        irregular series, a detector that cannot be fitted.
     """
-    method = "max" if threshold_method == "tutorial" else threshold_method
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # FewScoresWarning on one score
-            ScoreThreshold(method=method, false_alarm_rate=false_alarm_rate, margin=margin).fit([1.0])
-    except ValueError as e:
-        raise TrainError(f"bad threshold parameter: {e}") from None
-
-
-def train(train_times, train_values, val_times, val_values, *, n_clusters=config.N_CLUSTERS,
-          segment_len=config.SEGMENT_LEN, train_slide=config.TRAIN_SLIDE, slide_len=None,
-          threshold_method="quantile", false_alarm_rate=1e-3, margin=1.0, random_state=0,
-          period_ns=None, resample=False, extra_metadata=None, out="models/model.npz",
-          seconds_read=0.0) -> TrainResult:
-    """Fit, calibrate and save.  The library entry point behind the command.
-
-    The training and validation ranges are validated separately (sorted,
-    deduplicated, split at gaps); segments never span a gap.  The threshold
-    is learned on the validation scores, produced by
-    :func:`~pipeline.scoring.score_segments_batch`, the very function the
-    stream uses live.  The threshold parameters and ``out`` are checked
-    before fitting (:class:`TrainError`).
-    """
-    _check_threshold_params(threshold_method, false_alarm_rate, margin)
+    if out is None:
+        raise TrainError("give the model file to write (out=...)")
+    budget = budget if isinstance(budget, Budget) else Budget(float(budget))
     try:
         check_writable(out)
     except ValueError as e:
         raise TrainError(str(e)) from None
-    rs, runs = _runs(train_times, train_values, period_ns, resample)
-    period = float(rs.period_ns)
-    log.info("fitting K-Means (k=%d, segment %d, slide %d) on %s samples in %d run(s)...",
-             n_clusters, segment_len, train_slide, f"{len(rs.times):,}", len(runs))
-    t0 = time.perf_counter()
-    model = KMeansReconstructor(n_clusters=n_clusters, segment_len=segment_len,
-                                train_slide=train_slide, slide_len=slide_len,
-                                random_state=random_state)
+    params = {k: dict(v) for k, v in (params or {}).items()}
+    params.setdefault("shape", {}).update(n_clusters=n_clusters, segment_len=segment_len,
+                                          train_slide=train_slide, slide_len=slide_len,
+                                          random_state=random_state)
     try:
-        model.fit(runs)
-    except ValueError as e:
-        raise TrainError(f"cannot fit: {e}") from None
-    t_fit = time.perf_counter() - t0
-
+        dets = make_detectors(detectors, **{k: v for k, v in params.items() if k in detectors})
+    except (TypeError, ValueError) as e:
+        raise TrainError(f"bad detector parameter: {e}") from None
+    tr = [_regular(t, v, period_ns, resample) for t, v in _as_keyed(train_times, train_values)]
+    period = float(period_ns or np.median([r.period_ns for r in tr]))
+    va = [_regular(t, v, period, resample) for t, v in _as_keyed(val_times, val_values)]
+    train_runs = [p for r in tr for p in _run_pairs(r)]
+    val_runs = [p for r in va for p in _run_pairs(r)]
+    if not train_runs:
+        raise TrainError("the training range holds no usable run of samples")
+    if not val_runs:
+        raise TrainError("the validation range holds no usable run of samples; give a longer "
+                         "--val-start/--val-end range of normal data")
+    val_hours = sum((int(t[-1]) - int(t[0]) + period) / 3.6e12 for t, _ in val_runs)
+    n_train = sum(len(r.times) for r in tr)
     t0 = time.perf_counter()
-    vrs, _ = _runs(val_times, val_values, period, resample)
-    val = score_segments_batch(model, vrs.times, vrs.values, period)
+    for d in dets:
+        log.info("fitting %s on %s samples in %d run(s)...", d.label, f"{n_train:,}",
+                 len(train_runs))
+        try:
+            d.fit(train_runs, period)
+        except ValueError as e:
+            raise TrainError(f"cannot fit the {d.label} detector: {e}") from None
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    share = budget.split(len(dets))
     notes = []
-    if threshold_method == "tutorial":
-        # the tutorial's rule is the "max" method applied to another quantity: the largest
-        # stitched reconstruction error over the training runs (never stitched across a gap);
-        # the model's metadata records threshold_method="tutorial"
-        value = tutorial_threshold(model, runs)
-        thr = ScoreThreshold(method="max", margin=margin).fit(np.array([value]))
-    else:
-        if len(val) == 0:
-            raise TrainError("the validation range holds no complete segment; give a longer "
-                             "--val-start/--val-end range")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            thr = ScoreThreshold(method=threshold_method, false_alarm_rate=false_alarm_rate,
-                                 margin=margin).fit(val.errors)
-        notes = [str(w.message) for w in caught]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        for d in dets:
+            try:
+                d.calibrate(val_runs, period, share)
+            except ValueError as e:
+                raise TrainError(f"cannot calibrate the {d.label} detector: {e}") from None
+        # the detectors that stay off do not use their share: recalibrate the others on it
+        on = [d for d in dets if d.enabled_]
+        if 0 < len(on) < len(dets):
+            for d in on:
+                d.calibrate(val_runs, period, budget.split(len(on)))
+    seen = set()
+    for w in caught:
+        msg = str(w.message).split(";")[0]
+        if msg not in seen:
+            seen.add(msg)
+            notes.append(str(w.message))
     t_cal = time.perf_counter() - t0
     meta = {
         "sample_period_ns": period,
-        "training_range_ns": [int(rs.times[0]), int(rs.times[-1])],
-        "validation_range_ns": [int(vrs.times[0]), int(vrs.times[-1])] if len(vrs.times) else None,
-        "n_train_samples": int(len(rs.times)),
-        "n_validation_segments": int(len(val)),
-        "threshold_method": threshold_method,
-        "false_alarm_rate": false_alarm_rate if threshold_method == "quantile" else None,
-        "margin": margin,
-        "gaps_in_training": len(rs.gaps),
+        "training_range_ns": [int(min(r.times[0] for r in tr if len(r.times))),
+                              int(max(r.times[-1] for r in tr if len(r.times)))],
+        "validation_range_ns": [int(min(r.times[0] for r in va if len(r.times))),
+                                int(max(r.times[-1] for r in va if len(r.times)))],
+        "n_train_samples": int(n_train),
+        "validation_hours": val_hours,
+        "budget_per_hour": budget.per_hour,
+        "n_keys": len(tr),
     }
     meta.update(extra_metadata or {})
-    version = save_model(out, model, thr, meta)
+    version = save_model(out, dets, meta)
     return TrainResult(
-        version=version, path=str(out), n_train_samples=len(rs.times),
-        n_train_segments=int(model.n_train_segments_),
-        n_val_segments=len(val), threshold=float(thr.threshold_), threshold_method=threshold_method,
-        val_exceed=int(np.count_nonzero(val.errors > thr.threshold_)), seconds_read=seconds_read,
-        seconds_fit=t_fit, seconds_calibrate=t_cal, period_ns=period, n_clusters=n_clusters,
-        notes=notes, n_duplicates=rs.n_duplicates + vrs.n_duplicates,
-        n_nonfinite=rs.n_nonfinite + vrs.n_nonfinite)
+        version=version, path=str(out), detectors=dets, budget=budget, n_train_samples=n_train,
+        n_val_samples=sum(len(r.times) for r in va), val_hours=val_hours, period_ns=period,
+        seconds_read=seconds_read, seconds_fit=t_fit, seconds_calibrate=t_cal, n_keys=len(tr),
+        notes=notes, n_duplicates=sum(r.n_duplicates for r in tr + va),
+        n_nonfinite=sum(r.n_nonfinite for r in tr + va))
 
 
 def _time(text: str | None, csv_mode: bool, what: str = "time") -> int | None:
@@ -240,6 +272,53 @@ def _split(times, values, lo, hi):
     return times[m], values[m]
 
 
+def _budget(args) -> Budget:
+    try:
+        if args.false_alarms_per_hour is not None:
+            return Budget(args.false_alarms_per_hour)
+        if args.false_alarms_per_day is not None:
+            return Budget.per_day(args.false_alarms_per_day)
+    except ValueError as e:
+        raise TrainError(f"--false-alarms-per-day/--false-alarms-per-hour: {e}") from None
+    return DEFAULT_BUDGET
+
+
+def _read(ix, args, lo, hi, tags):
+    """One series (refusing mixed ones), or with --fan-out a list per key."""
+    r = ix.read_field(args.db, args.measurement, args.field, lo, hi, tags, args.fan_out)
+    if args.fan_out:
+        parts = r.by_group()
+        return [p.times for p in parts.values()], [p.values for p in parts.values()]
+    _refuse_mixed_series(r.times, tags, args.db, args.measurement)
+    return r.times, r.values
+
+
+def _hold_out(tt, tv, vt, vv, fraction):
+    """Check the ranges; without a validation range hold out the last ``fraction`` of each key."""
+    keyed_t = _as_keyed(tt, tv)
+    if sum(len(t) for t, _ in keyed_t) == 0:
+        raise TrainError("the training range holds no points; check the range and source")
+    if vt is not None:
+        for (a, _), (b, _) in zip(_as_keyed(tt, tv), _as_keyed(vt, vv), strict=False):
+            if len(a) and len(b) and b.min() <= a.max() and b.max() >= a.min():
+                raise TrainError("the validation range overlaps the training range; the "
+                                 "thresholds must be learned on held-out normal data: give "
+                                 "disjoint ranges")
+        return tt, tv, vt, vv
+    log.info("no validation range given: holding out the last %.0f%% of the training range",
+             100 * fraction)
+    out_t, out_v, hold_t, hold_v = [], [], [], []
+    for t, v in keyed_t:
+        k = int(len(t) * (1 - fraction))
+        out_t.append(t[:k])
+        out_v.append(v[:k])
+        hold_t.append(t[k:])
+        hold_v.append(v[k:])
+    if not isinstance(tt, (list, tuple)):
+        return out_t[0], out_v[0], hold_t[0], hold_v[0]
+    return out_t, out_v, hold_t, hold_v
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,14 +346,16 @@ def main(argv=None) -> int:
     mp.add_argument("--train-slide", type=int, default=config.TRAIN_SLIDE, help="default: %(default)s")
     mp.add_argument("--slide", type=int, default=None, help="scoring slide (default segment/2)")
     mp.add_argument("--seed", type=int, default=0, help="K-Means random state (default: %(default)s)")
-    th = p.add_argument_group("threshold")
-    th.add_argument("--threshold-method", choices=["quantile", "max", "tutorial"], default="quantile",
-                    help="quantile of held-out scores, their max, or the original tutorial's rule "
-                         "(max stitched training error; for comparison) (default: %(default)s)")
-    th.add_argument("--false-alarm-rate", type=float, default=1e-3,
-                    help="target share of normal segments above the threshold (default: %(default)s)")
-    th.add_argument("--margin", type=float, default=1.0,
-                    help="multiply the threshold by this (default: %(default)s)")
+    th = p.add_argument_group("alarm budget (per series key; shared by the detectors)")
+    bud = th.add_mutually_exclusive_group()
+    bud.add_argument("--false-alarms-per-day", type=float, default=None,
+                     help="alarm events a person accepts per day on normal data (default: 1)")
+    bud.add_argument("--false-alarms-per-hour", type=float, default=None,
+                     help="the same per hour")
+    th.add_argument("--detectors", default=",".join(DEFAULT_DETECTORS),
+                    help="comma-separated detectors to fit (default: %(default)s)")
+    p.add_argument("--fan-out", metavar="TAG",
+                   help="train one model for a fleet: every value of this tag is a series key")
     p.add_argument("--sample-rate", type=float, help="Hz (default: the median step of the data)")
     p.add_argument("--resample", action="store_true",
                    help="linearly resample an irregular series onto the sample period first")
@@ -295,7 +376,8 @@ def main(argv=None) -> int:
         va1 = _time(args.val_end, csv_mode, "--val-end")
         if va0 is None and va1 is None and not 0 < args.val_fraction < 1:
             raise TrainError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-        _check_threshold_params(args.threshold_method, args.false_alarm_rate, args.margin)
+        budget = _budget(args)
+        dets = [d.strip() for d in args.detectors.split(",") if d.strip()]
         try:
             check_writable(args.out)
         except ValueError as e:
@@ -324,29 +406,12 @@ def main(argv=None) -> int:
                 vt = vv = None
         else:
             ix = Influx(settings)
-            r = ix.read_field(args.db, args.measurement, args.field, tr0, tr1, tags)
-            _refuse_mixed_series(r.times, tags, args.db, args.measurement)
-            tt, tv = r.times, r.values
-            if va0 is not None:
-                r = ix.read_field(args.db, args.measurement, args.field, va0, va1, tags)
-                _refuse_mixed_series(r.times, tags, args.db, args.measurement)
-                vt, vv = r.times, r.values
-            else:
-                vt = vv = None
-        if len(tt) == 0:
-            raise TrainError("the training range holds no points; check the range and source")
-        if vt is not None and len(vt) and vt.min() <= tt.max() and vt.max() >= tt.min():
-            raise TrainError("the validation range overlaps the training range; the threshold "
-                             "must be learned on held-out normal data: give disjoint ranges")
-        if vt is None:
-            k = int(len(tt) * (1 - args.val_fraction))
-            tt, tv, vt, vv = tt[:k], tv[:k], tt[k:], tv[k:]
-            log.info("no validation range given: holding out the last %.0f%% of the training range",
-                     100 * args.val_fraction)
+            tt, tv = _read(ix, args, tr0, tr1, tags)
+            vt, vv = _read(ix, args, va0, va1, tags) if va0 is not None else (None, None)
+        tt, tv, vt, vv = _hold_out(tt, tv, vt, vv, args.val_fraction)
         res = train(tt, tv, vt, vv, n_clusters=args.clusters, segment_len=args.segment_len,
-                    train_slide=args.train_slide, slide_len=args.slide,
-                    threshold_method=args.threshold_method, false_alarm_rate=args.false_alarm_rate,
-                    margin=args.margin, random_state=args.seed, out=args.out,
+                    train_slide=args.train_slide, slide_len=args.slide, detectors=dets,
+                    budget=budget, random_state=args.seed, out=args.out,
                     period_ns=1e9 / args.sample_rate if args.sample_rate else None,
                     resample=args.resample,
                     seconds_read=time.perf_counter() - t0,

@@ -1,0 +1,27 @@
+"""Detectors: each fits on normal runs, calibrates to an alarm budget and streams as data.
+
+See :mod:`pipeline.detectors.base` for the protocol.  ``DEFAULT_DETECTORS``
+is what ``python -m pipeline.train`` fits for a series unless told
+otherwise; calibration then turns off those that do not suit it.
+"""
+
+from .base import REGISTRY, Budget, Detector, DetectorOutput, DetectorState, hold_alarm
+from .flatline import FlatLineDetector
+from .shape import ShapeDetector
+from .zscores import DriftDetector, ZScoreDetector
+
+__all__ = ["Budget", "Detector", "DetectorOutput", "DetectorState", "REGISTRY", "hold_alarm",
+           "ShapeDetector", "FlatLineDetector", "ZScoreDetector", "DriftDetector",
+           "DEFAULT_DETECTORS", "make_detectors"]
+
+DEFAULT_DETECTORS = ("shape", "flatline", "zscore", "drift")
+
+
+def make_detectors(names=DEFAULT_DETECTORS, **params) -> list:
+    """New, unfitted detectors by name; ``params[name]`` holds one's constructor arguments."""
+    out = []
+    for n in names:
+        if n not in REGISTRY:
+            raise ValueError(f"unknown detector {n!r} (known: {sorted(REGISTRY)})")
+        out.append(REGISTRY[n](**params.get(n, {})))
+    return out
