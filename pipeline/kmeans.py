@@ -401,10 +401,28 @@ class KMeansReconstructor(BaseEstimator):
         Returns
         -------
         ndarray of shape (n_segments,), float64
+            Segment ``i`` is centred on sample ``segment_centres(n)[i]``.
         """
         check_is_fitted(self)
         seg_len = self.cluster_centers_.shape[1]
         return self.score_segments(sliding_segments(x, seg_len, self.slide_len_))
+
+    def segment_centres(self, n_samples: int) -> np.ndarray:
+        """Sample index of each scored segment's centre, for a run of ``n_samples``.
+
+        Segment ``i`` of :meth:`segment_errors` is centred on sample
+        ``i * slide_len_ + segment_len // 2`` (the stream timestamps it there).
+
+        Examples
+        --------
+        >>> m = KMeansReconstructor(n_clusters=2, segment_len=4).fit(np.tile([0.0, 1, 2, 1], 50))
+        >>> m.segment_centres(10).tolist()
+        [2, 4, 6, 8]
+        """
+        check_is_fitted(self)
+        seg_len = self.cluster_centers_.shape[1]
+        k = n_segments(int(n_samples), seg_len, int(self.slide_len_))
+        return np.arange(k) * int(self.slide_len_) + seg_len // 2
 
     def reconstruct(self, x) -> np.ndarray:
         """Stitched reconstruction: overlap-add of the nearest centroids at 50 % overlap.

@@ -131,8 +131,22 @@ class SegmentScorer:
                 f"model segment/slide ({model.segment_len}/{model.slide_len_}) differ from the "
                 f"scorer's ({L}/{s}); a changed model needs a fresh state"
             )
-        times_ns = np.asarray(times_ns, np.int64)
+        raw_t = np.asarray(times_ns)
+        if raw_t.size and raw_t.dtype.kind not in "iu":
+            if raw_t.dtype.kind != "f" or not np.all(np.mod(raw_t, 1) == 0):
+                raise ValueError(
+                    f"times must be integer nanoseconds since the epoch, got {raw_t.dtype} values "
+                    f"such as {float(raw_t.flat[min(1, raw_t.size - 1)])!r}; convert them first, e.g. "
+                    "np.round(seconds * 1e9).astype(np.int64)")
+        times_ns = raw_t.astype(np.int64)
         values = np.asarray(values, np.float64)
+        if len(times_ns) > 1:
+            step = float(np.median(np.diff(times_ns[:1000])))
+            if 0 < step * 1000 < self.period_ns:
+                raise ValueError(
+                    f"the timestamps step by about {step:g} but the sample period is "
+                    f"{self.period_ns:g} ns: the times are not in nanoseconds; convert them "
+                    "(seconds * 1e9, milliseconds * 1e6)")
         if times_ns.ndim != 1 or values.shape != times_ns.shape:
             raise ValueError(f"times_ns and values must be 1-D and equally long, got shapes "
                              f"{times_ns.shape} and {values.shape}")
