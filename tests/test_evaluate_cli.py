@@ -1,0 +1,45 @@
+"""``python -m pipeline.evaluate``: the detectors' streaming states scored against labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.evaluate import main
+from pipeline.train import train
+
+S = 10**9
+
+
+def _series(n, rate, seed):
+    rng = np.random.default_rng(seed)
+    t = (np.arange(n) * (S / rate)).astype(np.int64)
+    return t, np.round(np.sin(np.arange(n) / 7.0) + 0.05 * rng.standard_normal(n), 2)
+
+
+def test_evaluate_finds_a_zeroed_stretch_and_counts_false_alarms(tmp_path, capsys):
+    t, x = _series(60_000, 100, 1)
+    model = tmp_path / "m.npz"
+    train(t[:30_000], x[:30_000], t[30_000:], x[30_000:], detectors=("flatline",),
+          budget=1.0, out=model)
+    t2, y = _series(20_000, 100, 2)      # 200 s of new normal data
+    y[5000:5050] = 0.0                    # 0.5 s at zero, labelled, at 50 s
+    y[15000:15030] = y[15000]             # 0.3 s held, NOT labelled: a false alarm by design
+    pd.DataFrame({"time_s": t2 / S, "value": y}).to_csv(tmp_path / "s.csv", index=False)
+    pd.DataFrame({"start": [50.0], "end": [50.5], "type": ["zero"]}).to_csv(
+        tmp_path / "e.csv", index=False)
+    assert main(["--model", str(model), str(tmp_path / "s.csv"), str(tmp_path / "e.csv"),
+                 "--json"]) == 0
+    import json
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    flat = rows["flat line"]
+    assert flat["found"] == 1 and flat["labels"] == 1
+    assert flat["false_alarms"] == 1          # the unlabelled held value
+    assert flat["false_alarms_per_hour"] > 0
+
+
+def test_evaluate_bad_input_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "s.csv").write_text("t,v\n1,2\n")
+    assert main(["--model", str(tmp_path / "none.npz"), str(tmp_path / "s.csv"),
+                 str(tmp_path / "e.csv")]) == 2
+    assert "retrain" in capsys.readouterr().err
