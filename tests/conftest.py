@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 
-from pipeline.datasets import synthetic_ekg
+from pipeline.calibrate import CalibrationWarning
+from pipeline.datasets import synthetic_ekg, synthetic_temperature
 from pipeline.influx import Influx, InfluxSettings
 from pipeline.influxd import INSTALL_HINT, LocalInfluxd
 from pipeline.model_io import load_model
@@ -82,15 +84,52 @@ def ekg():
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory, ekg):
-    """A small model (24 clusters) trained on 40 s, calibrated on the next 20 s."""
+    """A small EKG model: every default detector (shape with 24 clusters) fitted on 40 s and
+    calibrated on the next 20 s to the default budget (one alarm event per day)."""
     t, v = ekg
     n_tr = 40 * RATE
     path = tmp_path_factory.mktemp("model") / "ekg.npz"
-    train(t[:n_tr], v[:n_tr], t[n_tr:60 * RATE], v[n_tr:60 * RATE], n_clusters=24,
-          out=str(path), threshold_method="max", margin=1.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # 20 s cannot confirm 1 per day
+        train(t[:n_tr], v[:n_tr], t[n_tr:60 * RATE], v[n_tr:60 * RATE], n_clusters=24,
+              out=str(path))
     return str(path)
 
 
 @pytest.fixture(scope="session")
-def model(model_path):
-    return load_model(model_path).model
+def model_file(model_path):
+    """The loaded EKG model file (its detectors, metadata and version)."""
+    return load_model(model_path)
+
+
+@pytest.fixture(scope="session")
+def model(model_file):
+    """The EKG model's K-Means reconstructor (the shape detector's fitted model)."""
+    return model_file.get("shape").model_
+
+
+SENSOR_PERIOD = 2 * 10**9
+"""The sensor fleet's cadence: one reading every 2 s."""
+
+
+@pytest.fixture(scope="session")
+def sensor_model_path(tmp_path_factory):
+    """A sensor model at a 2 s cadence: z-score, drift and flat line, trained on 3 h of a
+    synthetic temperature sensor and calibrated on the next 3 h."""
+    temp = synthetic_temperature(hours=6, n_sensors=1, seed=11)
+    v = temp["value"].to_numpy()
+    t = T0 + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
+    half = len(v) // 2
+    path = tmp_path_factory.mktemp("sensor") / "sensor.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        res = train(t[:half], v[:half], t[half:], v[half:], detectors=["zscore", "drift", "flatline"],
+                    out=str(path))
+    assert [d.name for d in res.detectors if d.enabled_] == ["zscore", "drift", "flatline"], \
+        res.summary()
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def sensor_model_file(sensor_model_path):
+    return load_model(sensor_model_path)
