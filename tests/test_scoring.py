@@ -1,6 +1,6 @@
 """Chunked segment scoring (the stream's state) equals the batch function, and never spans a gap."""
 
-import pickle
+import json
 
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ from conftest import PERIOD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.detectors import ShapeDetector
 from pipeline.kmeans import KMeansReconstructor
 from pipeline.scoring import Gap, SegmentScorer, score_segments_batch
 
@@ -18,6 +19,24 @@ def _naive_batch(model, t, v, period, jitter_tol=0.1):
     times, errs, _, _ = naive_segment_scores(t, v, period, model.segment_len, model.slide_len_,
                                              lambda seg: model.score_segments(seg[None])[0], jitter_tol)
     return np.array(times, np.int64), np.array(errs)
+
+
+def _checkpoint_round_trip(sc, model):
+    """The scorer as a checkpoint stores it: the shape state's data through JSON and back."""
+    det = ShapeDetector(n_clusters=model.n_clusters, segment_len=model.segment_len,
+                        slide_len=int(model.slide_len_))
+    det.model_, det.period_ns_, det.threshold_ = model, sc.period_ns, np.inf
+    old = det.new_state()
+    old.scorer = sc
+    meta, arrays = old.get_data()
+    new = det.new_state()
+    new.set_data(json.loads(json.dumps(meta, allow_nan=False)),
+                 {k: np.array(a) for k, a in arrays.items()})
+    return new.scorer
+
+
+def _snapshot(sc):
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(sc).items()}
 
 
 SMALL_L = 8
@@ -34,8 +53,8 @@ def small_models():
 
 @settings(max_examples=25, deadline=None)
 @given(cuts=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
-       gap_at=st.integers(100, 5000), gap_len=st.integers(2, 50), pickle_at=st.integers(0, 12))
-def test_scorer_chunking_equals_batch(model, ekg, cuts, gap_at, gap_len, pickle_at):
+       gap_at=st.integers(100, 5000), gap_len=st.integers(2, 50), restore_at=st.integers(0, 12))
+def test_scorer_chunking_equals_batch(model, ekg, cuts, gap_at, gap_len, restore_at):
     t, v = ekg
     t, v = t[:6000], v[:6000]
     t = np.concatenate([t[:gap_at], t[gap_at + gap_len:]])  # a gap
@@ -44,8 +63,8 @@ def test_scorer_chunking_equals_batch(model, ekg, cuts, gap_at, gap_len, pickle_
     sc = SegmentScorer(model.segment_len, 16, PERIOD)
     got, pos = [], 0
     for i, c in enumerate([*cuts, len(t)]):
-        if i == pickle_at:  # a checkpoint round trip mid-stream changes nothing
-            sc = pickle.loads(pickle.dumps(sc))
+        if i == restore_at:  # a checkpoint round trip mid-stream changes nothing
+            sc = _checkpoint_round_trip(sc, model)
         got.append(sc.update(model, t[pos:pos + c], v[pos:pos + c]))
         pos += c
         if pos >= len(t):
@@ -101,13 +120,13 @@ def test_chunked_counts_equal_naive_loop(small_models, data):
     steps = [round(SMALL_P * breaks.get(i, jitter[i - 1])) for i in range(1, n)]
     t = 10**18 + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
     v = np.sin(np.arange(n) / 3.0)
-    pickle_at = data.draw(st.integers(0, len(cuts)), label="pickle_at")
+    restore_at = data.draw(st.integers(0, len(cuts)), label="restore_at")
 
     sc = SegmentScorer(SMALL_L, slide, SMALL_P)
     got, gaps = [], []
     for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, n], strict=True)):
-        if k == pickle_at:  # a checkpoint round trip between chunks changes nothing
-            sc = pickle.loads(pickle.dumps(sc))
+        if k == restore_at:  # a checkpoint round trip between chunks changes nothing
+            sc = _checkpoint_round_trip(sc, model)
         got.append(sc.update(model, t[a:b], v[a:b]))
         gaps += [(g.before_ns, g.after_ns, g.kind) for g in sc.last_gaps]
 
@@ -132,13 +151,12 @@ def test_gap_between_calls_is_seen_with_no_carry(small_models):
     sc.update(model, t[16:], v[16:])
     assert sc.n_gaps == 1
     assert sc.last_gaps == [Gap(int(t[15]), int(t[16]), "gap")]
-    # a state pickled before last_time_ns existed still sees a gap after its carry
+    # the same across a checkpoint with nothing carried
     sc = SegmentScorer(SMALL_L, SMALL_L, SMALL_P)
-    sc.update(model, t[:12], v[:12])
-    del sc.__dict__["last_time_ns"]
-    sc = pickle.loads(pickle.dumps(sc))
+    sc.update(model, t[:16], v[:16])
+    sc = _checkpoint_round_trip(sc, model)
     sc.update(model, t[16:], v[16:])
-    assert sc.n_gaps == 1 and sc.n_skipped_samples == 4
+    assert sc.n_gaps == 1 and sc.last_gaps == [Gap(int(t[15]), int(t[16]), "gap")]
 
 
 @pytest.mark.parametrize("t", [[0, 1000, 1000, 2000], [0, 2000, 1000, 3000], [3000, 2000, 1000, 0]])
@@ -153,8 +171,38 @@ def test_non_increasing_times_are_a_clear_error(small_models, t):
         sc.update(model, t, v)  # the very first chunk too
     ok = 10**18 + np.arange(10, dtype=np.int64) * SMALL_P
     sc.update(model, ok, np.zeros(10))
-    state = pickle.dumps(sc)
+    state = _snapshot(sc)
     with pytest.raises(ValueError, match="strictly increasing"):
         sc.update(model, ok[-1:], np.zeros(1))  # not after the last sample seen
-    assert pickle.dumps(sc) == state  # a refused chunk leaves the state unchanged
+    assert _snapshot(sc) == state  # a refused chunk leaves the state unchanged
     assert not hasattr(sc, "n_segments")  # removed: it was never read
+
+
+# -- the issue's bug list ---------------------------------------------------------------------
+def test_float_millisecond_times_are_refused_not_scored_as_zero_segments(model, ekg):
+    """The issue: times in float ms silently gave 0 segments; they must be a clear error."""
+    _, v = ekg
+    x = v[:20000]
+    with pytest.raises(ValueError, match="times must be integer nanoseconds"):
+        score_segments_batch(model, np.arange(20000) * 1000 / 90, x, 1e9 / 90)
+    # whole milliseconds as integers, or as whole floats: the step gives the unit away
+    for t in (np.arange(20000) * 11, (np.arange(20000) * 11).astype(np.float64)):
+        with pytest.raises(ValueError, match="the times are not in nanoseconds"):
+            score_segments_batch(model, t, x, 1e9 / 90)
+    # nanoseconds as whole floats are fine, and the same as int64
+    t_ns = np.round(np.arange(20000) * 1e9 / 90).astype(np.int64)
+    want = score_segments_batch(model, t_ns, x, 1e9 / 90)
+    got = score_segments_batch(model, t_ns.astype(np.float64), x, 1e9 / 90)
+    assert len(want) == (20000 - 32) // 16 + 1
+    np.testing.assert_array_equal(got.times, want.times)
+    np.testing.assert_array_equal(got.errors, want.errors)
+
+
+def test_segment_centres_are_the_times_the_stream_writes(model, ekg):
+    t, v = ekg
+    n = 5000
+    seg = score_segments_batch(model, t[:n], v[:n], PERIOD)
+    idx = model.segment_centres(n)
+    np.testing.assert_array_equal(t[idx], seg.times)
+    np.testing.assert_array_equal(model.segment_errors(v[:n]), seg.errors)
+    assert model.segment_centres(31).tolist() == [] and model.segment_centres(32).tolist() == [16]
