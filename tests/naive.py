@@ -361,3 +361,72 @@ def naive_fleet_zscore(values, std_floor=0.0, min_sensors=3, eps_std=1e-9):
         den = max(1.4826 * mad, std_floor + eps_std * max(1.0, abs(med)))
         out.append([(float(v) - med) / den if math.isfinite(v) else float("nan") for v in row])
     return out
+
+
+# ---------------------------------------------------------------------------
+# event-level scoring (pipeline.events), one nanosecond tick at a time
+# ---------------------------------------------------------------------------
+
+
+def naive_event_scores(runs, labels, start, end, merge_gap, tol_before, tol_after):
+    """Walk every integer tick of ``[start, end)``; keep small numbers (hundreds of ticks).
+
+    ``runs``: list of ``(times, alarm, period)``; the union of their coverage
+    is scored (one run: a single detector).  ``labels``: list of ``(start,
+    end)``.  A tick is *covered* when some flag ``t`` inside the span has
+    ``t <= tick < t + period``.  Covered runs separated by at most
+    ``merge_gap`` uncovered ticks form one event; an event is false when
+    none of its covered ticks lies in a widened label.  Returns ``found``,
+    ``delay`` (None when missed), ``events`` as ``(first tick, last covered
+    tick + 1, false)``, ``normal`` ticks and ``alarm_normal`` ticks (event
+    hull ticks that are normal).
+    """
+    ticks = list(range(start, end))
+    covered = {t: False for t in ticks}
+    for times, alarm, period in runs:
+        for t, a in zip(times, alarm, strict=True):
+            if a and start <= t < end:
+                for u in range(t, t + period):
+                    if u < end:
+                        covered[u] = True
+
+    def widened(j, t):
+        s, e = labels[j]
+        e = max(e, s + 1)
+        return s - tol_before <= t < e + tol_after
+
+    def in_label(t):
+        return any(widened(j, t) for j in range(len(labels)))
+
+    found, delay = [], []
+    for j, (s, _) in enumerate(labels):
+        hits = [t for t in ticks if covered[t] and widened(j, t)]
+        found.append(bool(hits))
+        delay.append(max(0, hits[0] - s) if hits else None)
+
+    # events: covered runs, joined across silences of <= merge_gap ticks
+    events = []  # [first, last covered + 1, list of covered ticks]
+    for t in ticks:
+        if not covered[t]:
+            continue
+        if events and t - events[-1][1] <= merge_gap:
+            events[-1][1] = t + 1
+            events[-1][2].append(t)
+        else:
+            events.append([t, t + 1, [t]])
+    out_events = [(a, b, not any(in_label(t) for t in cov)) for a, b, cov in events]
+    normal = sum(1 for t in ticks if not in_label(t))
+    alarm_normal = sum(1 for t in ticks if not in_label(t) and any(a <= t < b for a, b, _ in events))
+    return {"found": found, "delay": delay, "events": out_events, "normal": normal,
+            "alarm_normal": alarm_normal}
+
+
+def naive_plexus_tutorial(x, window=15, threshold=3.0, streak=3):
+    """The Plexus tutorial's alarm flags: ``tutorial_zscore`` then |z| > threshold ``streak`` times in a row."""
+    import math
+
+    flags, run = [], 0
+    for z in tutorial_zscore(x, window):
+        run = run + 1 if (not math.isnan(z) and abs(z) > threshold) else 0
+        flags.append(run >= streak)
+    return flags
