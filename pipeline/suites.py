@@ -343,7 +343,17 @@ def main(argv=None) -> int:
                    help=f"folder of the record 208 excerpt (default ${ekf.MITDB_ENV} or "
                         "../shared/datasets/mitdb208_scipy_excerpt beside the repository)")
     p.add_argument("--no-ecgsyn", action="store_true", help="skip the ECGSYN source (the slowest)")
+    p.add_argument("--rates", default="360,90", help="EKG sample rates in Hz, divisors of 360 "
+                                                     "(default: %(default)s)")
     args = p.parse_args(argv)
+    try:
+        rates = tuple(int(r) for r in args.rates.split(","))
+        if any(r <= 0 or 360 % r for r in rates):
+            raise ValueError
+    except ValueError:
+        print(f"error: --rates must be divisors of 360 separated by commas, got {args.rates!r}",
+              file=sys.stderr)
+        return 2
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         if not os.access(args.out, os.W_OK):
@@ -351,7 +361,7 @@ def main(argv=None) -> int:
         suites = []
         if args.suite in ("ekg", "all"):
             sources = tuple(s for s in EKG_SOURCES if not (args.no_ecgsyn and s == "ecgsyn"))
-            suites.append(lambda: ekg_suite(args.split, sources=sources, mitdb=args.mitdb))
+            suites.append(lambda: ekg_suite(args.split, rates, sources, args.mitdb))
         if args.suite in ("sensors", "all"):
             suites.append(lambda: sensor_suite(args.split))
         for make in suites:

@@ -95,10 +95,13 @@ def plexus_zscore(x, window: int = 15) -> np.ndarray:
     if len(x) < window:
         return z
     w = sliding_window_view(x, window)
-    mean = w.mean(axis=1)
-    sd = np.sqrt(((w - mean[:, None]) ** 2).sum(axis=1) / (window - 1))
+    d = w - w[:, :1]  # deviations from the window's first value: no cancellation at large offsets
+    dm = d.mean(axis=1)
+    sd = np.sqrt(((d - dm[:, None]) ** 2).sum(axis=1) / (window - 1))
+    # a constant window has std exactly 0 (the tutorial's statistics.stdev), whatever the rounding
+    flat = np.ptp(w, axis=1) == 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        z[window - 1:] = np.where(sd == 0, 0.0, (x[window - 1:] - mean) / sd)
+        z[window - 1:] = np.where(flat, 0.0, (d[:, -1] - dm) / sd)
     return z
 
 
