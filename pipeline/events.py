@@ -381,12 +381,12 @@ class Report:
 
     def table(self) -> str:
         """A fixed-width text table, then recall by fault type."""
-        head = (f"{'detector':<14}{'found':>9}{'recall':>8}{'events':>8}{'false':>7}{'prec.':>7}"
+        head = (f"{'detector':<16}{'found':>9}{'recall':>8}{'events':>8}{'false':>7}{'prec.':>7}"
                 f"{'F1':>6}{'FA/h':>8}{'alarm%':>8}{'delay s':>9}")
         lines = [self.title] if self.title else []
         lines += [head, "-" * len(head)]
         for name, s in self.rows.items():
-            lines.append(f"{name:<14}{f'{s.n_found}/{s.n_labels}':>9}{_pct(s.recall):>8}"
+            lines.append(f"{name:<16}{f'{s.n_found}/{s.n_labels}':>9}{_pct(s.recall):>8}"
                          f"{s.n_events:>8}{s.n_false_alarms:>7}{_pct(s.precision):>7}"
                          f"{_num(s.f1, '.2f'):>6}{_num(s.false_alarms_per_hour, '.2f'):>8}"
                          f"{_pct(s.alarm_share, 2):>8}{_num(s.median_delay_s, '.2f'):>9}")
@@ -394,10 +394,11 @@ class Report:
         if any_row is not None and any_row.n_labels:
             lines.append(f"(normal time {any_row.normal_hours:.2f} h)")
             types = list(any_row.recall_by_type())
-            lines.append(f"{'found by type':<14}" + "".join(f"{t[:10]:>11}" for t in types))
+            lines.append(f"{'found by type':<16}" + "".join(f"{t[:10]:>11}" for t in types))
             for name, s in self.rows.items():
                 by = s.recall_by_type()
-                lines.append(f"{name:<14}" + "".join(f"{'{}/{}'.format(*by.get(t, (0, 0))):>11}" for t in types))
+                cells = ("/".join(map(str, by.get(t, (0, 0)))) for t in types)
+                lines.append(f"{name:<16}" + "".join(f"{c:>11}" for c in cells))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
