@@ -48,3 +48,9 @@ Z_LONG_HALFLIFE = 900
 """EWMA baseline half-life in samples (900 = 30 min at a 2 s cadence)."""
 Z_FLEET_MIN_SENSORS = 3
 """Finite sensors needed at a time for a fleet (median/MAD) z-score."""
+
+# --- InfluxDB 1.x limits (measured on 1.6.7: one ns beyond either end is refused) ---
+MIN_TIME_NS = -(2**63) + 2
+"""Earliest time InfluxDB 1.x stores: 1677-09-21T00:12:43.145224194Z."""
+MAX_TIME_NS = 2**63 - 2
+"""Latest time InfluxDB 1.x stores: 2262-04-11T23:47:16.854775806Z."""

@@ -21,6 +21,7 @@ Traps avoided on purpose (measured on influxdb-python 5.3.2 + InfluxDB 1.6.7):
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -35,8 +36,13 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
+from .config import MAX_TIME_NS, MIN_TIME_NS
+
 WRITE_BATCH = 50_000
 """Points per write request (>= 10,000; 50k measured fastest here)."""
+WRITE_MAX_BYTES = 10_000_000
+"""Bytes per write request at most: InfluxDB 1.6 answers 413 above its
+``[http] max-body-size`` (25 MB by default), e.g. for 50k lines with 1 kB tags."""
 
 __all__ = [
     "InfluxSettings",
@@ -44,10 +50,16 @@ __all__ = [
     "InfluxError",
     "InfluxUnavailableError",
     "InfluxQueryError",
+    "InfluxAuthError",
+    "InfluxNameError",
+    "check_name",
+    "check_times",
+    "series_prefix",
     "quote_ident",
     "encode_lines",
     "escape_measurement",
     "escape_tag",
+    "MAX_KEY_BYTES",
 ]
 
 
@@ -60,7 +72,19 @@ class InfluxUnavailableError(InfluxError):
 
 
 class InfluxQueryError(InfluxError):
-    """The server answered with an error (bad query, unknown database...)."""
+    """The server answered with an error (bad query, unknown database, refused points...).
+
+    ``code`` is the HTTP status when the server sent one (400 for a bad
+    request or refused points), else None.
+    """
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class InfluxAuthError(InfluxQueryError):
+    """The server refused the credentials (HTTP 401) or the permission (403)."""
 
 
 # --------------------------------------------------------------------------
@@ -145,49 +169,196 @@ class InfluxSettings:
 
 
 # --------------------------------------------------------------------------
-# line protocol (pure)
+# names (pure): what InfluxDB 1.6 stores and reads back unchanged
 # --------------------------------------------------------------------------
-_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
-_TAG_ESC = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\"})
+MAX_KEY_BYTES = 65535
+"""InfluxDB's limit on a series key: escaped measurement and tags, ``#!~#`` and the field key."""
+
+NAME_KINDS = ("measurement", "tag key", "tag value", "field key", "database")
+
+_LOST_AFTER_BACKSLASH = {"measurement": ',= "', "tag key": ",= ", "tag value": ",= ",
+                         "field key": ',= "'}
+"""Per kind of name, the characters a backslash must not stand before (see :func:`check_name`)."""
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ "})
+_TAG_ESC = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
+_RESERVED_KEYS = ("time",)
+
+
+class InfluxNameError(ValueError):
+    """A name that InfluxDB 1.x would not store and read back unchanged (says why and what to do)."""
+
+
+def _name_problem(name, kind: str) -> str | None:
+    """Why ``name`` cannot round-trip as a ``kind`` (None if it can)."""
+    if not isinstance(name, str):
+        return f"it must be a string, not {type(name).__name__}"
+    if name == "":
+        return "it is empty (InfluxDB has no empty names)"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode text (it cannot be encoded as UTF-8)"
+    if kind == "database":
+        if name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
+            return ("InfluxDB 1.x refuses database names that are '.' or '..' or contain '/', "
+                    "a backslash or a character that is not printable (tab, line break...)")
+        return None
+    if "\n" in name:
+        return "it contains a line break, which ends a line of the line protocol"
+    if name.endswith("\\"):
+        return ("it ends with a backslash, which InfluxDB reads as escaping the separator after "
+                "it (the point is refused or stored under another name)")
+    lost = _LOST_AFTER_BACKSLASH[kind]
+    for i in range(len(name) - 1):
+        if name[i] == "\\" and name[i + 1] in lost:
+            c = name[i + 1]
+            return (f"it has a backslash directly before {c!r} (position {i}); InfluxDB 1.6 reads "
+                    f"that pair as an escaped {c!r}, so the backslash is lost or the line (and "
+                    f"the next one in a batch) is misread")
+    if "\x00" in name and kind != "tag value":
+        return ("it contains a NUL character, where InfluxQL's parser stops reading, so it could "
+                "not be queried")
+    if kind == "measurement" and name[0] == "#":
+        return "it starts with '#', so InfluxDB reads the whole line as a comment and stores nothing"
+    if kind in ("measurement", "field key") and name[0] == "\t":
+        return f"it starts with {name[0]!r}, which InfluxDB strips from the start of a {kind}"
+    if kind in ("tag key", "field key") and name in _RESERVED_KEYS:
+        return f"InfluxDB 1.x refuses a {kind} named {name!r} (it is the time column)"
+    return None
+
+
+def check_name(name, kind: str = "measurement") -> str:
+    r"""Return ``name`` if InfluxDB 1.6 stores it and reads it back unchanged, else raise.
+
+    Rules (each checked against a real influxd 1.6.7 in ``tests/test_names.py``):
+
+    * a non-empty string of valid Unicode without a line break (``\n`` ends a
+      line of the line protocol);
+    * no trailing backslash (it would escape the separator after it);
+    * no backslash directly before ``,``, space or ``=`` (nor ``"`` in a
+      measurement or field key): InfluxDB reads the pair as an escape, so the
+      backslash is lost, or the line splitter of a batch misreads this line
+      and the next.  A backslash anywhere else is kept as it is
+      (``C:\temp`` is fine);
+    * a measurement must not start with ``#`` (the line is a comment);
+    * a measurement or field key must not start with a tab (stripped);
+    * only a tag value may contain NUL (InfluxQL's parser stops there; tag
+      values are bound as parameters, never parsed);
+    * a tag key or field key must not be ``time``;
+    * a database name must be printable, without ``/`` or backslash, and not
+      ``.`` or ``..`` (InfluxDB answers "invalid name").
+
+    Quotes, ``#`` after the start, unicode and InfluxQL keywords are fine.
+
+    Parameters
+    ----------
+    name : str
+    kind : {"measurement", "tag key", "tag value", "field key", "database"}
+
+    Raises
+    ------
+    InfluxNameError
+        Naming the kind, the name, the reason and what to do.
+
+    Examples
+    --------
+    >>> check_name("C:\\temp, room 2", "tag value")
+    'C:\\temp, room 2'
+    >>> check_name("#cpu")
+    Traceback (most recent call last):
+    ...
+    pipeline.influx.InfluxNameError: measurement '#cpu' cannot be written to InfluxDB and read back under the same name: it starts with '#', so InfluxDB reads the whole line as a comment and stores nothing; choose another measurement
+    """
+    if kind not in NAME_KINDS:
+        raise ValueError(f"kind must be one of {NAME_KINDS}, got {kind!r}")
+    problem = _name_problem(name, kind)
+    if problem is not None:
+        raise InfluxNameError(f"{kind} {name!r} cannot be written to InfluxDB and read back under "
+                              f"the same name: {problem}; choose another {kind}")
+    return name
 
 
 def escape_measurement(name: str) -> str:
-    r"""Escape a measurement name for line protocol.
+    r"""Escape a measurement name for line protocol (after :func:`check_name`).
+
+    Only ``,`` and space are escaped; a backslash is kept as it is, because
+    InfluxDB 1.6 keeps a backslash that is not before a special character.
 
     >>> escape_measurement("my ekg,1")
     'my\\ ekg\\,1'
+    >>> escape_measurement("C:\\data")
+    'C:\\data'
     """
-    _check_name("measurement", name)
-    return name.translate(_MEAS_ESC)
+    return check_name(name, "measurement").translate(_MEAS_ESC)
 
 
-def escape_tag(text: str) -> str:
-    r"""Escape a tag key, tag value or field key for line protocol.
+def escape_tag(text: str, kind: str = "tag value") -> str:
+    r"""Escape a tag key, tag value or field key for line protocol (after :func:`check_name`).
+
+    Only ``,``, ``=`` and space are escaped; a backslash is kept as it is.
 
     >>> escape_tag("a b=c")
     'a\\ b\\=c'
+    >>> escape_tag("C:\\temp")
+    'C:\\temp'
     """
-    return str(text).translate(_TAG_ESC)
+    return check_name(text, kind).translate(_TAG_ESC)
 
 
-def _check_name(what: str, name) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must be a non-empty string, got {name!r}")
-    if "\n" in name:
-        raise ValueError(f"{what} must not contain a newline, got {name!r}")
+def series_prefix(measurement: str, tags: Mapping[str, str] | None = None,
+                  field_keys: Sequence[str] = ()) -> str:
+    r"""The escaped ``measurement[,tag=value...]`` of a line, after checking every name.
 
+    Tags with an empty or ``None`` value are left out (InfluxDB has no empty
+    tag values).  Raises :class:`InfluxNameError` for a name that cannot
+    round-trip (:func:`check_name`), or when the series key with one of
+    ``field_keys`` would exceed :data:`MAX_KEY_BYTES`.
 
-def _tag_prefix(measurement: str, tags: Mapping[str, str] | None) -> str:
+    >>> series_prefix("ekg", {"b": "x y", "a": "1", "c": ""})
+    'ekg,a=1,b=x\\ y'
+    """
     prefix = escape_measurement(measurement)
     for k in sorted(tags or {}):
         v = tags[k]
         if v is None or v == "":
             continue  # InfluxDB has no empty tag values
-        _check_name("tag key", k)
-        if "\n" in str(v):
-            raise ValueError(f"tag value must not contain a newline, got {v!r}")
-        prefix += f",{escape_tag(k)}={escape_tag(v)}"
+        prefix += f",{escape_tag(k, 'tag key')}={escape_tag(str(v), 'tag value')}"
+    longest = max((len(escape_tag(f, "field key").encode()) for f in field_keys), default=0)
+    size = len(prefix.encode()) + len("#!~#") + longest
+    if size > MAX_KEY_BYTES:
+        raise InfluxNameError(
+            f"the series key of measurement {measurement[:40]!r}... is {size} bytes with its tags "
+            f"and field key (escaped); InfluxDB refuses more than {MAX_KEY_BYTES}: shorten the names")
     return prefix
+
+
+# --------------------------------------------------------------------------
+# line protocol (pure)
+# --------------------------------------------------------------------------
+def check_times(times_ns) -> None:
+    """Raise ``ValueError`` unless every time is within InfluxDB's range.
+
+    The range is :data:`pipeline.config.MIN_TIME_NS` ..
+    :data:`~pipeline.config.MAX_TIME_NS` (1677-09-21T00:12:43.145224194Z ..
+    2262-04-11T23:47:16.854775806Z); InfluxDB 1.6 refuses a point one
+    nanosecond outside it.
+
+    >>> check_times(np.array([0, 2**63 - 2]))
+    >>> check_times(np.array([2**63 - 1]))
+    Traceback (most recent call last):
+    ...
+    ValueError: time 9223372036854775807 ns (index 0) is outside the range InfluxDB stores (-9223372036854775806 .. 9223372036854775806 ns, 1677-09-21T00:12:43.145224194Z .. 2262-04-11T23:47:16.854775806Z)
+    """
+    t = np.asarray(times_ns)
+    if t.size == 0 or (t.min() >= MIN_TIME_NS and t.max() <= MAX_TIME_NS):
+        return
+    bad = (t < MIN_TIME_NS) | (t > MAX_TIME_NS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"time {int(t[i])} ns (index {i}) is outside the range InfluxDB stores "
+                         f"({MIN_TIME_NS} .. {MAX_TIME_NS} ns, 1677-09-21T00:12:43.145224194Z .. "
+                         "2262-04-11T23:47:16.854775806Z)")
+
 
 
 def _field_formatter(values: np.ndarray):
@@ -215,6 +386,9 @@ def encode_lines(
     Float fields that are NaN or infinite are omitted from their line
     (line protocol cannot carry them); a point with no field left is
     dropped.  Integer fields get the ``i`` suffix, booleans ``true/false``.
+    Every name is checked first (:func:`series_prefix`), and so is the time
+    range (:func:`check_times`): nothing is encoded that InfluxDB would
+    refuse or store under another name.
 
     Parameters
     ----------
@@ -236,15 +410,15 @@ def encode_lines(
     times = np.asarray(times_ns)
     if times.dtype.kind not in "iu":
         raise ValueError(f"times_ns must be integers (ns since epoch), got dtype {times.dtype}")
-    prefix = _tag_prefix(measurement, tags)
+    check_times(times)
+    prefix = series_prefix(measurement, tags, list(fields))
     n = len(times)
     cols = []
     for key in sorted(fields):
         arr = np.asarray(fields[key])
         if arr.shape != (n,):
             raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
-        _check_name("field key", key)
-        cols.append((escape_tag(key) + "=", _field_formatter(arr)))
+        cols.append((escape_tag(key, "field key") + "=", _field_formatter(arr)))
     lines = []
     tl = times.tolist()
     if len(cols) == 1:
@@ -265,27 +439,57 @@ def encode_lines(
     return lines
 
 
+_IDENT_ESC = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+
+
 def quote_ident(name: str) -> str:
-    r"""Quote an InfluxQL identifier (database, measurement, field, tag key).
+    r"""Quote an InfluxQL identifier (database, measurement, field, tag key), exactly.
+
+    InfluxQL's quoted identifiers know four escapes: ``\\``, ``\"``, ``\'``
+    and ``\n``; every other character stands for itself.  So any non-empty
+    name is quoted exactly: ``\``, ``"`` and a line break are escaped, the
+    rest (``'``, spaces, tabs, keywords such as ``select``) is kept.  Only NUL
+    cannot be quoted: the parser stops reading there.
 
     >>> quote_ident('my "db"')
     '"my \\"db\\""'
+    >>> print(quote_ident("C:\\temp"))
+    "C:\\temp"
     """
-    _check_name("identifier", name)
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"an InfluxQL identifier must be a non-empty string without NUL "
+                         f"(InfluxQL's parser stops there), got {name!r}")
+    return '"' + name.translate(_IDENT_ESC) + '"'
 
 
-_UNESC = re.compile(r"\\(.)")
+_TAG_UNESC = re.compile(r"\\([,= ])")
+_TAG_SEP = re.compile(r"(?<!\\),")
+_TAG_EQ = re.compile(r"(?<!\\)=")
+
+
+def _unescape_tag(text: str) -> str:
+    return _TAG_UNESC.sub(r"\1", text) if "\\" in text else text
 
 
 def _parse_tag_column(tags: str) -> dict[str, str]:
-    """Parse the CSV ``tags`` column (``k=v,k2=v2``, line-protocol escaped)."""
+    r"""Parse the CSV ``tags`` column: ``k=v,k2=v2`` as InfluxDB 1.6 writes it.
+
+    InfluxDB puts a backslash before every ``,``, ``=`` and space of a tag key
+    or value and leaves every other character, backslashes included, as it
+    is.  So a separator is a ``,`` or ``=`` without a backslash before it,
+    and unescaping removes exactly one backslash before ``,``, ``=`` or space.
+    (A stored tag key or value never ends with a backslash: 1.6 cannot write
+    one.)
+
+    >>> _parse_tag_column(r"sensor=C:\temp,k\,2=a\=b\ c")
+    {'sensor': 'C:\\temp', 'k,2': 'a=b c'}
+    """
     out = {}
     if not isinstance(tags, str) or not tags:
         return out
-    for part in re.split(r"(?<!\\),", tags):
-        k, _, v = re.split(r"(?<!\\)(=)", part, maxsplit=1)
-        out[_UNESC.sub(r"\1", k)] = _UNESC.sub(r"\1", v)
+    for part in _TAG_SEP.split(tags):
+        k, v = (_TAG_EQ.split(part, maxsplit=1) + [""])[:2]
+        out[_unescape_tag(k)] = _unescape_tag(v)
     return out
 
 
@@ -373,7 +577,14 @@ class Influx:
         except InfluxDBServerError as e:
             raise InfluxUnavailableError(f"InfluxDB at {self.settings.url} failed: {e}") from None
         except InfluxDBClientError as e:
-            raise InfluxQueryError(f"InfluxDB refused the request: {_short(e.content)}") from None
+            if e.code in (401, 403):
+                raise InfluxAuthError(
+                    f"InfluxDB at {self.settings.url} refused the "
+                    f"{'credentials' if e.code == 401 else 'permission'} (HTTP {e.code}: "
+                    f"{_short(e.content)}); set INFLUXDB_USERNAME and INFLUXDB_PASSWORD to a user "
+                    "allowed to do this", e.code) from None
+            raise InfluxQueryError(f"InfluxDB refused the request (HTTP {e.code}): "
+                                   f"{_short(e.content)}", e.code) from None
 
     def ping(self) -> str:
         """Return the server version; raise :class:`InfluxUnavailableError` if down."""
@@ -411,6 +622,7 @@ class Influx:
         return [row[0] for s in series for row in s.get("values", [])]
 
     def create_database(self, db: str) -> None:
+        check_name(db, "database")
         self.query_json(f"CREATE DATABASE {quote_ident(db)}")
         self._known_dbs.add(db)
 
@@ -435,9 +647,12 @@ class Influx:
     ) -> int:
         """Write line-protocol lines (ns precision) in batches; return the count.
 
-        Each batch is one request; a failure raises after the batches
+        Each batch is one request of at most ``batch_size`` lines and
+        :data:`WRITE_MAX_BYTES` bytes; a failure raises after the batches
         before it were written (callers that must not half-write keep their
-        checkpoint behind the last successful call).
+        checkpoint behind the last successful call).  The exception's
+        ``written`` attribute holds the number of lines of those batches
+        (InfluxDB may also have kept part of the failing batch).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -445,17 +660,26 @@ class Influx:
         if rp:
             params["rp"] = rp
         n = 0
-        for i in range(0, len(lines), batch_size):
+        i = 0
+        while i < len(lines):
             chunk = lines[i : i + batch_size]
             body = ("\n".join(chunk) + "\n").encode("utf-8")
-            self._request(
-                "write",
-                method="POST",
-                params=params,
-                data=body,
-                expected_response_code=204,
-                headers={"Content-Type": "application/octet-stream"},
-            )
+            while len(body) > WRITE_MAX_BYTES and len(chunk) > 1:  # long lines: fewer per request
+                chunk = chunk[: max(1, int(len(chunk) * WRITE_MAX_BYTES / len(body) * 0.95))]
+                body = ("\n".join(chunk) + "\n").encode("utf-8")
+            i += len(chunk)
+            try:
+                self._request(
+                    "write",
+                    method="POST",
+                    params=params,
+                    data=body,
+                    expected_response_code=204,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except InfluxError as e:
+                e.written = n
+                raise
             n += len(chunk)
         return n
 
@@ -470,13 +694,19 @@ class Influx:
         batch_size: int = WRITE_BATCH,
     ) -> int:
         """Encode and write points of one series; return the number written."""
+        series_prefix(measurement, tags, list(fields))  # bad names: nothing written
+        check_times(times_ns)
         total = 0
         for i in range(0, len(times_ns), batch_size):
             sl = slice(i, i + batch_size)
             lines = encode_lines(
                 measurement, times_ns[sl], {k: np.asarray(v)[sl] for k, v in fields.items()}, tags
             )
-            total += self.write_lines(db, lines, rp=rp, batch_size=batch_size)
+            try:
+                total += self.write_lines(db, lines, rp=rp, batch_size=batch_size)
+            except InfluxError as e:
+                e.written = total + getattr(e, "written", 0)
+                raise
         return total
 
     # -- reads -----------------------------------------------------------
@@ -506,7 +736,7 @@ class Influx:
         tag_conds, tag_params = _tag_conditions(tags)
         conds += tag_conds
         params.update(tag_params)
-        q = f"SELECT {quote_ident(field_name)} FROM {src}"
+        q = f"SELECT {quote_ident(field_name)}::field FROM {src}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
         if group_by:
@@ -546,7 +776,7 @@ class Influx:
         """Timestamp (ns) of the newest point of a field, or None."""
         self.require_database(db)
         conds, params = _tag_conditions(tags)
-        q = f"SELECT LAST({quote_ident(field_name)}) FROM {quote_ident(measurement)}"
+        q = f"SELECT LAST({quote_ident(field_name)}::field) FROM {quote_ident(measurement)}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
         series = self.query_json(q, db, params)
@@ -590,7 +820,7 @@ class Influx:
 
     def count(self, db: str, measurement: str, field_name: str, tags=None) -> int:
         conds, params = _tag_conditions(tags)
-        q = f"SELECT COUNT({quote_ident(field_name)}) FROM {quote_ident(measurement)}"
+        q = f"SELECT COUNT({quote_ident(field_name)}::field) FROM {quote_ident(measurement)}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
         series = self.query_json(q, db, params)
@@ -598,14 +828,17 @@ class Influx:
 
 
 def _tag_conditions(tags: Mapping[str, str] | None) -> tuple[list[str], dict]:
-    """``"key" = $tagN`` conditions with bound values: user input never enters the query text.
+    """``"key"::tag = $tagN`` conditions with bound values: user input never enters the query text.
+
+    ``::tag`` keeps a tag key apart from a field key of the same name (the
+    field selected is written ``"name"::field`` for the same reason).
 
     >>> _tag_conditions({"source": "a'b"})
-    (['"source" = $tag0'], {'tag0': "a'b"})
+    (['"source"::tag = $tag0'], {'tag0': "a'b"})
     """
     conds, params = [], {}
     for i, (k, v) in enumerate(sorted((tags or {}).items())):
-        conds.append(f"{quote_ident(k)} = $tag{i}")
+        conds.append(f"{quote_ident(k)}::tag = $tag{i}")
         params[f"tag{i}"] = str(v)
     return conds, params
 
@@ -625,16 +858,21 @@ def _parse_csv(body: bytes, field_name: str, group_by: str | None) -> ReadResult
     if not body.strip():
         return ReadResult(np.empty(0, np.int64), np.empty(0, np.float64),
                           np.empty(0, object) if group_by else None)
+    # the header is name,tags,time,<field>; the field column is taken by position, since a
+    # field key may itself be "name", "tags" or "value"
+    header = next(csv.reader([body[:body.find(b"\n")].decode("utf-8", "replace")]))
+    if header[:3] != ["name", "tags", "time"] or header[3:] != [field_name]:
+        raise InfluxQueryError(f"unexpected CSV columns from InfluxDB: {header}")
     df = pd.read_csv(
         io.BytesIO(body),
+        header=0,
+        names=["name", "tags", "time", "value"],
         dtype={"name": str, "tags": str, "time": np.int64},
         keep_default_na=False,
         na_values=[],
         engine="c",
     )
-    if df.columns[-1] != field_name and field_name not in df.columns:
-        raise InfluxQueryError(f"unexpected CSV columns from InfluxDB: {list(df.columns)}")
-    raw = df[field_name]
+    raw = df["value"]
     if raw.dtype.kind == "f":
         values = raw.to_numpy(np.float64)
         bad = ~np.isfinite(values)

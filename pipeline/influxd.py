@@ -68,7 +68,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
+  auth-enabled = {auth}
   log-enabled = false
   pprof-enabled = false
 
@@ -114,12 +114,17 @@ def ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
-def write_config(root: Path, http_port: int, rpc_port: int) -> Path:
-    """Write ``influxd.conf`` under ``root`` and return its path."""
+def write_config(root: Path, http_port: int, rpc_port: int, auth: bool = False) -> Path:
+    """Write ``influxd.conf`` under ``root`` and return its path.
+
+    ``auth=True`` turns on authentication (the first user must then be
+    created as an admin: ``CREATE USER ... WITH ALL PRIVILEGES``).
+    """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "influxd.conf"
-    conf.write_text(CONFIG_TEMPLATE.format(root=root, http_port=http_port, rpc_port=rpc_port))
+    conf.write_text(CONFIG_TEMPLATE.format(root=root, http_port=http_port, rpc_port=rpc_port,
+                                           auth=str(bool(auth)).lower()))
     return conf
 
 
@@ -137,13 +142,16 @@ class LocalInfluxd:
     detach : bool, default=False
         Start in a new session so the server outlives this Python process
         (the command line's ``start``).
+    auth : bool, default=False
+        Turn on authentication (tests of credentials errors).
     """
 
-    def __init__(self, root, http_port=None, rpc_port=None, detach=False):
+    def __init__(self, root, http_port=None, rpc_port=None, detach=False, auth=False):
         self.root = Path(root).resolve()
         self.http_port = http_port
         self.rpc_port = rpc_port
         self.detach = detach
+        self.auth = auth
         self.proc = None
 
     @property
@@ -171,7 +179,7 @@ class LocalInfluxd:
                     f"stop whatever listens there or pass another --port"
                 )
         try:
-            conf = write_config(self.root, self.http_port, self.rpc_port)
+            conf = write_config(self.root, self.http_port, self.rpc_port, self.auth)
             log = open(self.logfile, "ab")  # noqa: SIM115 - handed to the child
         except OSError as e:
             raise InfluxdError(f"cannot use {self.root} for the server's config and data: "

@@ -1,9 +1,15 @@
 """``python -m pipeline.load``: load a CSV series into InfluxDB.
 
-The whole file is parsed and validated before the first point is written,
-so bad input never leaves a partial load behind.  Writes are idempotent
-(a point is identified by measurement, tags and timestamp), so re-running a
-load that was cut short by a server outage completes it without duplicates.
+All or nothing for bad input: every check that can fail runs before the
+first point is written -- the file (columns, numbers, times, duplicates),
+every time within InfluxDB's range, the names (:func:`pipeline.influx.check_name`),
+and on the server the field's type and the retention policy's horizon.  Bad
+input exits 2 and writes nothing (not even the database).  Writes are
+idempotent (a point is identified by measurement, tags and timestamp), so
+re-running a load that was cut short by a server outage or timeout completes
+it without duplicates; the message says so only then.  A request InfluxDB
+refuses (HTTP 400) or an authentication error exits 1 with its own message:
+re-running the same command would fail the same way.
 
 Examples
 --------
@@ -21,7 +27,9 @@ No time column: a start time and a sample rate::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,8 +37,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .influx import Influx, InfluxError, InfluxSettings
-from .series import parse_timestamp
+from .config import MAX_TIME_NS, MIN_TIME_NS
+from .influx import (
+    Influx,
+    InfluxAuthError,
+    InfluxError,
+    InfluxNameError,
+    InfluxSettings,
+    InfluxUnavailableError,
+    check_name,
+    quote_ident,
+    series_prefix,
+)
+from .series import format_timestamp, parse_timestamp
 
 TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
@@ -49,10 +68,10 @@ class LoadedSeries:
         n = len(self.times_ns)
         if n == 0:
             return "0 points"
-        t0 = pd.Timestamp(int(self.times_ns[0]), tz="UTC")
-        t1 = pd.Timestamp(int(self.times_ns[-1]), tz="UTC")
+        t0 = format_timestamp(int(self.times_ns[0]))
+        t1 = format_timestamp(int(self.times_ns[-1]))
         period = int(np.median(np.diff(self.times_ns))) if n > 1 else 0
-        return (f"{n} points from {t0.isoformat()} to {t1.isoformat()}, "
+        return (f"{n} points from {t0} to {t1}, "
                 f"median period {period / 1e6:.4f} ms, values {np.min(self.values):.4g} .. "
                 f"{np.max(self.values):.4g}")
 
@@ -63,8 +82,16 @@ def _decimal_to_ns(text: str, scale: int) -> int:
     return round(q)
 
 
+_RANGE = (f"the range InfluxDB stores ({format_timestamp(MIN_TIME_NS)} .. "
+          f"{format_timestamp(MAX_TIME_NS)}, {MIN_TIME_NS} .. {MAX_TIME_NS} ns)")
+
+
 def parse_time_column(col: pd.Series, unit: str, path: str, colname: str) -> np.ndarray:
-    """Parse a time column to int64 ns; raise :class:`LoadError` naming the first bad line."""
+    """Parse a time column to int64 ns; raise :class:`LoadError` naming the first bad line.
+
+    A time that does not fit in int64 ns is refused here; the range InfluxDB
+    stores is checked after ``--start`` shifts the series (:func:`check_time_range`).
+    """
     if unit == "iso":
         parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
         bad = parsed.isna().to_numpy()
@@ -72,17 +99,51 @@ def parse_time_column(col: pd.Series, unit: str, path: str, colname: str) -> np.
             i = int(np.argmax(bad))
             raise LoadError(f"{path}, line {i + 2}, column {colname!r}: cannot parse time "
                             f"{col.iloc[i]!r} as ISO 8601 (e.g. 2026-01-01T00:00:00Z)")
-        return parsed.dt.as_unit("ns").astype("int64").to_numpy()
+        try:
+            return parsed.dt.as_unit("ns").astype("int64").to_numpy()
+        except (OverflowError, ValueError):  # pandas parses beyond the ns range (other units)
+            secs = parsed.dt.as_unit("s").astype("int64").to_numpy()
+            out = np.flatnonzero((secs < MIN_TIME_NS // 10**9) | (secs > MAX_TIME_NS // 10**9))
+            i = int(out[0]) if out.size else 0
+            raise LoadError(f"{path}, line {i + 2}, column {colname!r}: time {col.iloc[i]!r} is "
+                            f"outside {_RANGE}; fix or remove the row") from None
     scale = TIME_UNITS[unit]
     out = np.empty(len(col), np.int64)
     for i, text in enumerate(col.tolist()):
         try:
-            out[i] = _decimal_to_ns(text, scale)
+            t = _decimal_to_ns(text, scale)
         except (ValueError, ZeroDivisionError, TypeError, OverflowError):
             raise LoadError(
                 f"{path}, line {i + 2}, column {colname!r}: cannot parse time {text!r} as a number "
                 f"of {unit} (use --time-unit iso for ISO 8601 strings)") from None
+        if not -(2**63) <= t < 2**63:
+            raise LoadError(f"{path}, line {i + 2}, column {colname!r}: time {text!r} {unit} is "
+                            f"outside {_RANGE}; fix or remove the row")
+        out[i] = t
     return out
+
+
+def check_time_range(times: np.ndarray, path: str, colname: str | None,
+                     offset: int = 0, start: str | None = None) -> None:
+    """Raise :class:`LoadError` naming the first line whose time plus ``offset`` (the
+    ``--start`` shift, added exactly) is outside the range InfluxDB stores."""
+    lo, hi = MIN_TIME_NS - offset, MAX_TIME_NS - offset  # Python ints: no overflow
+    i64 = np.iinfo(np.int64)
+    if lo > i64.max or hi < i64.min:
+        bad = np.ones(times.shape, dtype=bool)
+    else:
+        bad = (times < max(lo, i64.min)) | (times > min(hi, i64.max))
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    where = f"{path}, line {i + 2}" + (f", column {colname!r}" if colname else "")
+    shifted = f" (after --start {start})" if start is not None else ""
+    t = int(times[i]) + offset
+    iso = format_timestamp(t)
+    shown = f"{iso} ns" if iso == str(t) else f"{iso} ({t} ns)"
+    raise LoadError(f"{where}: time {shown}{shifted} is outside "
+                    f"{_RANGE}; InfluxDB would refuse it. Fix or remove the row"
+                    + (", or choose another --start" if start is not None else ""))
 
 
 def parse_rate(rate: str | None, period: str | None) -> Fraction:
@@ -143,15 +204,22 @@ def read_csv_series(
                             "choose one with --time-column, or use --no-time-column with "
                             "--start and --rate")
         times = parse_time_column(df[time_column], time_unit, path, time_column)
-        if start is not None:
-            times = times - times[0] + _parse_start(start)
+        offset = 0 if start is None else _parse_start(start) - int(times[0])
+        check_time_range(times, path, time_column, offset, start)
+        if offset:
+            times = times + np.int64(offset)  # in range: checked above, exactly
     else:
         if start is None or period_ns is None:
             raise LoadError("--no-time-column needs --start and --rate (or --period)")
         t0 = _parse_start(start)
-        k = np.arange(len(values), dtype=object)
         # exact: t_k = t0 + round(k * period)
-        times = np.array([t0 + round(int(i) * period_ns) for i in k], dtype=np.int64)
+        last = t0 + round((len(values) - 1) * period_ns)
+        if last > MAX_TIME_NS:
+            k = next(k for k in range(len(values)) if t0 + round(k * period_ns) > MAX_TIME_NS)
+            raise LoadError(f"{path}, line {k + 2}: time {format_timestamp(t0 + round(k * period_ns))} "
+                            f"(--start {start} plus {k} sample periods) is outside {_RANGE}; "
+                            "nothing was written. Choose an earlier --start")
+        times = np.array([t0 + round(k * period_ns) for k in range(len(values))], dtype=np.int64)
     order = np.argsort(times, kind="stable")
     st = times[order]
     dup = np.flatnonzero(st[1:] == st[:-1])
@@ -169,6 +237,66 @@ def _parse_start(start: str) -> int:
         return parse_timestamp(start, what="--start")
     except ValueError as e:
         raise LoadError(str(e)) from None
+
+
+_GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}
+RETENTION_MARGIN_NS = 60 * 10**9
+"""Points closer than this to a retention policy's horizon are refused too (the horizon
+moves on while the load runs)."""
+
+
+def _go_duration_ns(text: str) -> int:
+    """``"168h0m0s"`` (InfluxDB's SHOW RETENTION POLICIES) -> ns; ``"0s"`` (forever) -> 0."""
+    return sum(round(float(v) * _GO_UNITS[u]) for v, u in _GO_DURATION.findall(str(text)))
+
+
+def check_server(ix: Influx, db: str, measurement: str, field: str, times_ns: np.ndarray,
+                 now_ns: int | None = None) -> bool:
+    """The server's own reasons to refuse points, checked before the first write.
+
+    Raises :class:`LoadError` when the field already holds another type than
+    float in ``measurement`` (InfluxDB: "field type conflict"), or when points
+    are older than the default retention policy keeps ("points beyond
+    retention policy").  Returns whether ``db`` exists.  A user allowed to
+    write but not to read (HTTP 403 on these ``SHOW`` queries) skips the two
+    checks; InfluxDB then still refuses such points, with its own message.
+    """
+    if db not in ix.databases():
+        return False
+    try:
+        _check_field_and_retention(ix, db, measurement, field, times_ns, now_ns)
+    except InfluxAuthError as e:
+        if e.code != 403:
+            raise
+    return True
+
+
+def _check_field_and_retention(ix, db, measurement, field, times_ns, now_ns):
+    for s in ix.query_json(f"SHOW FIELD KEYS FROM {quote_ident(measurement)}", db):
+        for key, typ in s.get("values", []):
+            if key == field and typ != "float":
+                raise LoadError(
+                    f"field {field!r} of measurement {measurement!r} in database {db!r} already "
+                    f"holds {typ} values; InfluxDB refuses float points into it (field type "
+                    "conflict). Choose another --field or --measurement")
+    for s in ix.query_json(f"SHOW RETENTION POLICIES ON {quote_ident(db)}"):
+        cols = s.get("columns", [])
+        for row in s.get("values", []):
+            rp = dict(zip(cols, row, strict=False))
+            duration = _go_duration_ns(rp.get("duration", "0s"))
+            if not rp.get("default") or duration == 0:
+                continue
+            now = time.time_ns() if now_ns is None else now_ns
+            horizon = now - duration + RETENTION_MARGIN_NS
+            old = int(np.count_nonzero(times_ns < horizon))
+            if old:
+                raise LoadError(
+                    f"{old} of {len(times_ns)} points are older than the default retention "
+                    f"policy {rp.get('name')!r} of database {db!r} keeps ({rp.get('duration')}, "
+                    f"i.e. before {format_timestamp(horizon)}); InfluxDB would drop them. Load "
+                    "into a database that keeps them, or shift the series with --start")
 
 
 def parse_tags(items) -> dict[str, str]:
@@ -190,6 +318,22 @@ def add_influx_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args) -> InfluxSettings:
     return InfluxSettings.from_env(host=args.host, port=args.port, ssl=args.ssl)
+
+
+def _after_failure(e: InfluxError, total: int) -> str:
+    """What a failed load left behind and what to do, by kind of failure."""
+    written = getattr(e, "written", 0)
+    done = (f"{written} of {total} points were written before the failure"
+            + (" (the failing batch may be partly written)" if written else "")
+            if written else "Nothing was written (the failing batch may be partly written)")
+    if isinstance(e, InfluxUnavailableError):
+        return (f"{done}. Nothing was skipped silently: re-run the same command when InfluxDB "
+                "answers again to complete the load (writes are idempotent).")
+    if isinstance(e, InfluxAuthError):
+        return f"{done}. Re-running will fail the same way until the credentials are fixed."
+    return (f"{done}. This is not a connection problem: re-running the same command will fail "
+            "the same way. Fix what InfluxDB names above (or load into another database or "
+            "measurement); then re-running writes the same points again (writes are idempotent).")
 
 
 def main(argv=None) -> int:
@@ -221,17 +365,23 @@ def main(argv=None) -> int:
         series = read_csv_series(
             args.csv, args.value_column, None if args.no_time_column else args.time_column,
             args.time_unit, args.start, period)
-    except LoadError as e:
+        check_name(args.db, "database")
+        series_prefix(args.measurement, tags, [args.field])  # every name, before any request
+    except (LoadError, InfluxNameError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"read {series.summary()}")
+    ix = Influx(settings)
     try:
-        ix = Influx(settings)
-        ix.create_database(args.db)
+        exists = check_server(ix, args.db, args.measurement, args.field, series.times_ns)
+        if not exists:
+            ix.create_database(args.db)
         n = ix.write_series(args.db, args.measurement, series.times_ns, {args.field: series.values}, tags)
+    except LoadError as e:
+        print(f"error: {e}\nNothing was written.", file=sys.stderr)
+        return 2
     except InfluxError as e:
-        print(f"error: {e}\nNothing was skipped silently: re-run the same command to complete "
-              "the load (writes are idempotent).", file=sys.stderr)
+        print(f"error: {e}\n{_after_failure(e, len(series.times_ns))}", file=sys.stderr)
         return 1
     print(f"wrote {n} points to {args.db}.{args.measurement}.{args.field}"
           + (f" with tags {tags}" if tags else ""))

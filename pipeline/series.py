@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import JITTER_TOL
+from .config import JITTER_TOL, MAX_TIME_NS, MIN_TIME_NS
 
 GAP_FACTOR = 1.5
 """A step of at least this many sample periods is a gap."""
@@ -51,10 +51,6 @@ class IrregularSeriesError(ValueError):
     """The series is not regularly sampled; the message says where and what to do."""
 
 
-MIN_TIME_NS = -(2**63) + 2
-"""Earliest time InfluxDB 1.x stores: 1677-09-21T00:12:43.145224194Z."""
-MAX_TIME_NS = 2**63 - 2
-"""Latest time InfluxDB 1.x stores: 2262-04-11T23:47:16.854775806Z."""
 
 TIME_FORMS = ("ISO 8601 like 2026-01-01T00:00:00Z (no zone means UTC), integer nanoseconds "
               "since the epoch, or now")

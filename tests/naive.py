@@ -12,14 +12,17 @@ from __future__ import annotations
 # line protocol
 # ---------------------------------------------------------------------------
 def line_protocol(measurement, times, fields, tags=None):
-    """One point at a time, straight from the line-protocol reference."""
+    """One point at a time, straight from the line-protocol reference.
+
+    Names: a backslash goes before each special character (``,`` and space in
+    a measurement; ``,``, ``=`` and space in tag keys, tag values and field
+    keys) and nowhere else: InfluxDB 1.6 keeps a backslash that is not before
+    a special character, so ``C:\\temp`` is written as it is.
+    """
     import math
 
     def esc(text, chars):
-        text = str(text).replace("\\", "\\\\")
-        for c in chars:
-            text = text.replace(c, "\\" + c)
-        return text
+        return "".join("\\" + c if c in chars else c for c in str(text))
 
     head = esc(measurement, ", ")
     for k in sorted(tags or {}):

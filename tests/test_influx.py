@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 
 from pipeline.influx import (
     Influx,
+    InfluxNameError,
     InfluxQueryError,
     InfluxSettings,
     InfluxUnavailableError,
     ReadResult,
+    _name_problem,
     _parse_csv,
     _parse_tag_column,
     encode_lines,
@@ -54,13 +56,16 @@ def test_line_protocol_rejects_bad_input():
         encode_lines("m", np.array([1, 2]), {"v": np.array([1.0])})
     with pytest.raises(ValueError, match="measurement"):
         encode_lines("", np.array([1]), {"v": np.array([1.0])})
-    with pytest.raises(ValueError, match="newline"):
+    with pytest.raises(ValueError, match="line break"):
         encode_lines("m", np.array([1]), {"v": np.array([1.0])}, {"t": "a\nb"})
+    with pytest.raises(ValueError, match="outside the range InfluxDB stores"):
+        encode_lines("m", np.array([2**63 - 1]), {"v": np.array([1.0])})
 
 
 def test_quote_ident_and_tag_parsing():
     assert quote_ident('a"b\\c') == '"a\\"b\\\\c"'
     assert _parse_tag_column("source=a\\ b\\,c,x=1\\=2") == {"source": "a b,c", "x": "1=2"}
+    assert _parse_tag_column("sensor=C:\\temp") == {"sensor": "C:\\temp"}  # was 'C:temp'
 
 
 def test_settings_from_env_and_flags():
@@ -204,5 +209,12 @@ def test_encode_lines_equals_the_naive_encoder(measurement, tags, n, data, kinds
             vals = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
         fields[f"f{j} %s,={j}"] = vals
     times = T0 + np.arange(n, dtype=np.int64)
+    names_ok = _name_problem(measurement, "measurement") is None and all(
+        _name_problem(k, "tag key") is None and _name_problem(v, "tag value") is None
+        for k, v in tags.items())
+    if not names_ok:  # refused before anything is encoded (tests/test_names.py has the rules)
+        with pytest.raises(InfluxNameError):
+            encode_lines(measurement, times, fields, tags)
+        return
     assert encode_lines(measurement, times, fields, tags) == line_protocol(measurement, times,
                                                                          fields, tags)

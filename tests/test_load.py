@@ -117,3 +117,188 @@ def test_bad_settings_are_a_clear_error(tmp_path, monkeypatch, capsys, env, args
     assert main([path, "--db", "x", "--measurement", "m", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: InfluxDB settings: ") and message in err
+
+
+# --------------------------------------------------------------------------
+# all or nothing: every check runs before the first write
+# --------------------------------------------------------------------------
+MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # what influxd 1.6 stores (one ns beyond is refused)
+
+
+def _measurements(influx, db):
+    if db not in influx.databases():
+        return []
+    return [r[0] for s in influx.query_json("SHOW MEASUREMENTS", db) for r in s.get("values", [])]
+
+
+def test_one_time_after_2262_writes_nothing(tmp_path, influx, influx_env, fresh_db, capsys):
+    """Was: 60,000 points written (the first batch), then exit 1 and 're-run'."""
+    rows = "\n".join(f"{T0 + k * 10**6},{k}" for k in range(60_000))
+    path = _write(tmp_path / "s.csv", f"t,value\n{rows}\n{MAX_NS + 1},1\n")
+    rc = main([path, "--db", fresh_db, "--measurement", "m", "--time-column", "t",
+               "--time-unit", "ns"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "line 60002, column 't'" in err and "outside the range InfluxDB" in err
+    assert "re-run" not in err
+    assert _measurements(influx, fresh_db) == []
+
+
+def test_nat_sentinel_time_is_refused_not_summarized_as_nat(tmp_path, influx, influx_env,
+                                                            fresh_db, capsys):
+    """Was: 'read 10 points from NaT ...', 10 points written at other times."""
+    rows = "\n".join(f"{-(2**63) + k * 10**9},{k}" for k in range(10))
+    path = _write(tmp_path / "s.csv", f"t,value\n{rows}\n")
+    rc = main([path, "--db", fresh_db, "--measurement", "m", "--time-column", "t",
+               "--time-unit", "ns"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "NaT" not in out + err
+    assert "line 2, column 't': time -9223372036854775808 ns is outside the range" in err
+    assert _measurements(influx, fresh_db) == []
+
+
+def test_the_exact_ends_of_influxdbs_range_load_and_read_back(tmp_path, influx, influx_env,
+                                                              fresh_db):
+    path = _write(tmp_path / "s.csv", f"t,value\n{MIN_NS},1\n0,2\n{MAX_NS},3\n")
+    assert main([path, "--db", fresh_db, "--measurement", "m", "--time-column", "t",
+                 "--time-unit", "ns"]) == 0
+    r = influx.read_field(fresh_db, "m", "value", MIN_NS, None)
+    assert r.times.tolist() == [MIN_NS, 0, MAX_NS] and r.values.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text, args, message", [
+    (f"t,value\n0,1\n{MIN_NS - 1},2\n", ["--time-column", "t", "--time-unit", "ns"],
+     "line 3, column 't': time 1677-09-21T00:12:43.145224193+00:00 (-9223372036854775807 ns) is"),
+    ("t,value\n2026-01-01T00:00:00Z,1\n2300-01-01T00:00:00Z,2\n",  # was a pandas traceback
+     ["--time-column", "t", "--time-unit", "iso"], "line 3, column 't': time '2300-01-01"),
+    ("t,value\n1677-09-21T00:12:43.145224193Z,1\n", ["--time-column", "t", "--time-unit", "iso"],
+     "line 2, column 't': time 1677-09-21T00:12:43.145224193+00:00 (-9223372036854775807 ns) is"),
+    ("time_s,value\n0,1\n1,2\n2,3\n", ["--start", "2262-04-11T23:47:15Z"],
+     "line 4, column 'time_s': time 9223372037000000000 ns (after --start 2262-04-11T23:47:15Z)"),
+    ("value\n1\n2\n3\n", ["--no-time-column", "--start", "2262-04-11T23:47:15Z", "--rate", "1"],
+     "line 4: time 9223372037000000000 (--start"),  # was an OverflowError traceback
+    ("t,value\n99999999999999999999,1\n", ["--time-column", "t", "--time-unit", "ns"],
+     "outside the range"),
+])
+def test_times_outside_influxdbs_range_are_refused_before_writing(tmp_path, influx, influx_env,
+                                                                  capsys, text, args, message):
+    db = "load_range_refused"
+    path = _write(tmp_path / "s.csv", text)
+    rc = main([path, "--db", db, "--measurement", "m", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err, err
+    assert db not in influx.databases()
+
+
+def test_field_type_conflict_is_refused_before_writing(tmp_path, influx, influx_env, fresh_db,
+                                                       capsys):
+    """Was: InfluxDB's 400 'field type conflict', then 're-run the same command'."""
+    influx.write_lines(fresh_db, [f'm value="text" {T0 - 10**9}'])
+    path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n1,2\n")
+    rc = main([path, "--db", fresh_db, "--measurement", "m", "--start", str(T0)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds string values" in err and "--field" in err
+    assert "re-run" not in err
+    assert influx.count(fresh_db, "m", "value") == 1  # only the string point
+
+
+def test_points_beyond_the_retention_policy_are_refused_before_writing(tmp_path, influx,
+                                                                       influx_env, capsys):
+    db = "load_retention"
+    influx.query_json(f'CREATE DATABASE "{db}" WITH DURATION 1h NAME "short"')
+    try:
+        path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n3600,2\n7200,3\n")
+        rc = main([path, "--db", db, "--measurement", "m", "--start", _ago(2 * 3600 + 30)])
+        err = capsys.readouterr().err  # the first point is 2 h old, the last 30 s
+        assert rc == 2 and "2 of 3 points are older than the default retention policy 'short'" in err
+        assert _measurements(influx, db) == []
+        path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n")
+        assert main([path, "--db", db, "--measurement", "m", "--start", _ago(600)]) == 0
+    finally:
+        influx.drop_database(db)
+
+
+def _ago(seconds):
+    """Integer ns of ``seconds`` ago (a --start)."""
+    import time
+
+    return str(time.time_ns() - int(seconds * 10**9))
+
+
+def test_long_lines_are_written_in_requests_influxdb_accepts(tmp_path, influx, influx_env,
+                                                             fresh_db, capsys):
+    """30,000 points with a 1 kB tag: one 50k-line request would be 31 MB, over influxd's
+    25 MB max-body-size (HTTP 413; was 're-run the same command', forever)."""
+    rows = "\n".join(f"{k},{k}" for k in range(30_000))
+    path = _write(tmp_path / "s.csv", f"time_s,value\n{rows}\n")
+    rc = main([path, "--db", fresh_db, "--measurement", "m", "--tag", "k=" + "x" * 1000])
+    assert rc == 0, capsys.readouterr().err
+    assert influx.count(fresh_db, "m", "value") == 30_000
+
+
+def test_a_refused_request_does_not_say_rerun(influx, fresh_db):
+    """The message after a real HTTP 400 (a malformed line) vs. an unreachable server."""
+    from pipeline.influx import Influx, InfluxError, InfluxSettings
+    from pipeline.influxd import free_port
+    from pipeline.load import _after_failure
+
+    with pytest.raises(InfluxError) as e400:
+        influx.write_lines(fresh_db, ["m v=1 1", "m v=oops 2"], batch_size=1)
+    msg = _after_failure(e400.value, 2)
+    assert e400.value.code == 400 and e400.value.written == 1
+    assert msg.startswith("1 of 2 points were written") and "will fail the same way" in msg
+    assert "re-run the same command when" not in msg
+    with pytest.raises(InfluxError) as down:
+        Influx(InfluxSettings(port=free_port(), timeout=2)).write_lines("x", ["m v=1 1"])
+    assert "re-run the same command when InfluxDB answers again" in _after_failure(down.value, 1)
+
+
+# --------------------------------------------------------------------------
+# authentication (a second, real influxd with auth-enabled = true)
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def auth_influxd(tmp_path_factory):
+    import requests
+
+    from pipeline.influxd import LocalInfluxd
+
+    srv = LocalInfluxd(tmp_path_factory.mktemp("auth_influxd"), auth=True).start()
+
+    def q(text, user="admin", password="admin-pw"):
+        r = requests.post(f"{srv.url}/query", params={"q": text}, auth=(user, password), timeout=10)
+        assert r.status_code == 200 and "error" not in r.text, r.text
+
+    q("CREATE USER admin WITH PASSWORD 'admin-pw' WITH ALL PRIVILEGES")
+    q("CREATE DATABASE existing")
+    q("CREATE USER rw WITH PASSWORD 'rw-pw'")
+    q("GRANT ALL ON existing TO rw")
+    yield srv
+    srv.stop()
+
+
+def _auth_env(monkeypatch, srv, user, password):
+    monkeypatch.setenv("INFLUXDB_HOST", "127.0.0.1")
+    monkeypatch.setenv("INFLUXDB_PORT", str(srv.http_port))
+    monkeypatch.setenv("INFLUXDB_USERNAME", user)
+    monkeypatch.setenv("INFLUXDB_PASSWORD", password)
+    monkeypatch.delenv("INFLUXDB_SSL", raising=False)
+
+
+def test_wrong_password_is_its_own_clear_error(tmp_path, auth_influxd, monkeypatch, capsys):
+    _auth_env(monkeypatch, auth_influxd, "admin", "wrong-secret")
+    path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n")
+    assert main([path, "--db", "existing", "--measurement", "m"]) == 1
+    err = capsys.readouterr().err
+    assert "refused the credentials (HTTP 401" in err and "INFLUXDB_PASSWORD" in err
+    assert "re-run the same command when" not in err and "Nothing was written" in err
+    assert "wrong-secret" not in err  # no secret in messages
+
+
+def test_a_user_who_may_write_but_not_create_databases_can_load(tmp_path, auth_influxd,
+                                                                monkeypatch, capsys):
+    """Was: CREATE DATABASE on every load, so a non-admin user always failed (HTTP 403)."""
+    _auth_env(monkeypatch, auth_influxd, "rw", "rw-pw")
+    path = _write(tmp_path / "s.csv", "time_s,value\n0,1\n1,2\n")
+    assert main([path, "--db", "existing", "--measurement", "m"]) == 0, capsys.readouterr().err
+    assert main([path, "--db", "new_db", "--measurement", "m"]) == 1  # creating one: refused
+    err = capsys.readouterr().err
+    assert "refused the permission (HTTP 403" in err and "re-run the same command when" not in err
