@@ -6,7 +6,9 @@
 * :func:`synthetic_temperature`: a fleet of 2 s-cadence temperature sensors,
   with a spike, an overnight drift and one sensor off by a few degrees.
 
-``python -m pipeline.datasets`` rewrites the CSV files in ``datasets/``.
+``python -m pipeline.datasets`` (or ``... generate``) rewrites the CSV files in
+``datasets/``; ``python -m pipeline.datasets fetch NAME`` converts real EKG
+from PhysioNet (:mod:`pipeline.physionet`).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def synthetic_temperature(hours: float = 12.0, n_sensors: int = 5, cadence_s: fl
 
 
 def write_datasets(folder: Path) -> list[Path]:
+    """Write the synthetic EKG and its labels into ``folder``; return the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     data, anom = synthetic_ekg()
     paths = [folder / "synthetic_ekg.csv", folder / "synthetic_ekg_anomalies.csv"]
@@ -136,8 +139,9 @@ def write_datasets(folder: Path) -> list[Path]:
     return paths
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.datasets", description=__doc__.split("\n\n")[0])
+def _generate(argv) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.datasets [generate]",
+                                description="regenerate the synthetic data in datasets/")
     p.add_argument("--out", default="datasets", help="folder (default: %(default)s)")
     args = p.parse_args(argv)
     try:
@@ -149,6 +153,34 @@ def main(argv=None) -> int:
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+USAGE = """\
+usage: python -m pipeline.datasets [generate] [--out DIR]
+       python -m pipeline.datasets fetch NAME [--record R] [--out DIR] [--load --db DB] ...
+
+  generate   regenerate the synthetic data in datasets/ (the default, also with no argument)
+  fetch      real EKG from PhysioNet (a02, apnea-ecg, mitdb) as CSV series + events;
+             see `python -m pipeline.datasets fetch --help`
+"""
+
+
+def main(argv=None) -> int:
+    """``python -m pipeline.datasets``: ``generate`` (default) or ``fetch``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE, end="")
+        return 0
+    if argv[:1] == ["fetch"]:
+        from .physionet import add_fetch_args, run_fetch
+
+        p = argparse.ArgumentParser(
+            prog="python -m pipeline.datasets fetch",
+            description="Fetch a PhysioNet record as the project's CSV series (time_s,value) "
+                        "and labelled events (start,end,type); optionally load it.")
+        add_fetch_args(p)
+        return run_fetch(p.parse_args(argv[1:]))
+    return _generate(argv[1:] if argv[:1] == ["generate"] else argv)
 
 
 if __name__ == "__main__":

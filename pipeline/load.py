@@ -108,8 +108,9 @@ def parse_time_column(col: pd.Series, unit: str, path: str, colname: str) -> np.
             raise LoadError(f"{path}, line {i + 2}, column {colname!r}: time {col.iloc[i]!r} is "
                             f"outside {_RANGE}; fix or remove the row") from None
     scale = TIME_UNITS[unit]
-    out = np.empty(len(col), np.int64)
-    for i, text in enumerate(col.tolist()):
+    out, done = _plain_decimals_to_ns(col.to_numpy(), scale)
+    for i in np.flatnonzero(~done).tolist():  # anything else: exact, one row at a time
+        text = col.iloc[i]
         try:
             t = _decimal_to_ns(text, scale)
         except (ValueError, ZeroDivisionError, TypeError, OverflowError):
@@ -144,6 +145,43 @@ def check_time_range(times: np.ndarray, path: str, colname: str | None,
     raise LoadError(f"{where}: time {shown}{shifted} is outside "
                     f"{_RANGE}; InfluxDB would refuse it. Fix or remove the row"
                     + (", or choose another --start" if start is not None else ""))
+
+
+def _plain_decimals_to_ns(texts: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized exact parse of plain decimals (``-12.345``) times ``scale`` (a power of 10).
+
+    Returns the values and a mask of the rows parsed; the others (exponents,
+    spaces, more decimals than ``scale`` resolves, huge numbers, non-ASCII)
+    are left to the exact per-row parser.  ~10x faster than it on 3M rows.
+
+    Examples
+    --------
+    >>> ns, ok = _plain_decimals_to_ns(np.array(["1.5", "-0.25", "7", ".5", "1e3", "0.1234567891"],
+    ...                                         dtype=object), 10**9)
+    >>> ns[ok].tolist(), ok.tolist()
+    ([1500000000, -250000000, 7000000000, 500000000], [True, True, True, True, False, False])
+    """
+    n = len(texts)
+    out = np.zeros(n, np.int64)
+    try:
+        b = texts.astype("S")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        return out, np.zeros(n, bool)
+    digits = len(str(scale)) - 1
+    parts = np.char.partition(b, b".")
+    head, tail = np.char.lstrip(parts[:, 0], b"+-"), parts[:, 2]
+    neg = np.char.startswith(parts[:, 0], b"-")
+    hlen, tlen = np.char.str_len(head), np.char.str_len(tail)
+    signs = np.char.str_len(parts[:, 0]) - hlen
+    ok = ((signs <= 1) & (hlen + tlen > 0) & (hlen <= 18 - digits) & (tlen <= digits)
+          & ((hlen == 0) | np.char.isdigit(head)) & ((tlen == 0) | np.char.isdigit(tail)))
+    if not ok.any():
+        return out, ok
+    h = np.where(hlen[ok] == 0, b"0", head[ok]).astype(np.int64)
+    t = np.where(tlen[ok] == 0, b"0", tail[ok]).astype(np.int64)
+    v = h * scale + t * 10 ** (digits - tlen[ok]).astype(np.int64)
+    out[ok] = np.where(neg[ok], -v, v)
+    return out, ok
 
 
 def parse_rate(rate: str | None, period: str | None) -> Fraction:
@@ -229,6 +267,51 @@ def read_csv_series(
                         f"timestamp {st[dup[0]]} ns; InfluxDB would keep only one of them. "
                         "Remove the duplicate rows")
     return LoadedSeries(st, values[order], path)
+
+
+def write_loaded(influx: Influx, db: str, measurement: str, series: LoadedSeries,
+                 field: str = "value", tags: dict[str, str] | None = None) -> int:
+    """Write a validated series into ``db`` (created if missing); return the points written.
+
+    Raises
+    ------
+    InfluxError
+        The server is unreachable or refuses the write; re-running completes
+        the load (same series and timestamps overwrite).
+    """
+    influx.create_database(db)
+    return influx.write_series(db, measurement, series.times_ns, {field: series.values}, tags)
+
+
+def load_csv(path: str | Path, db: str, measurement: str, field: str = "value",
+             tags: dict[str, str] | None = None, start: str | None = None,
+             influx: Influx | None = None, **read_kwargs) -> tuple[LoadedSeries, int]:
+    """``python -m pipeline.load`` as a function: validate the whole CSV, then write it.
+
+    Parameters
+    ----------
+    path, db, measurement, field, tags, start
+        As on the command line (``start``: ISO 8601 time of the first sample).
+    influx : Influx, optional
+        Connection (default: :meth:`InfluxSettings.from_env`).
+    **read_kwargs
+        ``value_column``, ``time_column``, ``time_unit``, ``period_ns`` of
+        :func:`read_csv_series`.
+
+    Returns
+    -------
+    series : LoadedSeries
+    written : int
+
+    Raises
+    ------
+    LoadError
+        Bad input; nothing was written.
+    InfluxError
+        See :func:`write_loaded`.
+    """
+    series = read_csv_series(path, start=start, **read_kwargs)
+    return series, write_loaded(influx or Influx(), db, measurement, series, field, tags)
 
 
 def _parse_start(start: str) -> int:

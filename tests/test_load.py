@@ -1,9 +1,19 @@
 """python -m pipeline.load: exact round trip and clear errors, against a real influxd."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.load import LoadError, main, read_csv_series
+from pipeline.load import (
+    TIME_UNITS,
+    LoadError,
+    _decimal_to_ns,
+    main,
+    parse_time_column,
+    read_csv_series,
+)
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
@@ -302,3 +312,28 @@ def test_a_user_who_may_write_but_not_create_databases_can_load(tmp_path, auth_i
     assert main([path, "--db", "new_db", "--measurement", "m"]) == 1  # creating one: refused
     err = capsys.readouterr().err
     assert "refused the permission (HTTP 403" in err and "re-run the same command when" not in err
+
+
+_TIME_TEXTS = st.one_of(
+    st.decimals(min_value=-10**10, max_value=10**10, allow_nan=False, allow_infinity=False).map(str),
+    st.from_regex(r"[+-]?[0-9]{0,12}(\.[0-9]{0,12})?", fullmatch=True),
+    st.sampled_from(["1e3", "-2.5E-1", " 7", "8 ", "+.5", "5.", "-0", "00012.3400"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(_TIME_TEXTS, min_size=1, max_size=30),
+       unit=st.sampled_from(["s", "ms", "us", "ns"]))
+def test_fast_time_parser_equals_the_exact_one_row_at_a_time(texts, unit):
+    col = pd.Series(texts, dtype=object)
+    want = []
+    for t in texts:
+        try:
+            want.append(_decimal_to_ns(t, TIME_UNITS[unit]))
+        except (ValueError, ZeroDivisionError, TypeError, OverflowError):
+            want.append(None)
+    if None in want or any(not -2**63 <= w < 2**63 for w in want):
+        with pytest.raises(LoadError, match=r"line \d+, column 't': (cannot parse time|time .* is outside)"):
+            parse_time_column(col, unit, "f.csv", "t")
+        return
+    np.testing.assert_array_equal(parse_time_column(col, unit, "f.csv", "t"), want)
