@@ -361,3 +361,28 @@ def naive_fleet_zscore(values, std_floor=0.0, min_sensors=3, eps_std=1e-9):
         den = max(1.4826 * mad, std_floor + eps_std * max(1.0, abs(med)))
         out.append([(float(v) - med) / den if math.isfinite(v) else float("nan") for v in row])
     return out
+
+
+# ---------------------------------------------------------------------------
+# alert episodes
+# ---------------------------------------------------------------------------
+def naive_episodes(times, alarm, score):
+    """Episodes of one key, one point at a time: [(kind, time, value, start, peak)].
+
+    kind is "alert" at the first alarm point of a run, "recovery" at the first
+    non-alarm point after it; peak is the run's score of largest magnitude.
+    """
+    import math
+
+    out, start, peak = [], None, None
+    for t, a, s in zip(times, alarm, score, strict=True):
+        t, s = int(t), float(s)
+        if a and start is None:
+            start, peak = t, None
+            out.append(("alert", t, s, t, s))
+        if a and not math.isnan(s) and (peak is None or abs(s) > abs(peak)):
+            peak = s
+        if not a and start is not None:
+            out.append(("recovery", t, s, start, peak))
+            start = None
+    return out

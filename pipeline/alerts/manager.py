@@ -180,4 +180,9 @@ class AlertManager:
         self.dispatcher.stop(timeout)
         for f in self.forwarders:
             f.stop(timeout)
+        try:
+            self.outbox.save()  # fold the journal in (the engine state stays the committed one)
+        except OSError as e:
+            log.error("could not compact the alert outbox %s (%s); its journal keeps the "
+                      "deliveries", self.outbox.path, e.strerror or type(e).__name__)
         self.outbox.close()
