@@ -19,9 +19,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from loopback import Receiver, free_port
 
 from pipeline.alerts import AlertManager, parse_alerts_config
+
+from loopback import Receiver, free_port
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S
