@@ -1,6 +1,6 @@
 """Stand-ins for outside HTTP services (Slack, webhooks, Plexus) on 127.0.0.1.
 
-A :class:`Receiver` records every request (path, headers, JSON body) and
+A :class:`Receiver` records every request (path, headers with lower-case names, JSON body) and
 answers with the status its ``status`` attribute holds at that moment
 (a callable of the request count may decide instead).
 """
@@ -51,7 +51,7 @@ class Receiver:
                 except ValueError:
                     body = raw
                 with recv.lock:
-                    recv.requests.append({"path": self.path, "headers": dict(self.headers),
+                    recv.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                           "body": body})
                     n = len(recv.requests)
                 status, payload = recv._answer(self.path, body, n)

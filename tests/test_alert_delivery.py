@@ -100,7 +100,7 @@ def test_exact_messages_reach_slack_webhook_and_log(tmp_path, slack, caplog):
             f"alert temperature:zscore:s03, id temperature:zscore:s03:alert:{T0 + 4 * S}")
         reqs = hook.wait_for(2)
         assert [r["path"] for r in reqs] == ["/alerts?token=abc"] * 2
-        assert [r["headers"]["Authorization"] for r in reqs] == ["Bearer hook-secret"] * 2
+        assert [r["headers"]["authorization"] for r in reqs] == ["Bearer hook-secret"] * 2
         p = reqs[1]["body"]
         assert p["message"] == EXPECTED[1] and p["level"] == "OK"
         assert p["dedup_key"] == f"temperature:zscore:s03:recovery:{T0 + 10 * S}"

@@ -34,6 +34,7 @@
     metric = "temperature.zscore"
     source_id = "lab-sensors"
     # reduce = "max"          # max | last | all: one point per batch and key, or every point
+    # persistent_buffer = true  # Plexus client keeps undeliverable points in ~/.plexus (SQLite)
 
 Secrets never go in the file: URLs and header values come from the
 environment variables it names.  Every key is checked; an error names the
@@ -74,6 +75,7 @@ class PlexusConfig:
     metric: str
     source_id: str
     reduce: str = "max"
+    persistent_buffer: bool = True
 
 
 @dataclass
@@ -97,7 +99,7 @@ _DEST_KEYS = {
     "log": {"logger"},
     "chronograf": {"db", "rp", "measurement"},
 }
-_PLEXUS_KEYS = {"series", "detector", "metric", "source_id", "reduce"}
+_PLEXUS_KEYS = {"series", "detector", "metric", "source_id", "reduce", "persistent_buffer"}
 
 
 def _num(where, key, value, cast, lo, hi):
@@ -120,7 +122,6 @@ def _str(where, key, value, pattern=None, what="a non-empty string"):
 
 def _env_name(where, key, value, environ) -> str:
     if not isinstance(value, str) or not _ENV_NAME.match(value):
-        hint = ""
         if isinstance(value, str) and "://" in value:
             # never echo it: it is probably the secret itself
             raise AlertsConfigError(
@@ -128,7 +129,7 @@ def _env_name(where, key, value, environ) -> str:
                 "URL in the environment (e.g. export SLACK_WEBHOOK_URL=...) and write "
                 f'{key} = "SLACK_WEBHOOK_URL"; remove the URL from the file')
         raise AlertsConfigError(f"{where} {key} must be an environment variable name "
-                                f"(letters, digits, _), got {value!r}{hint}")
+                                f"(letters, digits, _), got {value!r}")
     if not environ.get(value, "").strip():
         raise AlertsConfigError(f"{where} {key}: environment variable {value} is not set; "
                                 "export it before starting")
@@ -252,6 +253,9 @@ def _parse_plexus(p, where, env) -> PlexusConfig:
     reduce = p.get("reduce", "max")
     if reduce not in ("max", "last", "all"):
         raise AlertsConfigError(f"{where} reduce must be max, last or all, got {reduce!r}")
+    buffer = p.get("persistent_buffer", True)
+    if not isinstance(buffer, bool):
+        raise AlertsConfigError(f"{where} persistent_buffer must be true or false, got {buffer!r}")
     if not env.get("PLEXUS_API_KEY", "").strip():
         raise AlertsConfigError(f"{where}: environment variable PLEXUS_API_KEY is not set; "
                                 "export it before starting")
@@ -261,4 +265,4 @@ def _parse_plexus(p, where, env) -> PlexusConfig:
                         source_id=_str(where, "source_id", p["source_id"],
                                        re.compile(r"^[a-z0-9][a-z0-9_.-]*$"),
                                        "a Plexus slug (lowercase letters, digits, '_', '.', '-')"),
-                        reduce=reduce)
+                        reduce=reduce, persistent_buffer=buffer)

@@ -115,7 +115,9 @@ class AlertManager:
             from ..plexus import PlexusForwarder
 
             self.forwarders = [PlexusForwarder(p.source_id, p.metric, series=p.series,
-                                               detector=p.detector, reduce=p.reduce)
+                                               detector=p.detector, reduce=p.reduce,
+                                               persistent_buffer=p.persistent_buffer,
+                                               timeout=cfg.timeout, environ=env)
                                for p in cfg.plexus]
         self._metrics: list = []
         if start:
