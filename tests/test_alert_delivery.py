@@ -41,10 +41,10 @@ def out(times_s, alarm, score):
 TAGS = {"series": "temperature", "sensor": "s03", "model": "abc123"}
 
 
-def manager(tmp_path, env, dests, **top):
+def manager(tmp_path, env, dests, start=True, **top):
     raw = {"retry_delay": 0.01, "tries": 3, "timeout": 2.0, **top, "destination": dests}
     cfg = parse_alerts_config(raw, environ=env)
-    return AlertManager(cfg, state_path=tmp_path / "alerts.json", environ=env)
+    return AlertManager(cfg, state_path=tmp_path / "alerts.json", environ=env, start=start)
 
 
 @pytest.fixture
@@ -341,11 +341,29 @@ def test_a_torn_journal_line_is_ignored(tmp_path):
     m.feed("temperature", "s03", TAGS, "abc123", out([0, 2], [0, 1], [0.1, 4.5]))
     m.commit()
     assert m.drain(5)
-    m.close()
+    m.dispatcher.stop()  # as if killed: no compaction, the deliveries are only in the journal
+    m.outbox.close()
+    (e,) = json.loads((tmp_path / "alerts.json").read_text())["entries"]
+    assert e["pending"] == ["slack", "log"]
     with open(tmp_path / "alerts.json.journal", "a") as f:
         f.write('{"id": "temperat')  # a kill in the middle of a line
     m = manager(tmp_path, env, [{"type": "slack", "url_env": "SLACK_WEBHOOK_URL"},
-                                {"type": "log"}], tries=1, retry_delay=5)
+                                {"type": "log"}], start=False)
     (e,) = m.outbox.entries.values()
-    assert e["pending"] == ["slack"] and e["failed"] == []  # log: done; slack: to retry
+    assert e["pending"] == [] and e["failed"] == ["slack"]  # log: done; slack: to retry
     m.close(timeout=0.5)
+
+
+def test_a_destination_removed_from_the_config_is_forgotten_with_a_warning(tmp_path, caplog):
+    port = free_port()
+    env = slack_env(port)
+    m = manager(tmp_path, env, [{"type": "slack", "url_env": "SLACK_WEBHOOK_URL"}], tries=1)
+    m.feed("temperature", "s03", TAGS, "abc123", out([0, 2], [0, 1], [0.1, 4.5]))
+    m.commit()
+    assert m.drain(5)
+    m.close()
+    with caplog.at_level(logging.WARNING):
+        m = manager(tmp_path, env, [{"type": "log"}])
+    assert m.outbox.entries == {}
+    assert any("no longer has: not delivered there" in r.getMessage() for r in caplog.records)
+    m.close()

@@ -136,3 +136,12 @@ def test_a_variable_unset_after_parsing_is_named_at_start(tmp_path):
         AlertManager(cfg, state_path=tmp_path / "a.json", environ=bad)
     assert "SLACK_WEBHOOK_URL does not hold a usable URL" in str(e.value)
     assert "secretpath" not in str(e.value)
+
+
+def test_the_example_parses():
+    from pathlib import Path
+
+    raw = tomllib.loads((Path(__file__).resolve().parent.parent / "examples" /
+                         "alerts.toml").read_text())
+    cfg = parse_alerts_config(raw["alerts"], environ={"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/x"})
+    assert [d.type for d in cfg.destinations] == ["slack", "log", "chronograf"]

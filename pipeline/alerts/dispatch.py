@@ -224,6 +224,28 @@ class Outbox:
                     out.append(e["n"])
         return out
 
+    def forget_destinations(self, known) -> int:
+        """Drop destinations no longer configured from every entry; return how many were dropped.
+
+        An entry left with no destination is finished.  Logged at WARNING (the
+        notifications concerned are not delivered there).
+        """
+        n = 0
+        with self.lock:
+            for nid, e in list(self.entries.items()):
+                gone = [d for d in e["pending"] + e["failed"] if d not in known]
+                if not gone:
+                    continue
+                n += len(gone)
+                e["pending"] = [d for d in e["pending"] if d in known]
+                e["failed"] = [d for d in e["failed"] if d in known]
+                log.warning("alert %s was waiting for destination(s) %s, which the config no "
+                            "longer has: not delivered there", nid, ", ".join(gone))
+                if not e["pending"] and not e["failed"]:
+                    del self.entries[nid]
+                    self._finish(nid)
+        return n
+
     def waiting(self, dest: str) -> list[Notification]:
         """Notifications pending or failed for ``dest``, oldest first."""
         with self.lock:
@@ -340,6 +362,7 @@ class Dispatcher:
         """Start the threads and queue what the outbox still holds (pending and failed)."""
         if self._started:
             return
+        self.outbox.forget_destinations(set(self.workers))
         for name, w in self.workers.items():
             self.outbox.retry_failed(name)
             for n in self.outbox.waiting(name):
