@@ -16,13 +16,15 @@ and never logged, printed or put into an exception.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from ._http import DeliveryError, SafeURL, post_json
 from .messages import ALERT, RECOVERY, SUMMARY, Notification, format_number, format_time
 
 __all__ = ["Destination", "SlackDestination", "WebhookDestination", "LogDestination",
-           "DeliveryError", "resolve_env"]
+           "DeliveryError", "EnvError", "resolve_env", "slack_payload", "slack_escape",
+           "ALERT_LOGGER"]
 
 ALERT_LOGGER = "pipeline.alerts"
 
@@ -128,8 +130,6 @@ class SlackDestination(Destination):
     def __init__(self, url_env: str, name: str = "slack", channel: str | None = None,
                  username: str | None = None, icon_emoji: str | None = None,
                  timeout: float = 10.0, environ: Mapping[str, str] | None = None):
-        import os
-
         self.name = name
         self.url_env = url_env
         try:
@@ -159,8 +159,6 @@ class WebhookDestination(Destination):
     def __init__(self, url_env: str, name: str = "webhook",
                  headers_env: Mapping[str, str] | None = None, timeout: float = 10.0,
                  environ: Mapping[str, str] | None = None):
-        import os
-
         env = os.environ if environ is None else environ
         self.name = name
         self.url_env = url_env
@@ -195,6 +193,3 @@ class LogDestination(Destination):
         level = logging.INFO if n.kind == RECOVERY else logging.WARNING
         self.log.log(level, "%s (id %s)", n.text, n.id)
 
-
-__all__ += ["slack_payload", "slack_escape", "EnvError", "ALERT_LOGGER"]
-_ = DeliveryError  # re-exported for callers
