@@ -327,9 +327,18 @@ def test_outbox_is_private_and_written_atomically(tmp_path, slack):
         assert stat.S_IMODE(j.stat().st_mode) == 0o600
 
 
-def test_a_corrupt_outbox_is_a_clear_error(tmp_path):
-    (tmp_path / "alerts.json").write_text("{not json")
-    with pytest.raises(ValueError, match="unreadable .* move it away"):
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "unreadable .* move it away"),
+    ('{"version": 1, "engine": {"version": 7}, "entries": [], "delivered": []}',
+     "not from this version .* move it away"),
+    ('{"version": 1, "engine": null, "entries": [{"n": {"kind": "alert"}}], "delivered": []}',
+     "unreadable"),
+])
+def test_a_corrupt_outbox_is_a_clear_config_error(tmp_path, content, match):
+    from pipeline.stream_config import ConfigError
+
+    (tmp_path / "alerts.json").write_text(content)
+    with pytest.raises(ConfigError, match=match):
         manager(tmp_path, {}, [{"type": "log"}])
 
 

@@ -40,6 +40,7 @@ import threading
 from pathlib import Path
 
 from ._http import DeliveryError
+from .config import AlertsConfigError
 from .messages import Notification
 
 __all__ = ["Outbox", "Dispatcher", "RetryPolicy", "OutboxError", "KEEP_DELIVERED"]
@@ -51,8 +52,11 @@ KEEP_DELIVERED = 5000
 """Ids of finished notifications remembered, to drop regenerated duplicates."""
 
 
-class OutboxError(ValueError):
-    """The outbox file is unreadable or foreign; the message says what to do."""
+class OutboxError(AlertsConfigError):
+    """The outbox file is unreadable or foreign; the message says what to do.
+
+    A :class:`~pipeline.stream_config.ConfigError`, so the stream reports it and exits cleanly.
+    """
 
 
 class RetryPolicy:

@@ -38,7 +38,7 @@ from .destinations import (
     SlackDestination,
     WebhookDestination,
 )
-from .dispatch import Dispatcher, Outbox, RetryPolicy
+from .dispatch import Dispatcher, Outbox, OutboxError, RetryPolicy
 from .history import ChronografHistory
 from .messages import Notification
 from .rules import AlertEngine
@@ -106,8 +106,12 @@ class AlertManager:
         self.destinations = list(destinations)
         self.outbox = Outbox(Path(path), max_entries=cfg.outbox_max)
         state = self.outbox.load()
-        self.engine = (AlertEngine.from_state(state, cfg.max_per_minute) if state
-                       else AlertEngine(cfg.max_per_minute))
+        try:
+            self.engine = (AlertEngine.from_state(state, cfg.max_per_minute) if state
+                           else AlertEngine(cfg.max_per_minute))
+        except ValueError as e:
+            raise OutboxError(f"alert outbox {self.outbox.path}: {e}; move it away to start "
+                              "without it (its undelivered alerts are then lost)") from None
         self.dispatcher = Dispatcher(self.destinations, self.outbox,
                                      RetryPolicy(tries=cfg.tries, delay=cfg.retry_delay))
         self.forwarders = []
