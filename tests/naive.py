@@ -433,3 +433,25 @@ def naive_plexus_tutorial(x, window=15, threshold=3.0, streak=3):
         run = run + 1 if (not math.isnan(z) and abs(z) > threshold) else 0
         flags.append(run >= streak)
     return flags
+# alert episodes
+# ---------------------------------------------------------------------------
+def naive_episodes(times, alarm, score):
+    """Episodes of one key, one point at a time: [(kind, time, value, start, peak)].
+
+    kind is "alert" at the first alarm point of a run, "recovery" at the first
+    non-alarm point after it; peak is the run's score of largest magnitude.
+    """
+    import math
+
+    out, start, peak = [], None, None
+    for t, a, s in zip(times, alarm, score, strict=True):
+        t, s = int(t), float(s)
+        if a and start is None:
+            start, peak = t, None
+            out.append(("alert", t, s, t, s))
+        if a and not math.isnan(s) and (peak is None or abs(s) > abs(peak)):
+            peak = s
+        if not a and start is not None:
+            out.append(("recovery", t, s, start, peak))
+            start = None
+    return out

@@ -13,7 +13,7 @@ import yaml
 from pipeline.stream import OutputConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-TICKS = sorted((ROOT / "tickscripts").glob("*.tick"))
+TICKS = sorted((ROOT / "tickscripts").rglob("*.tick"))  # batch/: not auto-loaded by Kapacitor
 
 
 def test_compose_parses_and_mounts_exist():
@@ -40,8 +40,7 @@ def test_compose_has_no_literal_secrets():
 @pytest.mark.parametrize("path", TICKS, ids=lambda p: p.name)
 def test_tickscript_is_well_formed(path):
     text = path.read_text()
-    code = re.sub(r"//[^\n]*", "", text)
-    code = re.sub(r"'[^'\n]*'", "''", code)
+    code = _code(text)
     assert code.count("(") == code.count(")")
     assert code.count('"') % 2 == 0
     assert re.search(r"^dbrp \"\w+\"\.\"\w+\"$", text, re.M)
@@ -58,14 +57,144 @@ def _var(text, name):
     return re.search(rf"^var {name} = '([^']*)'", text, re.M).group(1)
 
 
-def test_tickscripts_read_what_the_stream_writes():
+# What the stream writes (docs: SCHEMA of the detectors). The lead's detectors will expose this
+# table; until then it is written out here and every TICKscript is checked against it.
+DETECTORS = {
+    "shape": dict(label="shape", measurement="ERROR", score="max_error", threshold="threshold",
+                  alarm="anomaly"),
+    "zscore": dict(label="z-score", measurement="zscore", score="z", threshold="z_threshold",
+                   alarm="alert"),
+    "drift": dict(label="drift", measurement="zscore", score="long_z", threshold="long_threshold",
+                  alarm="long_alert"),
+    "flatline": dict(label="flat line", measurement="zscore", score="flat_s",
+                     threshold="flat_threshold", alarm="flat_alert"),
+}
+
+# Property methods each node really has, from Kapacitor 1.7's pipeline/tick/*.go (the code that
+# turns a pipeline back into TICKscript lists every property of every node).
+PROPERTIES = {
+    "from": {"database", "retentionPolicy", "measurement", "groupByMeasurement", "round",
+             "groupBy", "truncate", "where"},
+    "query": {"period", "every", "align", "cron", "offset", "alignGroup", "groupBy",
+              "groupByMeasurement", "fill", "cluster"},
+    "alert": {"topic", "id", "message", "details", "info", "warn", "crit", "infoReset",
+              "warnReset", "critReset", "history", "levelTag", "levelField", "messageField",
+              "durationField", "idTag", "idField", "all", "noRecoveries", "inhibit",
+              "stateChangesOnly", "flapping", "slack", "log"},
+    "slack": {"workspace", "channel", "username", "iconEmoji"},
+    "eval": {"as", "tags", "quiet", "keep"},
+    "influxDBOut": {"cluster", "database", "retentionPolicy", "measurement", "writeConsistency",
+                    "precision", "buffer", "flushInterval", "create", "tag"},
+    "httpOut": set(),
+}
+
+
+def _code(text):
+    code = re.sub(r"//[^\n]*", "", text)
+    return re.sub(r"'[^'\n]*'", "''", code)
+
+
+def _detector(path):
+    return re.search(r"^// detector: (\w+)$", path.read_text(), re.M).group(1)
+
+
+def test_every_detector_has_a_tickscript():
+    assert {_detector(p) for p in TICKS} == set(DETECTORS)
+    assert any("|query(" in p.read_text() for p in TICKS)  # a batch variant too
+
+
+@pytest.mark.parametrize("path", TICKS, ids=lambda p: p.name)
+def test_tickscript_uses_only_documented_properties(path):
+    node = None
+    for m in re.finditer(r"([|.])(\w+)\(", _code(path.read_text())):
+        kind, name = m.groups()
+        if kind == "|":
+            assert name in PROPERTIES, f"{path.name}: unknown node |{name}()"
+            node = name
+        elif node == "alert" and name in PROPERTIES["slack"]:
+            continue  # the slack handler's own properties follow .slack()
+        else:
+            assert name in PROPERTIES[node], f"{path.name}: |{node}() has no .{name}()"
+
+
+@pytest.mark.parametrize("path", TICKS, ids=lambda p: p.name)
+def test_tickscript_reads_what_the_stream_writes(path):
+    text = path.read_text()
+    d = DETECTORS[_detector(path)]
     out = OutputConfig()
-    seg = (ROOT / "tickscripts" / "ekg_reconstruction_error.tick").read_text()
-    assert _var(seg, "db") == out.db and _var(seg, "measurement") == out.measurement
-    assert f'"{out.error_field}" > "threshold"' in seg
-    z = (ROOT / "tickscripts" / "zscore_streak.tick").read_text()
-    assert _var(z, "db") == out.db and _var(z, "measurement") == out.zscore_measurement
-    assert '"alert" == TRUE' in z
+    assert re.search(rf'^dbrp "{out.db}"\."autogen"$', text, re.M)
+    if "|query(" in text:
+        q = re.search(r"\|query\('([^']*)'\)", text).group(1)
+        assert f'FROM "{out.db}"."autogen"."{d["measurement"]}"' in q
+        for f in (d["score"], d["threshold"], d["alarm"]):
+            assert f'"{f}"' in q
+    else:
+        assert _var(text, "db") == out.db
+        assert _var(text, "measurement") == d["measurement"]
+        assert f'isPresent("{d["alarm"]}")' in text
+    assert f'.crit(lambda: "{d["alarm"]}" == TRUE)' in text
+    assert f'|eval(lambda: float("{d["score"]}"))' in text
+    assert _var(text, "name") == d["label"]
+    msg = _var(text, "message")
+    assert f'{d["score"]} = {{{{ printf "%.4g" (index .Fields "{d["score"]}") }}}}' in msg
+    assert f'threshold {{{{ printf "%.4g" (index .Fields "{d["threshold"]}") }}}}' in msg
+
+
+@pytest.mark.parametrize("path", TICKS, ids=lambda p: p.name)
+def test_tickscript_alerts_like_chronograf_rules(path):
+    text = path.read_text()
+    code = _code(text)
+    for prop in (".stateChangesOnly()", ".slack()", ".id(idVar)", ".idTag(idTag)",
+                 ".levelTag(levelTag)", ".messageField(messageField)",
+                 ".durationField(durationField)", ".message(message)", ".as('')", ".keep()",
+                 "|influxDBOut()", ".create()", ".database(outputDB)",
+                 ".retentionPolicy(outputRP)", ".measurement(outputMeasurement)"):
+        assert prop in code, f"{path.name}: missing {prop}"
+    assert ".tag('alertName', name)" in text and ".tag('triggerType', triggerType)" in text
+    assert [_var(text, v) for v in ("idTag", "levelTag", "messageField", "durationField",
+                                    "outputDB", "outputRP", "outputMeasurement", "triggerType")] \
+        == ["alertID", "level", "message", "duration", "chronograf", "autogen", "alerts",
+            "threshold"]
+    assert re.search(r"\.slack\(\)\s*$", code.split("trigger\n")[0], re.M)  # no URL argument
+
+
+def _render(template, level, tags, fields, time_ns, duration_ns):
+    """The few Go-template constructs the TICKscript messages use, rendered by hand."""
+    from pipeline.alerts.messages import format_duration, format_time
+
+    t = template
+    t = re.sub(r'\{\{ if index \.Tags "(\w+)" \}\}(.*?)\{\{ end \}\}',
+               lambda m: m.group(2) if tags.get(m.group(1)) else "", t)
+    t = re.sub(r'\{\{ if eq \.Level "OK" \}\}(.*?)\{\{ end \}\}',
+               lambda m: m.group(1) if level == "OK" else "", t)
+    t = re.sub(r'\{\{ printf "%\.4g" \(index \.Fields "(\w+)"\) \}\}',
+               lambda m: f"{fields[m.group(1)]:.4g}", t)
+    t = re.sub(r'\{\{ index \.(Tags|Fields) "(\w+)" \}\}',
+               lambda m: str((tags if m.group(1) == "Tags" else fields)[m.group(2)]), t)
+    t = t.replace('{{ .Time.Format "2006-01-02T15:04:05.999999999Z07:00" }}',
+                  format_time(time_ns))
+    t = t.replace("{{ .Duration }}", format_duration(duration_ns))
+    t = t.replace("{{ .Level }}", level)
+    assert "{{" not in t, t
+    return t
+
+
+@pytest.mark.parametrize("path", TICKS, ids=lambda p: p.name)
+def test_tickscript_message_matches_the_python_alert_text(path):
+    from pipeline.alerts.messages import alert_text, recovery_text
+
+    text = path.read_text()
+    d = DETECTORS[_detector(path)]
+    key_tag = "source" if d["measurement"] == "ERROR" else "sensor"
+    tags = {"series": "temperature", key_tag: "s03", "model": "0123abcd"}
+    t, dur = 1_767_225_612_250_000_000, 88 * 10**9
+    fields = {d["score"]: -4.21349, d["threshold"]: 3.0, "model": "0123abcd"}
+    assert _render(_var(text, "message"), "CRITICAL", tags, fields, t, 0) == alert_text(
+        d["label"], "temperature", tags, d["score"], -4.21349, 3.0, t, "0123abcd")
+    want = recovery_text(d["label"], "temperature", tags, d["score"], -4.21349, 3.0, 9.5, t, dur,
+                         "0123abcd")
+    assert _render(_var(text, "message"), "OK", tags, fields, t, dur) == \
+        want.replace(", peak 9.5", "")  # Kapacitor has no episode peak
 
 
 def test_example_config_parses():
