@@ -1,12 +1,18 @@
 """python -m pipeline.stream against a real influxd: backfill, follow, faults, fan-out.
 
-Every test compares the stream's output with the library's batch result
-(``score_segments_batch`` and ``rolling_zscore``) computed on the same points.
+Every test compares the stream's output with the batch twin of each detector of the model:
+its fresh state fed all of the same points at once (``det.new_state().update_many``).
+Segments must agree to the bit, per-sample scores to 1e-12 (chunk boundaries move the
+anchors of the stable rolling sums).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -19,52 +25,85 @@ from conftest import PERIOD, RATE, T0
 
 from pipeline.influx import Influx, InfluxQueryError, InfluxSettings, InfluxUnavailableError
 from pipeline.influxd import LocalInfluxd
-from pipeline.model_io import load_model
-from pipeline.scoring import score_segments_batch
+from pipeline.model_io import load_model, save_model
 from pipeline.stream import (
     ConfigError,
     OutputConfig,
     SeriesConfig,
     Stream,
     StreamConfig,
-    ZScoreConfig,
 )
-from pipeline.zscore import rolling_zscore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_cfg(db, model_path, tmp_path, out_db, fan_out=None, tags=None, batch=5000, zscore=True, **kw):
+def make_cfg(db, model_path, tmp_path, out_db, fan_out=None, tags=None, batch=5000, **kw):
     s = SeriesConfig(name="ekg", db=db, measurement="ekg", field="value", tags=tags or {},
-                     fan_out=fan_out, sample_period_ns=PERIOD, model=model_path,
-                     zscore=ZScoreConfig() if zscore else None)
+                     fan_out=fan_out, sample_period_ns=PERIOD, model=model_path)
     return StreamConfig(series=[s], output=OutputConfig(db=out_db),
                         checkpoint_dir=str(tmp_path / f"ckpt-{out_db}"), batch_samples=batch,
                         poll_interval=0.05, **kw)
 
 
-def read_out(ix, out_db, tags=None):
-    seg = ix.read_field(out_db, "ERROR", "max_error", tags=tags)
-    z = ix.read_field(out_db, "zscore", "zscore", tags=tags)
-    return seg, z
+def out_fields(model_file) -> dict:
+    """``{measurement: [field, ...]}`` the stream writes for this model."""
+    seg, per = [], []
+    for d in model_file.enabled:
+        names = [d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields]
+        (per if d.per_sample else seg).extend(names)
+    return {m: f for m, f in (("ERROR", seg), ("zscore", per)) if f}
 
 
-def assert_same_output(ix, db_a, db_b, tags=None):
-    a_seg, a_z = read_out(ix, db_a, tags)
-    b_seg, b_z = read_out(ix, db_b, tags)
-    assert len(a_seg) > 0 and len(a_z) > 0
-    np.testing.assert_array_equal(a_seg.times, b_seg.times)
-    np.testing.assert_array_equal(a_seg.values, b_seg.values)
-    np.testing.assert_array_equal(a_z.times, b_z.times)
-    assert_z_close(a_z.values, b_z.values)
-    for f in ("alert", "streak"):
-        np.testing.assert_array_equal(ix.read_field(db_a, "zscore", f, tags=tags).values,
-                                      ix.read_field(db_b, "zscore", f, tags=tags).values)
+def batch_twin(model_file, t, v):
+    """What the stream must write for one series key: ``{measurement: (times, {field: array})}``."""
+    want = {}
+    for d in model_file.enabled:
+        out = d.new_state().update_many(t, v)
+        times, fields = want.setdefault("zscore" if d.per_sample else "ERROR", (out.times, {}))
+        np.testing.assert_array_equal(times, out.times)
+        fields.update(out.fields())
+    return want
 
 
-def assert_z_close(got, want):
-    """z-scores agree to 1e-12: chunk boundaries move the anchors of the stable rolling sums."""
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+def _close(name, got, want):
+    if want.dtype.kind == "f" and name not in ("max_error", "threshold"):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+    else:  # segments to the bit; booleans and integers read back as numbers
+        np.testing.assert_array_equal(got, want.astype(np.float64), err_msg=name)
+
+
+def assert_equals_batch(ix, out_db, model_file, t, v, tags=None):
+    """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v)."""
+    want = batch_twin(model_file, t, v)
+    assert set(want) == set(out_fields(model_file))
+    for meas, (times, fields) in want.items():
+        assert len(times) > 0
+        for name, arr in fields.items():
+            arr = np.asarray(arr)
+            keep = np.isfinite(arr) if arr.dtype.kind == "f" else np.ones(len(arr), bool)
+            got = ix.read_field(out_db, meas, name, tags=tags)
+            np.testing.assert_array_equal(got.times, times[keep], err_msg=f"{meas}.{name}")
+            _close(name, got.values, arr[keep])
+    return want
+
+
+def assert_same_output(ix, db_a, db_b, model_file, tags=None):
+    """Two runs wrote the same points, field by field."""
+    for meas, names in out_fields(model_file).items():
+        for name in names:
+            a = ix.read_field(db_a, meas, name, tags=tags)
+            b = ix.read_field(db_b, meas, name, tags=tags)
+            assert len(a) > 0 or name in ("z", "zscore", "long_z"), name
+            np.testing.assert_array_equal(a.times, b.times, err_msg=name)
+            if meas == "ERROR":
+                np.testing.assert_array_equal(a.values, b.values, err_msg=name)
+            else:
+                np.testing.assert_allclose(a.values, b.values, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def n_scored(ix, out_db, tags=None):
+    """Per-sample points written (every point has the flat-line alarm, a boolean)."""
+    return ix.count(out_db, "zscore", "flat_alert", tags)
 
 
 # -- backfill ---------------------------------------------------------------
@@ -75,29 +114,27 @@ def loaded(influx, fresh_db, ekg):
     return fresh_db
 
 
-def test_backfill_equals_library_batch(influx, loaded, model_path, model, ekg, tmp_path):
+def test_backfill_equals_library_batch(influx, loaded, model_path, model_file, ekg, tmp_path):
     out_db = loaded + "_err"
     cfg = make_cfg(loaded, model_path, tmp_path, out_db)
     totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
     t, v = ekg
-    want = score_segments_batch(model, t, v, PERIOD)
-    seg, z = read_out(influx, out_db)
-    np.testing.assert_array_equal(seg.times, want.times)
-    np.testing.assert_array_equal(seg.values, want.errors)
-    zb = rolling_zscore(v)
-    np.testing.assert_array_equal(z.times, t)
-    assert_z_close(z.values, zb.emitted)
-    assert zb.alert.any()  # the comparison covers alerts, not only zeros
-    np.testing.assert_array_equal(influx.read_field(out_db, "zscore", "alert").values, zb.alert)
-    thr = load_model(model_path).threshold.threshold_
-    anomalies = influx.count(out_db, "ERROR", "max_error") and influx.query_json(
-        'SELECT COUNT("anomaly") FROM "ERROR" WHERE "anomaly" = true', out_db)
-    n_anom = anomalies[0]["values"][0][1] if anomalies else 0
-    assert n_anom == int((want.errors > thr).sum()) == totals["anomalies"]
+    assert {d.name for d in model_file.enabled} >= {"shape", "flatline"}
+    want = assert_equals_batch(influx, out_db, model_file, t, v)
+    seg = want["ERROR"][1]
+    # the comparison covers alarms, not only quiet stretches
+    n_anom = int(seg["anomaly"].sum())
     assert n_anom > 0  # the injected anomalies after 60 s are found
-    # tags: source tags are kept, series and model version added
-    tags = influx.tag_values(out_db, "ERROR", "model")
-    assert tags == [load_model(model_path).version]
+    assert totals["alarm_points"]["shape"] == n_anom
+    for d in model_file.enabled:
+        if d.per_sample:
+            alarm = want["zscore"][1][d.alarm_field]
+            assert totals["alarm_points"][d.label] == int(alarm.sum())
+    assert totals["segments"] == len(want["ERROR"][0]) and totals["samples"] == len(t)
+    # tags: the series name and the model version are added
+    assert influx.tag_values(out_db, "ERROR", "model") == [model_file.version]
+    assert influx.tag_values(out_db, "zscore", "model") == [model_file.version]
+    assert influx.tag_values(out_db, "zscore", "series") == ["ekg"]
     influx.drop_database(out_db)
 
 
@@ -109,10 +146,11 @@ def test_rerun_overwrites_instead_of_duplicating(influx, loaded, model_path, tmp
     n = influx.count(out_db, "ERROR", "max_error")
     t_seg = influx.read_field(out_db, "ERROR", "max_error").times
     assert n == len(np.unique(t_seg)) > 0
+    assert n_scored(influx, out_db) == 43_200
     influx.drop_database(out_db)
 
 
-def test_fan_out_keeps_series_apart(influx, fresh_db, ekg, model_path, model, tmp_path):
+def test_fan_out_keeps_series_apart(influx, fresh_db, ekg, model_path, model_file, tmp_path):
     t, v = ekg
     n = 20 * RATE
     rng = np.random.default_rng(5)
@@ -123,14 +161,12 @@ def test_fan_out_keeps_series_apart(influx, fresh_db, ekg, model_path, model, tm
     Stream(make_cfg(fresh_db, model_path, tmp_path, out_db, fan_out="source"), influx).backfill(
         T0, T0 + 10**12)
     for k, vals in sources.items():
-        want = score_segments_batch(model, t[:n], vals, PERIOD)
-        seg, z = read_out(influx, out_db, {"source": k})
-        np.testing.assert_array_equal(seg.values, want.errors)
-        assert_z_close(z.values, rolling_zscore(vals).emitted)
+        assert_equals_batch(influx, out_db, model_file, t[:n], vals, {"source": k})
     influx.drop_database(out_db)
 
 
-def test_gap_in_source_is_skipped_and_logged(influx, fresh_db, ekg, model_path, model, tmp_path, caplog):
+def test_gap_in_source_is_skipped_and_logged(influx, fresh_db, ekg, model_path, model_file,
+                                             tmp_path, caplog):
     t, v = ekg
     n = 10 * RATE
     keep = np.ones(n, bool)
@@ -142,10 +178,12 @@ def test_gap_in_source_is_skipped_and_logged(influx, fresh_db, ekg, model_path, 
             T0, T0 + 10**12)
     assert "gap between" in caplog.text
     assert totals["gaps"] == 1
-    seg, _ = read_out(influx, out_db)
-    want = score_segments_batch(model, t[:n][keep], v[:n][keep], PERIOD)
-    np.testing.assert_array_equal(seg.values, want.errors)
+    assert_equals_batch(influx, out_db, model_file, t[:n][keep], v[:n][keep])
+    seg = influx.read_field(out_db, "ERROR", "max_error")
     assert not ((seg.times > t[1000 - 16]) & (seg.times < t[1100 + 16])).any()
+    # a flat run ends at the gap: the first sample after it starts a new one
+    flat = influx.read_field(out_db, "zscore", "flat_s")
+    assert flat.values[np.searchsorted(flat.times, t[1100])] == 0.0
     influx.drop_database(out_db)
 
 
@@ -176,7 +214,7 @@ def _wait_caught_up(stream, t_last, timeout=60):
     return False
 
 
-def test_follow_equals_backfill(influx, fresh_db, ekg, model_path, tmp_path):
+def test_follow_equals_backfill(influx, fresh_db, ekg, model_path, model_file, tmp_path):
     t, v = ekg
     n = 15 * RATE
     out_f, out_b = fresh_db + "_f", fresh_db + "_b"
@@ -190,12 +228,13 @@ def test_follow_equals_backfill(influx, fresh_db, ekg, model_path, tmp_path):
     th.join(10)
     assert not errors
     Stream(make_cfg(fresh_db, model_path, tmp_path, out_b), influx).backfill(T0, T0 + 10**12)
-    assert_same_output(influx, out_f, out_b)
+    assert_same_output(influx, out_f, out_b, model_file)
+    assert_equals_batch(influx, out_f, model_file, t[:n], v[:n])
     for d in (out_f, out_b):
         influx.drop_database(d)
 
 
-def test_influxd_restart_mid_stream_loses_nothing(tmp_path, ekg, model_path):
+def test_influxd_restart_mid_stream_loses_nothing(tmp_path, ekg, model_path, model_file):
     """A dedicated server is stopped and restarted while the stream follows it."""
     srv = LocalInfluxd(tmp_path / "srv").start()
     try:
@@ -217,8 +256,8 @@ def test_influxd_restart_mid_stream_loses_nothing(tmp_path, ekg, model_path):
         stream.stop.set()
         th.join(10)
         Stream(make_cfg("src", model_path, tmp_path, "out_b"), ix).backfill(T0, T0 + 10**12)
-        assert_same_output(ix, "out_f", "out_b")
-        assert ix.count("out_f", "zscore", "zscore") == n
+        assert_same_output(ix, "out_f", "out_b", model_file)
+        assert n_scored(ix, "out_f") == n
     finally:
         srv.stop()
 
@@ -229,9 +268,38 @@ def _cmd(args):
 
 
 def _run(args, env):
-    """``python -m pipeline.stream ARGS`` as a user runs it, to completion."""
+    """``python -m pipeline.stream ARGS`` as a user runs it, to completion, in a new process."""
     return subprocess.run(_cmd(args), env=env, capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
+
+
+@pytest.fixture
+def cli(influx_env, caplog, capsys):
+    """``pipeline.stream.main(ARGS)`` in this process (a new one costs seconds of imports).
+
+    Returns ``(returncode, stdout, stderr)`` like :func:`_run`, the log lines as stderr. An
+    exception escaping ``main`` fails the test: what a user would see as a traceback.
+    """
+    from types import SimpleNamespace
+
+    from pipeline.stream import main
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(args):
+        caplog.clear()
+        capsys.readouterr()
+        with caplog.at_level("INFO", logger="pipeline.stream"):
+            try:
+                rc = main(args)
+            except SystemExit as e:  # argparse
+                rc = e.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err + caplog.text)
+
+    yield run
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def _write_toml(path, db, model_path, out_db, ckpt, batch=2000):
@@ -252,7 +320,8 @@ model = "{model_path}"
     return str(path)
 
 
-def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, tmp_path, influx_env):
+def test_kill9_and_restart_equals_uninterrupted_run(cli, influx, loaded, model_path, model_file,
+                                                   ekg, tmp_path, influx_env):
     out_k, out_u = loaded + "_k", loaded + "_u"
     ck = tmp_path / "ck"
     cfg_k = _write_toml(tmp_path / "k.toml", loaded, model_path, out_k, ck, batch=1000)
@@ -264,20 +333,22 @@ def test_kill9_and_restart_equals_uninterrupted_run(influx, loaded, model_path, 
     assert p.poll() is None, "the run finished before it could be killed; use a smaller batch"
     p.send_signal(signal.SIGKILL)
     p.wait()
-    n_partial = influx.count(out_k, "zscore", "zscore")
-    assert 0 < n_partial
-    r = _run(["--config", cfg_k, *rng], influx_env)
+    n_partial = n_scored(influx, out_k)
+    assert 0 < n_partial < 43_200
+    r = cli(["--config", cfg_k, *rng])
     assert r.returncode == 0, r.stderr
     assert "resuming after" in r.stderr
-    r = _run(["--config", cfg_u, *rng], influx_env)
+    r = cli(["--config", cfg_u, *rng])
     assert r.returncode == 0, r.stderr
-    assert_same_output(influx, out_k, out_u)
-    assert influx.count(out_k, "zscore", "zscore") == influx.count(out_u, "zscore", "zscore")
+    assert_same_output(influx, out_k, out_u, model_file)
+    assert n_scored(influx, out_k) == n_scored(influx, out_u) == 43_200
+    assert_equals_batch(influx, out_k, model_file, *ekg)
     assert not list(ck.rglob("*.ckpt"))  # a finished backfill leaves no checkpoint behind
     # running the same finished backfill again re-scores the range, overwriting: same points
-    r = _run(["--config", cfg_k, *rng], influx_env)
+    r = cli(["--config", cfg_k, *rng])
     assert r.returncode == 0 and "scored 43,200 samples" in r.stdout, r.stderr
-    assert_same_output(influx, out_k, out_u)
+    assert "alarm points per detector: shape " in r.stdout and "alarm events" in r.stdout
+    assert_same_output(influx, out_k, out_u, model_file)
     for d in (out_k, out_u):
         influx.drop_database(d)
 
@@ -288,7 +359,8 @@ def _wait_for_checkpoint(ck, timeout=60):
         time.sleep(0.005)
 
 
-def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(influx, loaded, model_path,
+def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(cli, influx, loaded,
+                                                                       model_path, model_file,
                                                                        tmp_path, influx_env):
     from pipeline.checkpoint import CheckpointStore
 
@@ -306,15 +378,15 @@ def test_sigterm_mid_backfill_checkpoints_what_was_written_and_exits_0(influx, l
     # the checkpoint stands exactly at the newest point written, no further
     (path,) = ck.rglob("*.ckpt")
     st = CheckpointStore(path.parent).load("ekg", "")
-    written = influx.read_field(out_t, "zscore", "zscore").times
+    written = influx.read_field(out_t, "zscore", "flat_alert").times
     assert 0 < len(written) < 43_200, "stop earlier: the run had finished"
     assert st.last_time_ns == written[-1]
     # and a restart completes it with no gap and no duplicate
-    r = _run(["--config", cfg, *rng], influx_env)
+    r = cli(["--config", cfg, *rng])
     assert r.returncode == 0, r.stderr
     cfg_u = _write_toml(tmp_path / "u.toml", loaded, model_path, out_u, tmp_path / "cu")
-    assert _run(["--config", cfg_u, *rng], influx_env).returncode == 0
-    assert_same_output(influx, out_t, out_u)
+    assert cli(["--config", cfg_u, *rng]).returncode == 0
+    assert_same_output(influx, out_t, out_u, model_file)
     for d in (out_t, out_u):
         influx.drop_database(d)
 
@@ -334,34 +406,126 @@ def test_sigterm_in_follow_mode_exits_0_with_a_checkpoint(influx, loaded, model_
     influx.drop_database(loaded + "_f")
 
 
-_ONE = "[[series]]\ndb='a'\nmeasurement='x'\n"
+class _Marker:
+    """Unpickling this creates a directory: proof that a loader ran code from a checkpoint."""
+
+    path = None
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.path),))
+
+
+def _pickled(protocol):
+    return pickle.dumps({"last_time_ns": T0, "state": _Marker()}, protocol=protocol)
+
+
+@pytest.mark.parametrize("content", [
+    lambda: _pickled(0), lambda: _pickled(2), lambda: _pickled(pickle.HIGHEST_PROTOCOL),
+    lambda: b"PK\x03\x04 torn", lambda: b"",
+], ids=["pickle-0", "pickle-2", "pickle-highest", "torn", "empty"])
+def test_old_or_broken_checkpoint_is_refused_with_reset_and_never_unpickled(
+        cli, content, influx, loaded, model_path, tmp_path, influx_env):
+    from pipeline.checkpoint import CheckpointStore
+
+    marker = tmp_path / "pwned"
+    _Marker.path = marker
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    path = CheckpointStore(ck).path("ekg", "")
+    path.write_bytes(content())
+    if path.read_bytes().startswith(b"\x80") or path.read_bytes()[:1] == b"(":
+        pickle.loads(path.read_bytes())  # the trap is real: unpickling it runs code ...
+        assert marker.exists()
+        marker.rmdir()
+    with pytest.raises(ConfigError, match="run with --reset"):
+        CheckpointStore(ck).load("ekg", "")
+    cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
+    r = cli(["--config", cfg, "--start", str(T0), "--max-polls", "1"])
+    assert r.returncode == 2 and "--reset" in r.stderr and str(path) in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not marker.exists()  # ... and neither the loader nor the stream unpickled it
+    r = cli(["--config", cfg, "--start", str(T0), "--max-polls", "1", "--reset"])
+    assert r.returncode == 0 and "removed 1 checkpoints" in r.stderr, r.stderr
+    assert not marker.exists()
+    # the new checkpoint is data, private to its owner
+    assert path.read_bytes()[:2] == b"PK" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert CheckpointStore(ck).load("ekg", "").last_time_ns > T0
+    influx.drop_database(loaded + "_f")
+
+
+_ONE = "[[series]]\ndb='a'\nmeasurement='x'\nmodel='m.npz'\n"
 
 
 @pytest.mark.parametrize("toml, message", [
     ("[[series]]\nmeasurement = 'x'\n", "'db' is required"),
-    ("[[series]]\ndb='a'\nmeasurement='x'\ncolour='red'\n", "unknown keys ['colour']"),
-    ("[[series]]\ndb='a'\nmeasurement='x'\nsample_rate=-1\n", "positive number"),
-    ("[[series]]\ndb='a'\nmeasurement='x'\nzscore=false\n", "neither a model nor z-scores"),
+    (_ONE + "colour='red'\n", "unknown keys ['colour']"),
+    (_ONE + "sample_rate=-1\n", "positive number"),
+    ("[[series]]\ndb='a'\nmeasurement='x'\n", "series 'x' has no model file"),
+    ("[[series]]\ndb='a'\nmeasurement='x'\nzscore=false\n", "['zscore'] tables are gone"),
+    (_ONE + "zscore = { window = 30 }\n", "every detector and its threshold now come from the "
+                                           "model file"),
+    (_ONE + "long = { halflife = 900 }\n", "['long'] tables are gone"),
     ("[[series\n", "not valid TOML"),
     ("[stream]\nlog_every = 'x'\n" + _ONE, "log_every must be a number"),
     ("[stream]\ncheckpoint_dir = 5\n" + _ONE, "checkpoint_dir must be a path"),
     ("[stream]\npoll_interval = 0\n" + _ONE, "poll_interval must be a number"),
     ("[oops]\n" + _ONE, "unknown tables ['oops']"),
 ])
-def test_bad_config_is_a_clear_error(tmp_path, toml, message, influx_env):
+def test_bad_config_is_a_clear_error(cli, tmp_path, toml, message):
     path = tmp_path / "bad.toml"
     path.write_text(toml)
-    r = _run(["--config", str(path), "--max-polls", "1"], influx_env)
+    r = cli(["--config", str(path), "--max-polls", "1"])
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    if "tables are gone" in message:
+        assert "python -m pipeline.train" in r.stderr  # and it says what to do instead
 
 
-def test_corrupt_model_is_a_clear_error(tmp_path, influx_env, loaded):
+def test_bad_config_and_corrupt_model_in_a_new_process_have_no_traceback(tmp_path, influx_env,
+                                                                        loaded):
+    """The same checks as above, across a real process boundary (logging set up by main)."""
+    path = tmp_path / "bad.toml"
+    path.write_text(_ONE + "zscore = { window = 30 }\n")
+    r = _run(["--config", str(path), "--max-polls", "1"], influx_env)
+    assert r.returncode == 2 and "tables are gone" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "m.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
     r = _run(["--db", loaded, "--measurement", "ekg", "--model", str(bad), "--max-polls", "1"],
              influx_env)
     assert r.returncode == 2
-    assert "pipeline.train" in r.stderr
+    assert "pipeline.train" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_old_kmeans_model_file_is_refused_with_retrain(cli, tmp_path, loaded, model):
+    """A model file of the single-K-Means format (v1): refused, never half-used."""
+    old = tmp_path / "v1.npz"
+    meta = {"format": "pipeline.kmeans-reconstructor", "format_version": 1,
+            "model": {"class": "KMeansReconstructor", "params": model.get_params()},
+            "threshold": {"fitted": {"threshold": 0.5}}, "metadata": {"sample_period_ns": PERIOD},
+            "version": "0123456789ab"}
+    with open(old, "wb") as f:
+        np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                 centroids=model.cluster_centers_, window=model.window_)
+    r = cli(["--db", loaded, "--measurement", "ekg", "--model", str(old), "--max-polls", "1",
+              "--checkpoint-dir", str(tmp_path / "ck")])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert str(old) in r.stderr and "retrain with `python -m pipeline.train`" in r.stderr
+
+
+def test_model_with_every_detector_off_is_refused(model_path, tmp_path, loaded):
+    lm = load_model(model_path)
+    for d in lm.detectors:
+        d.enabled_ = False
+    path = tmp_path / "off.npz"
+    save_model(path, lm.detectors, lm.metadata)
+    with pytest.raises(ConfigError, match="has no detector switched on.*retrain"):
+        Stream(make_cfg(loaded, str(path), tmp_path, loaded + "_o"), Influx(InfluxSettings()))
+
+
+def test_no_zscore_flag_is_gone(cli):
+    r = cli(["--db", "a", "--measurement", "m", "--model", "m.npz", "--no-zscore",
+              "--max-polls", "1"])
+    assert r.returncode == 2 and "unrecognized arguments: --no-zscore" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_parse_series_rejects_unknown_keys():
@@ -370,7 +534,8 @@ def test_parse_series_rejects_unknown_keys():
         parse_series({"db": "a", "measurement": "b", "nope": 1}, "x")
 
 
-def test_malformed_values_are_skipped_and_counted(influx, fresh_db, ekg, model_path, model, tmp_path):
+def test_malformed_values_are_skipped_and_counted(influx, fresh_db, ekg, model_path, model_file,
+                                                 tmp_path):
     """Strings in the source (a bad writer, in another shard) are counted, never a crash.
 
     InfluxDB fixes a field's type per shard and resolves one type per query, so the
@@ -388,15 +553,13 @@ def test_malformed_values_are_skipped_and_counted(influx, fresh_db, ekg, model_p
     totals = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db), influx).backfill(
         T0, T0 + 86400 * 10**9)
     assert totals["samples"] == n
-    seg, z = read_out(influx, out_db)
-    want = score_segments_batch(model, t[:n], v[:n], PERIOD)
-    np.testing.assert_array_equal(seg.values, want.errors)
-    assert len(z) == n
+    assert_equals_batch(influx, out_db, model_file, t[:n], v[:n])
+    assert n_scored(influx, out_db) == n
     influx.drop_database(out_db)
 
 
 def test_follow_crosses_a_source_gap_longer_than_a_batch(influx, fresh_db, ekg, model_path,
-                                                         model, tmp_path):
+                                                         model_file, tmp_path):
     t, v = ekg
     keep = np.r_[0:3000, 9000:12000]  # 6000 samples missing; one read is 1000 samples
     influx.write_series(fresh_db, "ekg", t[keep], {"value": v[keep]})
@@ -404,9 +567,7 @@ def test_follow_crosses_a_source_gap_longer_than_a_batch(influx, fresh_db, ekg, 
     stream = Stream(make_cfg(fresh_db, model_path, tmp_path, out_db, batch=1000), influx)
     totals = stream.follow(start_ns=T0, max_polls=20)
     assert totals["samples"] == len(keep) and totals["gaps"] == 1
-    seg, _ = read_out(influx, out_db)
-    np.testing.assert_array_equal(seg.values,
-                                  score_segments_batch(model, t[keep], v[keep], PERIOD).errors)
+    assert_equals_batch(influx, out_db, model_file, t[keep], v[keep])
     influx.drop_database(out_db)
 
 
@@ -441,20 +602,29 @@ def test_unreachable_influxdb_is_retried_with_backoff_then_stops_cleanly(tmp_pat
      "--end must be after --start"),
     (["--db", "a", "--measurement", "m", "--start", "someday"], "cannot parse time"),
     (["--db", "a", "--measurement", "m", "--batch-samples", "10"], "batch_samples must be a number in [1000, 10000000], got 10"),
+    (["--db", "a", "--measurement", "m"], "series 'm' has no model file"),
+    (["--db", "a", "--measurement", "m", "--model", "/nonexistent/m.npz"],
+     "model file '/nonexistent/m.npz' does not exist; retrain"),
     (["--config", "/nonexistent.toml"], "not found"),
 ])
-def test_bad_flags_are_a_clear_error(args, message, influx_env):
-    r = _run([*args, "--max-polls", "1"], influx_env)
+def test_bad_flags_are_a_clear_error(cli, args, message, tmp_path):
+    model = [] if "--model" in args or "--config" in args or message.endswith("no model file") \
+        else ["--model", "m.npz"]
+    r = cli([*args, *model, "--checkpoint-dir", str(tmp_path), "--max-polls", "1"])
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
 # -- follow with fan-out: keys that appear late, run ahead, or stall ------------------------
-def _zcfg(db, tmp_path, out_db, batch=1000):
-    """A z-score-only fleet at a 2 s cadence (period probed from the data)."""
-    s = SeriesConfig(name="temp", db=db, measurement="temp", fan_out="sensor", zscore=ZScoreConfig())
-    return StreamConfig(series=[s], output=OutputConfig(db=out_db), batch_samples=batch,
-                        checkpoint_dir=str(tmp_path / f"ck-{out_db}"), poll_interval=0.01)
+@pytest.fixture
+def zcfg(sensor_model_path, tmp_path):
+    """A sensor fleet at a 2 s cadence, scored by the sensor model (z-score, drift, flat line)."""
+    def make(db, out_db, batch=1000):
+        s = SeriesConfig(name="temp", db=db, measurement="temp", fan_out="sensor",
+                         model=sensor_model_path)
+        return StreamConfig(series=[s], output=OutputConfig(db=out_db), batch_samples=batch,
+                            checkpoint_dir=str(tmp_path / f"ck-{out_db}"), poll_interval=0.01)
+    return make
 
 
 def _fleet(influx, db, sensor, i0, i1, offset_s=0):
@@ -465,13 +635,13 @@ def _fleet(influx, db, sensor, i0, i1, offset_s=0):
 
 
 def _scored(influx, out_db, sensor):
-    return influx.read_field(out_db, "zscore", "alert", tags={"sensor": sensor}).times
+    return influx.read_field(out_db, "zscore", "flat_alert", tags={"sensor": sensor}).times
 
 
-def test_follow_fan_out_key_that_appears_late_loses_nothing(influx, fresh_db, tmp_path):
+def test_follow_fan_out_key_that_appears_late_loses_nothing(zcfg, influx, fresh_db, tmp_path):
     out = fresh_db + "_o"
     ta = _fleet(influx, fresh_db, "a", 0, 3000)
-    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    stream = Stream(zcfg(fresh_db, out), influx)
     stream.follow(start_ns=T0, max_polls=5)
     tb = _fleet(influx, fresh_db, "b", 0, 3000)  # a new sensor, with its whole history
     stream._t_keys.clear()  # as if the key refresh interval had passed
@@ -480,22 +650,22 @@ def test_follow_fan_out_key_that_appears_late_loses_nothing(influx, fresh_db, tm
     np.testing.assert_array_equal(_scored(influx, out, "b"), tb)
 
 
-def test_follow_fan_out_key_with_a_clock_ahead_does_not_starve_the_others(influx, fresh_db,
+def test_follow_fan_out_key_with_a_clock_ahead_does_not_starve_the_others(zcfg, influx, fresh_db,
                                                                           tmp_path):
     out = fresh_db + "_o"
     ts = {k: _fleet(influx, fresh_db, k, 0, 3000) for k in ("a", "b")}
     ts["c"] = _fleet(influx, fresh_db, "c", 0, 3000, offset_s=4000)  # 4000 s in the future
-    Stream(_zcfg(fresh_db, tmp_path, out, batch=1000), influx).follow(start_ns=T0, max_polls=30)
+    Stream(zcfg(fresh_db, out, batch=1000), influx).follow(start_ns=T0, max_polls=30)
     for k, t in ts.items():
         np.testing.assert_array_equal(_scored(influx, out, k), t)
 
 
-def test_follow_fan_out_stalled_key_is_read_alone_not_with_everyone(influx, fresh_db, tmp_path):
+def test_follow_fan_out_stalled_key_is_read_alone_not_with_everyone(zcfg, influx, fresh_db, tmp_path):
     out = fresh_db + "_o"
     _fleet(influx, fresh_db, "dead", 0, 10)
     for k in ("a", "b", "c"):
         _fleet(influx, fresh_db, k, 0, 3000)
-    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    stream = Stream(zcfg(fresh_db, out), influx)
     stream.follow(start_ns=T0, max_polls=10)
     assert stream.totals["samples"] == 9010
     calls = []
@@ -519,7 +689,8 @@ def test_follow_fan_out_bad_key_is_quarantined_not_fatal(influx, fresh_db, model
         totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
     assert "sample period is 4 ms but the model was trained at 2.77778 ms" in caplog.text
     assert totals["quarantined"] == 1 and totals["samples"] == n
-    assert len(read_out(influx, out, {"source": "good"})[1]) == n
+    assert n_scored(influx, out, {"source": "good"}) == n
+    assert n_scored(influx, out, {"source": "slow"}) == 0
 
 
 def test_rate_mismatch_of_a_single_series_is_an_error(influx, fresh_db, model_path, tmp_path, ekg):
@@ -534,21 +705,30 @@ def test_rate_mismatch_of_a_single_series_is_an_error(influx, fresh_db, model_pa
         Stream(cfg, influx)
 
 
-def test_backfill_with_a_retrained_model_rescores_the_range(influx, loaded, model_path, ekg,
-                                                            tmp_path, caplog):
+@pytest.fixture(scope="module")
+def other_model_path(ekg, tmp_path_factory):
+    """A second EKG model (8 clusters, other ranges): a retrained model."""
     from pipeline.train import train
 
+    t, v = ekg
+    path = tmp_path_factory.mktemp("other") / "other.npz"
+    train(t[:20 * RATE], v[:20 * RATE], t[20 * RATE:40 * RATE], v[20 * RATE:40 * RATE],
+          n_clusters=8, out=str(path))
+    return str(path)
+
+
+def test_backfill_with_a_retrained_model_rescores_the_range(influx, loaded, model_path, ekg,
+                                                            other_model_path, tmp_path, caplog):
     t, v = ekg
     out = loaded + "_o"
     cfg = make_cfg(loaded, model_path, tmp_path, out, batch=1000)
     _interrupted_backfill(cfg, influx, commits=5)  # its checkpoint stays
-    other = tmp_path / "other.npz"
-    train(t[:20 * RATE], v[:20 * RATE], t[20 * RATE:40 * RATE], v[20 * RATE:40 * RATE],
-          n_clusters=8, out=str(other))
-    cfg.series[0].model = str(other)
+    cfg.series[0].model = other_model_path
     with caplog.at_level("WARNING", logger="pipeline.stream"):
         totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
     assert "the model changed" in caplog.text and totals["samples"] == len(t)
+    other = load_model(other_model_path)
+    assert_equals_batch(influx, out, other, t, v, {"model": other.version})
 
 
 def test_unreachable_server_fails_fast_on_the_command_line(tmp_path, model_path):
@@ -569,82 +749,90 @@ def test_unwritable_checkpoint_dir_is_a_clear_error_before_anything_is_written(
     assert loaded + "_o" not in influx.databases()
 
 
-def test_reset_and_changed_zscore_settings(influx, loaded, model_path, tmp_path, influx_env):
+def test_reset_and_changed_model(cli, influx, loaded, model_path, other_model_path, tmp_path,
+                                 influx_env):
     ck = tmp_path / "ck"
     cfg = _write_toml(tmp_path / "f.toml", loaded, model_path, loaded + "_f", ck)
     base = ["--config", cfg, "--start", str(T0), "--max-polls", "2"]
-    r = _run(base, influx_env)
+    r = cli(base)
     assert r.returncode == 0 and list(ck.glob("*.ckpt")), r.stderr
-    # other z-score settings: the position is kept, the rolling state restarts, and it says so
-    text = open(cfg).read() + "zscore = { window = 30 }\n"
+    # a retrained model: the position is kept, the rolling state restarts, and it says so
+    text = open(cfg).read().replace(model_path, other_model_path)
     (tmp_path / "g.toml").write_text(text)
-    r = _run(["--config", str(tmp_path / "g.toml"), "--max-polls", "1"], influx_env)
-    assert r.returncode == 0 and "z-score parameters changed" in r.stderr, r.stderr
-    assert "resuming after" in r.stderr
-    r = _run([*base, "--reset"], influx_env)
+    r = cli(["--config", str(tmp_path / "g.toml"), "--max-polls", "1"])
+    assert r.returncode == 0 and "the model changed" in r.stderr, r.stderr
+    assert "rolling state restarts" in r.stderr and "resuming after" in r.stderr
+    r = cli([*base, "--reset"])
     assert r.returncode == 0 and "removed 1 checkpoints" in r.stderr, r.stderr
     assert "resuming after" not in r.stderr
     influx.drop_database(loaded + "_f")
 
 
-def test_summary_merges_flagged_segments_into_events():
+def test_summary_merges_alarm_points_into_events_per_detector():
     from pipeline.stream import summary_text
 
-    totals = {"samples": 10, "segments": 5, "anomalies": 5, "alert_samples": 0, "malformed": 0,
-              "gaps": 0, "skipped_samples": 0, "points_written": 15, "retries": 0, "seconds": 1.0}
+    totals = {"samples": 10, "segments": 5, "malformed": 0, "gaps": 0, "skipped_samples": 0,
+              "points_written": 15, "retries": 0, "seconds": 1.0,
+              "alarm_points": {"shape": 3, "flat line": 1, "z-score": 0}}
     s = 10**9
-    flagged = [("ekg", "", T0, 0.5), ("ekg", "", T0 + s // 2, 0.9), ("ekg", "", T0 + 3 * s, 0.4),
-               ("t", "s1", T0, 2.0), ("t", "s2", T0, 3.0)]
+    flagged = [("ekg", "", "shape", T0, 0.5), ("ekg", "", "shape", T0 + s // 2, 0.9),
+               ("ekg", "", "flat line", T0 + s // 2, 7.0),  # another detector: its own event
+               ("ekg", "", "shape", T0 + 3 * s, 0.4),
+               ("t", "s1", "z-score", T0, 2.0), ("t", "s2", "z-score", T0, 3.0)]
     text = summary_text(totals, flagged)
-    assert "ekg  2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:00.500000+00:00     2  0.9" in text
-    assert "ekg  2026-01-01T00:00:03+00:00 .. 2026-01-01T00:00:03+00:00     1  0.4" in text
-    assert "t[s1]" in text and "t[s2]" in text
+    assert "alarm points per detector: shape 3, flat line 1, z-score 0" in text
+    assert ("ekg  shape     2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:00.500000+00:00"
+            "      2  0.9") in text
+    assert ("ekg  flat line 2026-01-01T00:00:00.500000+00:00 .. "
+            "2026-01-01T00:00:00.500000+00:00      1  7") in text
+    assert ("ekg  shape     2026-01-01T00:00:03+00:00 .. 2026-01-01T00:00:03+00:00      1  0.4"
+            in text)
+    assert "t[s1]  z-score" in text and "t[s2]  z-score" in text
+    assert "alarm points per detector: none" in summary_text({**totals, "alarm_points": {}}, [])
 
 
-def test_long_baseline_in_the_stream_equals_the_batch_function(influx, fresh_db, tmp_path):
-    """The EWMA long baseline, streamed per fan-out key in slices, equals ewma_zscore."""
-    from pipeline.baselines import ewma_zscore
+def test_sensor_detectors_in_the_stream_equal_their_batch_twins(influx, fresh_db, tmp_path,
+                                                                sensor_model_path,
+                                                                sensor_model_file):
+    """z-score, drift and flat line, streamed per fan-out key in slices, equal their twins."""
     from pipeline.datasets import synthetic_temperature
-    from pipeline.stream_config import LongConfig
 
     temp = synthetic_temperature(hours=3, n_sensors=3)
     t_all = T0 + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
+    series = {}
     for sensor in ("s00", "s01", "s02"):
         m = (temp["sensor"] == sensor).to_numpy()
-        influx.write_series(fresh_db, "temp", t_all[m], {"value": temp["value"].to_numpy()[m]},
-                            {"sensor": sensor})
+        series[sensor] = t_all[m], temp["value"].to_numpy()[m]
+        influx.write_series(fresh_db, "temp", *series[sensor][:1],
+                            {"value": series[sensor][1]}, {"sensor": sensor})
     out = fresh_db + "_o"
     s = SeriesConfig(name="temp", db=fresh_db, measurement="temp", fan_out="sensor",
-                     zscore=None, long=LongConfig(halflife=300))
+                     model=sensor_model_path)
     cfg = StreamConfig(series=[s], output=OutputConfig(db=out), batch_samples=1000,
                        checkpoint_dir=str(tmp_path / "ck"))
     totals = Stream(cfg, influx).backfill(T0, T0 + 86400 * 10**9)
-    assert totals["long_alert_samples"] > 0  # s01 drifts
-    for sensor in ("s00", "s01", "s02"):
-        x = temp.loc[temp["sensor"] == sensor, "value"].to_numpy()
-        want = ewma_zscore(x, halflife=300)
-        got_z = influx.read_field(out, "zscore", "long_z", tags={"sensor": sensor})
-        got_a = influx.read_field(out, "zscore", "long_alert", tags={"sensor": sensor})
-        ok = np.isfinite(want.z)
-        assert_z_close(got_z.values, want.z[ok])
-        np.testing.assert_array_equal(got_a.values, want.alert)
-    assert influx.read_field(out, "zscore", "long_alert", tags={"sensor": "s01"}).values.any()
-    assert not influx.read_field(out, "zscore", "long_alert", tags={"sensor": "s00"}).values[
-        :1700].any()  # no drift, no alert before its spike at 1 h
+    assert [d.name for d in sensor_model_file.enabled] == ["zscore", "drift", "flatline"]
+    for sensor, (t, v) in series.items():
+        assert_equals_batch(influx, out, sensor_model_file, t, v, {"sensor": sensor})
+    # the comparison covers alarms: s00's 3-sample spike at 1 h raises the z-score alarm
+    assert totals["alarm_points"]["z-score"] > 0
+    alert = influx.read_field(out, "zscore", "alert", tags={"sensor": "s00"})
+    first = alert.times[np.flatnonzero(alert.values)[0]]
+    assert first == series["s00"][0][1800]
+    assert influx.count(out, "ERROR", "max_error") == 0  # no segment detector in this model
 
 
-def test_long_table_is_checked(tmp_path):
+def test_zscore_and_long_tables_are_gone_with_a_clear_error():
     from pipeline.stream_config import parse_series
 
-    with pytest.raises(ConfigError, match=r"long: unknown keys \['half'\]"):
-        parse_series({"db": "a", "measurement": "m", "long": {"half": 3}}, "x")
-    with pytest.raises(ConfigError, match="long: halflife"):
-        parse_series({"db": "a", "measurement": "m", "long": {"halflife": -1}}, "x")
-    s = parse_series({"db": "a", "measurement": "m", "zscore": False, "long": {}}, "x")
-    assert s.zscore is None and s.long.halflife == 900
+    for table in ({"zscore": {"window": 30}}, {"zscore": False}, {"long": {"halflife": 900}}):
+        with pytest.raises(ConfigError, match=r"tables are gone: every detector and its "
+                                              r"threshold now come from the model file.*"
+                                              r"python -m pipeline.train"):
+            parse_series({"db": "a", "measurement": "m", "model": "m.npz", **table}, "x")
 
 
-def test_follow_fan_out_group_keys_with_a_long_outage_are_not_starved(influx, fresh_db, tmp_path):
+def test_follow_fan_out_group_keys_with_a_long_outage_are_not_starved(zcfg, influx, fresh_db, tmp_path):
     """a and b (the median) are silent for longer than one read while c goes on."""
     out = fresh_db + "_o"
     gap = np.r_[0:100, 2000:3000]
@@ -652,53 +840,54 @@ def test_follow_fan_out_group_keys_with_a_long_outage_are_not_starved(influx, fr
     for k, t in ts.items():
         influx.write_series(fresh_db, "temp", t, {"value": 20 + np.sin((t - T0) / 14e9)},
                             {"sensor": k})
-    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=T0, max_polls=40)
+    Stream(zcfg(fresh_db, out), influx).follow(start_ns=T0, max_polls=40)
     for k, t in ts.items():
         np.testing.assert_array_equal(_scored(influx, out, k), t)
 
 
-def test_follow_moves_past_a_stretch_of_malformed_values(influx, fresh_db, tmp_path):
+def test_follow_moves_past_a_stretch_of_malformed_values(zcfg, influx, fresh_db, tmp_path):
     week = 8 * 86400 * 10**9
-    influx.write_lines(fresh_db, [f'temp,sensor=a value="oops" {T0 + i * 10**9}' for i in range(1500)])
-    t = T0 + 3 * week + np.arange(100) * 10**9
+    # 1500 strings 2 s apart: longer than one read of 1000 samples
+    influx.write_lines(fresh_db, [f'temp,sensor=a value="oops" {T0 + i * 2 * 10**9}'
+                                  for i in range(1500)])
+    t = T0 + 3 * week + np.arange(100) * 2 * 10**9
     influx.write_series(fresh_db, "temp", t, {"value": np.sin(np.arange(100.0))}, {"sensor": "a"})
-    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
-    cfg.series[0].sample_period_ns = 1e9
+    cfg = zcfg(fresh_db, fresh_db + "_o")
     totals = Stream(cfg, influx).follow(start_ns=T0, max_polls=20)
     assert totals["samples"] == 100 and totals["malformed"] == 1500  # each counted once
     np.testing.assert_array_equal(_scored(influx, fresh_db + "_o", "a"), t)
 
 
-def test_follow_new_key_during_downtime_is_scored_after_restart(influx, fresh_db, tmp_path):
+def test_follow_new_key_during_downtime_is_scored_after_restart(zcfg, influx, fresh_db, tmp_path):
     out = fresh_db + "_o"
     ta = _fleet(influx, fresh_db, "a", 0, 100)
-    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=T0, max_polls=3)
+    Stream(zcfg(fresh_db, out), influx).follow(start_ns=T0, max_polls=3)
     ta = np.r_[ta, _fleet(influx, fresh_db, "a", 100, 200)]
     tb = _fleet(influx, fresh_db, "b", 50, 200)  # appeared while the stream was down
-    Stream(_zcfg(fresh_db, tmp_path, out), influx).follow(start_ns=None, max_polls=5)
+    Stream(zcfg(fresh_db, out), influx).follow(start_ns=None, max_polls=5)
     np.testing.assert_array_equal(_scored(influx, out, "a"), ta)
     np.testing.assert_array_equal(_scored(influx, out, "b"), tb)
 
 
-def test_fan_out_keys_respect_the_series_tag_filter(influx, fresh_db, tmp_path):
+def test_fan_out_keys_respect_the_series_tag_filter(zcfg, influx, fresh_db, tmp_path):
     for site, sensors in (("x", ["a"]), ("y", ["b", "c", "d"])):
         for k in sensors:
             influx.write_series(fresh_db, "temp", T0 + np.arange(500) * 2 * 10**9,
                                 {"value": np.sin(np.arange(500.0))}, {"sensor": k, "site": site})
-    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
+    cfg = zcfg(fresh_db, fresh_db + "_o")
     cfg.series[0].tags = {"site": "x"}
     stream = Stream(cfg, influx)
     stream.follow(start_ns=T0, max_polls=3)
     assert sorted(k for _, k in stream.states) == ["a"] and stream.totals["samples"] == 500
 
 
-def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(influx, fresh_db,
+def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(zcfg, influx, fresh_db,
                                                                            tmp_path):
     from pipeline.checkpoint import CheckpointStore
 
     out = fresh_db + "_o"
     _fleet(influx, fresh_db, "a", 0, 100)
-    stream = Stream(_zcfg(fresh_db, tmp_path, out), influx)
+    stream = Stream(zcfg(fresh_db, out), influx)
     errors = []
 
     def run():
@@ -724,15 +913,16 @@ def test_dropped_output_database_stops_the_stream_instead_of_losing_scores(influ
     assert store.load("temp", "a").last_time_ns == last  # it did not move past lost scores
 
 
-def test_adding_a_model_to_an_interrupted_backfill_rescores_the_range(influx, loaded, model_path,
-                                                                      tmp_path):
+def test_interrupted_backfill_resumes_from_its_checkpoint_data(influx, loaded, model_path,
+                                                              model_file, ekg, tmp_path, caplog):
     out = loaded + "_o"
     cfg = make_cfg(loaded, model_path, tmp_path, out, batch=1000)
-    cfg.series[0].model = None
-    _interrupted_backfill(cfg, influx, commits=5)
-    cfg.series[0].model = model_path
-    totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
-    assert totals["samples"] == 43_200
+    first = _interrupted_backfill(cfg, influx, commits=5)
+    with caplog.at_level("INFO", logger="pipeline.stream"):
+        totals = Stream(cfg, influx).backfill(T0, T0 + 10**12)
+    assert "resuming after" in caplog.text
+    assert first.totals["samples"] + totals["samples"] == 43_200
+    assert_equals_batch(influx, out, model_file, *ekg)
     assert influx.count(out, "ERROR", "max_error") == (43_200 - 32) // 16 + 1
 
 
@@ -753,19 +943,10 @@ def _interrupted_backfill(cfg, influx, commits):
     return stream
 
 
-def test_model_without_threshold_is_refused(model, tmp_path, loaded):
-    from pipeline.model_io import save_model
-
-    path = tmp_path / "nothr.npz"
-    save_model(path, model, None, {"sample_period_ns": PERIOD})
-    with pytest.raises(ConfigError, match="has no threshold"):
-        Stream(make_cfg(loaded, str(path), tmp_path, loaded + "_o"), Influx(InfluxSettings()))
-
-
-def test_progress_line_reports_throughput_and_lag_behind_the_source(influx, fresh_db, tmp_path,
+def test_progress_line_reports_throughput_and_lag_behind_the_source(zcfg, influx, fresh_db, tmp_path,
                                                                     caplog):
     _fleet(influx, fresh_db, "a", 0, 3000)
-    cfg = _zcfg(fresh_db, tmp_path, fresh_db + "_o")
+    cfg = zcfg(fresh_db, fresh_db + "_o")
     cfg.log_every = 0.0  # a line after every poll
     with caplog.at_level("INFO", logger="pipeline.stream"):
         Stream(cfg, influx).follow(start_ns=T0, max_polls=2)
