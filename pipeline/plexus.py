@@ -194,25 +194,22 @@ class PlexusForwarder:
 
 # -- monitors ------------------------------------------------------------------
 def threshold_from_model(path: str, detector_name: str = "shape") -> float:
-    """The alarm threshold of ``detector_name`` stored in the model file at ``path``.
-
-    Today's model files hold one detector (``shape``: K-Means reconstruction
-    error) and its ``ScoreThreshold``; when model files become a list of
-    detectors, this is the one function to change.
-    """
+    """The calibrated threshold of the detector ``detector_name`` in the model file at ``path``."""
     from .model_io import ModelFileError, load_model
 
-    if detector_name != "shape":
-        raise ValueError(f"model files hold only the shape detector's threshold for now, not "
-                         f"{detector_name!r}; pass --threshold")
     try:
         loaded = load_model(path)
     except (ModelFileError, OSError) as e:
         raise ValueError(str(e)) from None
-    if loaded.threshold is None:
-        raise ValueError(f"model {path} has no threshold; retrain with a threshold or pass "
+    det = loaded.get(detector_name)
+    if det is None:
+        raise ValueError(f"model {path} has no {detector_name!r} detector (it has "
+                         f"{[d.name for d in loaded.detectors]}); pass --threshold")
+    if not det.enabled_:
+        raise ValueError(f"the {det.label} detector of model {path} is off "
+                         f"({(det.calibration_ or {}).get('why_off', 'calibration')}); pass "
                          "--threshold")
-    return float(loaded.threshold.threshold_)
+    return float(det.threshold_)
 
 
 def register_monitor(source_id: str, metric: str, threshold: float, severity: str = "critical",

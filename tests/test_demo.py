@@ -22,8 +22,8 @@ def test_demo_end_to_end(influx, influx_env, tmp_path):
         r"found (\d+) of (\d+) labelled anomalies .*; (\d+) flagged events, (\d+) of them false",
         out).groups())
     assert labelled == 10 and found >= 7 and false_alarms <= 1
-    assert "dropout" in out and "MISSED" in out  # the known blind spot is shown, not hidden
-    assert re.search(r"s00\s+1 at 1\.00 h", out)  # the 3-sample spike raises the z-score alert
+    assert "dropout  at  197.27 s: found by flat line" in out  # the flat line sees dropouts
+    assert re.search(r"s00\s+0\s+\d+ from 1\.00 h", out)  # the spike raises the z-score alarm
     assert (tmp_path / "ekg_anomalies.png").stat().st_size > 10_000
     # re-running overwrites instead of duplicating
     n = influx.count("error_ekg", "ERROR", "max_error")

@@ -201,4 +201,4 @@ def test_example_config_parses():
     cfg = load_config(str(ROOT / "examples" / "stream.toml"))
     assert [s.name for s in cfg.series] == ["ekg", "temperature"]
     assert cfg.series[0].sample_period_ns == pytest.approx(1e9 / 360)
-    assert cfg.series[0].zscore is None and cfg.series[1].fan_out == "sensor"
+    assert cfg.series[0].model and cfg.series[1].fan_out == "sensor"

@@ -124,7 +124,7 @@ def test_register_monitor_posts_the_threshold(gateway):
 def test_register_monitor_reads_the_model_threshold(gateway, model_path, capsys):
     from pipeline.model_io import load_model
 
-    want = load_model(model_path).threshold.threshold_
+    want = load_model(model_path).get("shape").threshold_
     assert threshold_from_model(model_path, "shape") == want
     assert main(["register-monitor", "--model", model_path, "--source-id", "lab-ekg",
                  "--metric", "ekg.max_error"]) == 0
@@ -160,7 +160,7 @@ def test_register_monitor_failures_are_clear(case, gateway, tmp_path, monkeypatc
         code, msg = 2, str(bad)
     elif case == "other detector":
         args[1:3] = ["--model", "x.npz", "--detector", "zscore"]
-        code, msg = 2, "pass --threshold"
+        code, msg = 2, "x.npz"
     else:
         args[2] = "nan"
         code, msg = 2, "finite number"
