@@ -11,7 +11,6 @@ import pytest
 
 from pipeline.load import read_csv_series
 from pipeline.model_io import load_model
-from pipeline.scoring import score_segments_batch
 from pipeline.stream import OutputConfig, SeriesConfig, Stream, StreamConfig
 from pipeline.train import main as train_main
 
@@ -31,18 +30,28 @@ def test_real_ekg_train_cli_then_stream_equals_batch(influx, fresh_db, influx_en
                      "--clusters", "64", "--out", str(model_path)])
     assert rc == 0, capsys.readouterr().err
     lm = load_model(model_path)
+    shape = lm.get("shape")
+    assert shape.enabled_ and shape.n_clusters == 64
     cfg = StreamConfig(series=[SeriesConfig(name="ekg", db=fresh_db, measurement="ekg",
-                                            tags={"record": "208"}, model=str(model_path),
-                                            zscore=None)],
+                                            tags={"record": "208"}, model=str(model_path))],
                        output=OutputConfig(db=fresh_db + "_err"),
                        checkpoint_dir=str(tmp_path / "ck"), batch_samples=20_000)
     totals = Stream(cfg, influx).backfill(int(s.times_ns[0]), int(s.times_ns[-1]) + 1)
     got = influx.read_field(fresh_db + "_err", "ERROR", "max_error")
-    want = score_segments_batch(lm.model, s.times_ns, s.values, lm.metadata["sample_period_ns"])
+    want = shape.new_state().update_many(s.times_ns, s.values)  # the batch twin
     np.testing.assert_array_equal(got.times, want.times)
-    np.testing.assert_array_equal(got.values, want.errors)
+    np.testing.assert_array_equal(got.values, want.score)
+    anomaly = influx.read_field(fresh_db + "_err", "ERROR", "anomaly")
+    np.testing.assert_array_equal(anomaly.values, want.alarm)
     assert totals["segments"] == len(want) == (108_000 - 32) // 16 + 1
+    for d in lm.enabled:  # the per-sample detectors too
+        if d.per_sample:
+            out = d.new_state().update_many(s.times_ns, s.values)
+            alarm = influx.read_field(fresh_db + "_err", "zscore", d.alarm_field)
+            np.testing.assert_array_equal(alarm.times, s.times_ns)
+            np.testing.assert_array_equal(alarm.values, out.alarm)
+    errors = want.score
     # real beats are reconstructed well; PVCs and artefacts give a heavy upper tail
-    assert np.median(want.errors) < 0.25 * np.ptp(s.values[:32_400]) and np.isfinite(want.errors).all()
-    assert np.quantile(want.errors, 0.999) > 3 * np.median(want.errors)
+    assert np.median(errors) < 0.25 * np.ptp(s.values[:32_400]) and np.isfinite(errors).all()
+    assert np.quantile(errors, 0.999) > 3 * np.median(errors)
     influx.drop_database(fresh_db + "_err")
