@@ -166,6 +166,13 @@ class Stream:
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
                        "quarantined": 0, "alarm_points": {}}
         self.flagged: list[tuple[str, str, str, int, float]] = []
+        self.alerts = None
+        self.notifications = 0
+        if cfg.alerts is not None:
+            from .alerts import AlertManager
+
+            self.alerts = AlertManager(cfg.alerts, influx=influx, state_path=(
+                cfg.alerts.outbox or Path(cfg.checkpoint_dir) / "alerts.json"), start=False)
 
     # -- retry -----------------------------------------------------------
     def _retry(self, what: str, fn, *args, **kwargs):
@@ -278,9 +285,13 @@ class Stream:
             return
         tags = dict(self._tags(s, st.key), model=st.model_version)
         per_sample = {}
+        outs = []
         for ds in st.detectors:
             skipped = getattr(ds, "n_skipped_samples", 0)
             out = ds.update_many(times, values)
+            out.measurement = (self.cfg.output.zscore_measurement if out.detector.per_sample
+                               else self.cfg.output.measurement)
+            outs.append(out)
             self.totals["skipped_samples"] += getattr(ds, "n_skipped_samples", 0) - skipped
             self._log_gaps(s, st, ds)
             det = out.detector
@@ -299,6 +310,8 @@ class Stream:
                                          float(abs(out.score[i]))))
         if per_sample:
             lines += encode_lines(self.cfg.output.zscore_measurement, times, per_sample, tags)
+        if self.alerts is not None:
+            self.alerts.feed(s.name, st.key, tags, st.model_version, outs)
         st.last_time_ns = int(times[-1])
         st.n_samples += len(times)
         self.totals["samples"] += len(times)
@@ -378,6 +391,8 @@ class Stream:
         if lines:
             self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines)
             self.totals["points_written"] += len(lines)
+        if self.alerts is not None:  # after the scores, before the checkpoints (manager docs)
+            self.notifications += len(self.alerts.commit())
         for st in touched:
             self.store.save(st)
 
@@ -413,6 +428,7 @@ class Stream:
         self.store = CheckpointStore(Path(self.cfg.checkpoint_dir) / f"backfill-{start_ns}-{end_ns}")
         self.store.probe()
         self._ensure_output_db()
+        self._start_alerts()
         bar = None
         if progress:
             from tqdm import tqdm
@@ -446,6 +462,8 @@ class Stream:
                     nxt.cancel()
         if bar is not None:
             bar.close()
+        if self.alerts is not None and not self.stop.is_set():
+            self.notifications += len(self.alerts.commit(final=True))  # the last minute's summary
         if not self.stop.is_set():
             self.store.remove()  # finished: a re-run re-scores the range
         return self._finish(t_start)
@@ -518,6 +536,7 @@ class Stream:
         """
         self.store.probe()
         self._ensure_output_db()
+        self._start_alerts()
         if start_ns is None:
             start_ns = time.time_ns()
         polls = 0
@@ -541,7 +560,23 @@ class Stream:
 
     def _finish(self, t_start: float) -> dict:
         self.totals["seconds"] = time.monotonic() - t_start
+        self.totals["notifications"] = self.notifications
         return self.totals
+
+    def _start_alerts(self) -> None:
+        if self.alerts is not None and not getattr(self, "_alerts_started", False):
+            self.alerts.start()  # what the outbox still holds goes out first
+            self._alerts_started = True
+
+    def close(self, drain_s: float = 10.0) -> None:
+        """Give the alert senders ``drain_s`` to deliver, then stop them (the outbox keeps the
+        rest for the next start)."""
+        if self.alerts is not None:
+            if getattr(self, "_alerts_started", False) and not self.alerts.drain(drain_s):
+                log.warning("alerts not yet delivered after %.0f s wait in the outbox and go out "
+                            "at the next start", drain_s)
+            self.alerts.close()
+            self.alerts = None
 
     def _source_lag(self) -> float | None:
         """Seconds of source data not yet scored: the largest (newest source point - newest
@@ -631,7 +666,9 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
         f"  alarm points per detector: {_alarm_counts(totals)}",
         f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
         f"malformed values skipped: {totals['malformed']}, InfluxDB retries: {totals['retries']}",
-        f"  points written: {totals['points_written']:,}",
+        f"  points written: {totals['points_written']:,}"
+        + (f", alert notifications: {totals['notifications']:,}" if totals.get("notifications")
+           else ""),
     ]
     if flagged:
         events = _events(flagged)
@@ -677,6 +714,15 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    closers = []
+    try:
+        return _main(args, stop, closers)
+    finally:
+        for close in closers:
+            close()
+
+
+def _main(args, stop, closers) -> int:
     try:
         cfg = load_config(args.config, args)
         start = parse_time(args.start, "--start") if args.start else None
@@ -688,6 +734,7 @@ def main(argv=None) -> int:
         influx = Influx(settings_from_args(args))
         influx.ping()  # fail fast: a one-shot command must not wait forever for a wrong address
         stream = Stream(cfg, influx, stop)
+        closers.append(stream.close)
         if args.reset:
             log.info("removed %d checkpoints from %s", stream.store.reset(), cfg.checkpoint_dir)
         if end is not None:

@@ -74,6 +74,8 @@ class StreamConfig:
     poll_interval: float = 1.0
     batch_samples: int = 200_000
     log_every: float = 10.0
+    alerts: object = None
+    """The parsed ``[alerts]`` table (:class:`pipeline.alerts.AlertsConfig`), or None."""
 
 
 _SERIES_KEYS = {"name", "db", "measurement", "field", "tags", "fan_out", "sample_rate",
@@ -166,10 +168,10 @@ def load_config(path: str | None, args=None) -> StreamConfig:
             raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        unknown = set(raw) - {"output", "stream", "series"}
+        unknown = set(raw) - {"output", "stream", "series", "alerts"}
         if unknown:
             raise ConfigError(f"{path}: unknown tables {sorted(unknown)} "
-                              "(allowed: [output], [stream], [[series]])")
+                              "(allowed: [output], [stream], [[series]], [alerts])")
     out = _check_table(raw, "output", {f.name for f in fields(OutputConfig)}, where)
     stream = _check_table(raw, "stream", {"checkpoint_dir", "poll_interval", "batch_samples",
                                           "log_every"}, where)
@@ -200,6 +202,10 @@ def load_config(path: str | None, args=None) -> StreamConfig:
                               "thresholds come from one; train it with python -m pipeline.train "
                               "and give model = \"FILE\" (or --model FILE)")
     cfg = StreamConfig(series=series, output=OutputConfig(**out), **stream)
+    if "alerts" in raw:
+        from .alerts.config import parse_alerts_config
+
+        cfg.alerts = parse_alerts_config(raw["alerts"], f"{where}: [alerts]")
     if args is not None:
         for k in ("checkpoint_dir", "poll_interval", "batch_samples"):
             v = getattr(args, k, None)

@@ -116,8 +116,17 @@ class DetectorOutput:
     threshold: float
     extra: dict = field(default_factory=dict)
 
+    measurement: str | None = None
+    """Where the stream writes it (set by the stream; the alert path shows it)."""
+
     def __len__(self) -> int:
         return len(self.times)
+
+    def __getattr__(self, attr):
+        # the detector's names: name, label, score_field, threshold_field, alarm_field
+        if attr in ("name", "label", "score_field", "threshold_field", "alarm_field"):
+            return getattr(self.detector, attr)
+        raise AttributeError(attr)
 
     def fields(self) -> dict:
         """The fields to write, under the detector's field names."""
