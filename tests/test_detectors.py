@@ -248,7 +248,7 @@ def nan_case(case, request):
             "pipeline/scoring.py SegmentScorer.update raises 'values must be finite' on NaN, so "
             "ShapeState.update_many breaks the protocol's 'NaN in, NaN out, never an alarm' "
             "(pipeline/detectors/base.py); the stream never feeds NaN (InfluxDB cannot store "
-            "it), but a library caller or evaluate on a CSV with NaN gets an exception")))
+            "it), but a library caller with NaN in its data gets an exception")))
     return case
 
 
@@ -272,6 +272,14 @@ def test_nan_in_nan_out_never_an_alarm(det, nan_case):
             assert covering.any() and np.isnan(out.score[covering]).all()
     # and the state recovers: the end of the run scores as without the NaN
     assert np.isfinite(out.score[-10:]).all()
+    # a state that has just seen a NaN is still plain data (a checkpoint holds no NaN)
+    k = max(nan_at) + 1
+    a = det.new_state()
+    a.update_many(t[:k], y[:k])
+    b = det.new_state()
+    b.set_data(*_through_files(*a.get_data()))
+    _assert_same(_concat([b.update_many(t[k:], y[k:])]), _concat([a.update_many(t[k:], y[k:])]),
+                 det, exact=True)
 
 
 # -- kernels against slow loops ----------------------------------------------------------------
