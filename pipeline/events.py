@@ -394,11 +394,12 @@ class Report:
         if any_row is not None and any_row.n_labels:
             lines.append(f"(normal time {any_row.normal_hours:.2f} h)")
             types = list(any_row.recall_by_type())
-            lines.append(f"{'found by type':<16}" + "".join(f"{t[:10]:>11}" for t in types))
+            width = [max(7, len(t)) + 2 for t in types]
+            lines.append(f"{'found by type':<16}" + "".join(f"{t:>{w}}" for t, w in zip(types, width, strict=True)))
             for name, s in self.rows.items():
                 by = s.recall_by_type()
                 cells = ("/".join(map(str, by.get(t, (0, 0)))) for t in types)
-                lines.append(f"{name:<16}" + "".join(f"{c:>11}" for c in cells))
+                lines.append(f"{name:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, width, strict=True)))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
