@@ -259,7 +259,9 @@ class EventScore:
     """Event-level outcome of one detector (or one pool of cases/keys).
 
     Per label: ``label_type``, ``found``, ``delay_ns`` (NaN when missed).
-    Per alarm event: ``event_start_ns``, ``event_end_ns``, ``event_false``.
+    Per alarm event: ``event_start_ns``, ``event_end_ns``, ``event_false`` and
+    ``event_peak`` (the largest ``|score|`` of its flagged points; NaN when no
+    score was given, and for the union of detectors).
     Times: ``normal_ns`` (scored time outside widened labels) and
     ``alarm_normal_ns`` (alarm-event time inside it).
     """
@@ -274,11 +276,16 @@ class EventScore:
     alarm_normal_ns: int
     name: str = ""
     notes: list = field(default_factory=list)
+    event_peak: np.ndarray | None = None
 
     n_labels = property(lambda self: len(self.found))
     n_found = property(lambda self: int(np.count_nonzero(self.found)))
     n_events = property(lambda self: len(self.event_false))
     n_false_alarms = property(lambda self: int(np.count_nonzero(self.event_false)))
+
+    def __post_init__(self):
+        if self.event_peak is None:
+            self.event_peak = np.full(len(self.event_false), np.nan)
 
     @property
     def recall(self) -> float:
@@ -337,7 +344,7 @@ class EventScore:
                    cat("event_start_ns", np.int64), cat("event_end_ns", np.int64),
                    cat("event_false", bool), sum(s.normal_ns for s in scores),
                    sum(s.alarm_normal_ns for s in scores), name or (scores[0].name if scores else ""),
-                   [n for s in scores for n in s.notes])
+                   [n for s in scores for n in s.notes], cat("event_peak", float))
 
     def to_dict(self) -> dict:
         """Plain numbers (JSON-ready): counts, rates, delays, recall by type."""
@@ -407,8 +414,11 @@ class Report:
 
 
 def score_episodes(ep_starts, ep_ends, labels: Labels, start_ns: int, end_ns: int,
-                   rules: EventRules = EventRules(), name: str = "") -> EventScore:
-    """Score episodes (sorted, disjoint, inside the span) of one key against its labels."""
+                   rules: EventRules = EventRules(), name: str = "", flags=None) -> EventScore:
+    """Score episodes (sorted, disjoint, inside the span) of one key against its labels.
+
+    ``flags``: optional ``(times_ns, score)`` of the flagged points, for the events' peaks.
+    """
     if not end_ns > start_ns:
         raise ValueError(f"the scored span must not be empty, got [{start_ns}, {end_ns})")
     gap, before, after = rules.ns
@@ -434,29 +444,66 @@ def score_episodes(ep_starts, ep_ends, labels: Labels, start_ns: int, end_ns: in
     np.logical_or.at(ev_true, gid, ep_true)
     in_span = _measure_inside(ev_s, ev_e, np.array([start_ns]), np.array([end_ns]))
     alarm_normal = in_span - _measure_inside(ev_s, ev_e, u_s, u_e)
+    peak = np.full(len(ev_s), np.nan)
+    if flags is not None and len(flags[0]) and len(ev_s):
+        ft, fs = flags
+        inside = np.searchsorted(ev_s, ft, side="right") - 1
+        ok = (inside >= 0) & np.isfinite(fs)
+        peak[:] = -np.inf
+        np.maximum.at(peak, inside[ok], np.abs(fs[ok]))
+        peak[np.isneginf(peak)] = np.nan
     return EventScore(labels.type, found, delay, ev_s, ev_e, ~ev_true, int(normal_ns),
-                      int(alarm_normal), name)
+                      int(alarm_normal), name, event_peak=peak)
+
+
+def _as_run(run, period_ns):
+    """``(times, alarm, period_ns, score)`` of a run: a tuple ``(times, alarm[, period_ns])`` or any
+    object with ``times`` and ``alarm`` (and optionally ``period_ns``, ``score``), such as a
+    detector's output."""
+    if hasattr(run, "times") and hasattr(run, "alarm"):
+        return run.times, run.alarm, getattr(run, "period_ns", period_ns), getattr(run, "score", None)
+    if isinstance(run, tuple) and len(run) in (2, 3):
+        return run[0], run[1], run[2] if len(run) == 3 else period_ns, None
+    raise ValueError("a detector run is (times_ns, alarm), (times_ns, alarm, period_ns) or an object "
+                     f"with .times and .alarm, got {type(run).__name__}")
 
 
 def _run_episodes(run, start_ns, end_ns, period_ns):
-    if isinstance(run, tuple) and len(run) == 3:
-        times, alarm, period_ns = run
-    else:
-        times, alarm = run
-    return alarm_episodes(times, alarm, period_ns, start_ns, end_ns)
+    """Episodes of a run and its flagged ``(times, score)`` inside the span (score None: no peaks)."""
+    times, alarm, period_ns, score = _as_run(run, period_ns)
+    s, e = alarm_episodes(times, alarm, period_ns, start_ns, end_ns)
+    flags = None
+    if score is not None:
+        t = np.asarray(times, dtype=np.int64).ravel()
+        sc = np.asarray(score, dtype=np.float64).ravel()
+        if sc.shape != t.shape:
+            raise ValueError(f"score must have one value per point, got {len(sc)} for {len(t)} points")
+        m = np.asarray(alarm, dtype=bool).ravel() & (t >= start_ns) & (t < end_ns)
+        flags = (t[m], sc[m])
+    return s, e, flags
 
 
 def score_alarms(times_ns, alarm, labels: Labels, start_ns: int, end_ns: int,
                  rules: EventRules = EventRules(), period_ns: int | None = None,
-                 name: str = "") -> EventScore:
+                 name: str = "", score=None) -> EventScore:
     """Score one detector run (``times_ns`` + bool ``alarm``) against labels over ``[start_ns, end_ns)``.
 
     ``end_ns`` is usually the last sample's time plus one period.  Labels
-    must overlap the span (see :meth:`Labels.within`).
+    must overlap the span (see :meth:`Labels.within`).  ``score`` (one per
+    point, optional) gives each alarm event its peak ``|score|``.
     """
     _check_within(labels, start_ns, end_ns)
-    s, e = alarm_episodes(times_ns, alarm, period_ns, start_ns, end_ns)
-    return score_episodes(s, e, labels, start_ns, end_ns, rules, name)
+    run = (times_ns, alarm, period_ns) if score is None else _Run(times_ns, alarm, period_ns, score)
+    s, e, flags = _run_episodes(run, start_ns, end_ns, period_ns)
+    return score_episodes(s, e, labels, start_ns, end_ns, rules, name, flags)
+
+
+@dataclass
+class _Run:
+    times: np.ndarray
+    alarm: np.ndarray
+    period_ns: int | None
+    score: np.ndarray
 
 
 def _check_within(labels: Labels, start_ns: int, end_ns: int) -> None:
@@ -489,7 +536,9 @@ def compare(detectors: Mapping, labels: Labels, start_ns: int, end_ns: int,
     """Score several detectors and their union (an alert fires when any of them fires).
 
     ``detectors`` maps a name to a run ``(times_ns, alarm)`` (or
-    ``(times_ns, alarm, period_ns)``), or, for fleets, to ``{key: run}``
+    ``(times_ns, alarm, period_ns)``, or an object with ``times``, ``alarm``
+    and optionally ``period_ns`` and ``score``, like a detector's output),
+    or, for fleets, to ``{key: run}``
     (then ``labels.key`` names the key of each label).  The union row merges
     the detectors' episodes per key before grouping them into events.
 
@@ -530,11 +579,12 @@ def _score_detectors(detectors, labels, start_ns, end_ns, rules, period_ns, unio
         eps = {}
         for name, r in runs.items():
             eps[name] = (_run_episodes(r[key], start_ns, end_ns, period_ns) if key in r
-                         else (np.empty(0, np.int64), np.empty(0, np.int64)))
-            per[name].append(score_episodes(*eps[name], lab, start_ns, end_ns, rules, name))
+                         else (np.empty(0, np.int64), np.empty(0, np.int64), None))
+            per[name].append(score_episodes(*eps[name][:2], lab, start_ns, end_ns, rules, name,
+                                            eps[name][2]))
         if union:
-            us = np.concatenate([s for s, _ in eps.values()]) if eps else np.empty(0, np.int64)
-            ue = np.concatenate([e for _, e in eps.values()]) if eps else np.empty(0, np.int64)
+            us = np.concatenate([v[0] for v in eps.values()]) if eps else np.empty(0, np.int64)
+            ue = np.concatenate([v[1] for v in eps.values()]) if eps else np.empty(0, np.int64)
             s, e, _ = _merge(us, ue, 0)
             per[union].append(score_episodes(s, e, lab, start_ns, end_ns, rules, union))
     return Report({name: EventScore.pool(v, name) for name, v in per.items()}, title)
