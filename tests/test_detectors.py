@@ -383,6 +383,26 @@ def test_evt_threshold_on_exponential_data_is_near_the_true_quantile(hours, per_
     assert max(abs(g - true_t) for g in got) < tol, (got, true_t)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "pipeline/calibrate.py _fit_gpd: when every declustered peak has (nearly) the same value, as "
+    "with a lattice statistic such as flat_s (whole sample periods plus ns rounding), the GPD MLE "
+    "collapses to shape 0.5, scale ~1e-10, the tail says nothing lies above, and the threshold "
+    "falls back to the largest held-out value: here 2 periods, where the true rate is 10.8 "
+    "events a day against a budget of 1. Normalizing the excesses, or treating ties as a "
+    "lattice (exponential fit with a continuity correction), would fix it"))
+def test_lattice_statistic_threshold_keeps_the_true_rate_within_budget():
+    """flat_s-like statistic at 90 Hz, 1 Hz for 2 h: k whole periods with P(k >= r) = 0.05^r."""
+    rng = np.random.default_rng(1)
+    n = 7200
+    k = rng.geometric(0.95, size=n) - 1
+    t = np.arange(n, dtype=np.int64) * 10**9
+    stat = k / 90 + rng.uniform(0, 1e-9, n)  # the ns rounding of real timestamps
+    c = calibrate_threshold([(t, stat)], 2.0, 1 / 24, 0, warn=False)
+    r = math.floor(c.threshold * 90 + 1e-6)  # alarms where k > r
+    true_per_day = 86400 * 0.05 ** (r + 1)
+    assert true_per_day <= 1.0, (c.threshold * 90, c.method, c.shape, c.scale)
+
+
 def test_calibration_warns_when_the_held_out_data_cannot_confirm_the_budget():
     rng = np.random.default_rng(0)
     t = np.arange(7200, dtype=np.int64) * 10**9  # 2 h at 1 Hz
