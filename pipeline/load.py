@@ -208,8 +208,8 @@ def write_loaded(influx: Influx, db: str, measurement: str, series: LoadedSeries
     """Write a validated series into ``db`` (created if missing); return the points written.
 
     Batches are encoded while the previous one is being written (one writer
-    thread, one request at a time, in order): the server's work hides the
-    encoding's (3.2M points: 17.7 s -> see ``bench/bench_load.py``).
+    thread, one request at a time, in order), so the server's work hides the
+    encoding (``bench/bench_load.py``).
 
     Raises
     ------

@@ -213,6 +213,9 @@ def _physionet(mirror: str, timeout: float):
         raise FetchNetworkError(f"{e.url} does not exist (404)") from None
     except (requests.RequestException, _url.NetFileError) as e:
         raise FetchNetworkError(f"{type(e).__name__}: {_first_line(e)}") from None
+    except (ValueError, IndexError) as e:  # an answer that is not a WFDB file
+        raise FetchNetworkError(f"the answer is not a readable WFDB record: {_first_line(e)}; "
+                                "is --mirror a PhysioNet mirror?") from None
     finally:
         download.config.db_index_url = old_url
         if session is not None:
@@ -490,6 +493,9 @@ def run_fetch(args) -> int:
         return fail(f"--timeout must be > 0 seconds, got {args.timeout}", 2)
     try:
         settings = settings_from_args(args) if args.load else None
+    except ValueError as e:  # INFLUXDB_PORT=abc, --port 0...
+        return fail(f"InfluxDB settings: {e}", 2)
+    try:
         rec = read_recording(args.name, args.record, args.lead, args.samples, args.from_dir,
                              args.mirror, args.timeout)
         fetched = write_recording(rec, args.out, args.half_width)
@@ -497,7 +503,7 @@ def run_fetch(args) -> int:
         return fail(f"cannot reach PhysioNet at {args.mirror} ({e}); check your internet "
                     "connection or proxy (HTTPS_PROXY), or use --from-dir with records "
                     "downloaded before; nothing was written", 1)
-    except (FetchError, ValueError) as e:
+    except FetchError as e:
         return fail(str(e), 2)
     except OSError as e:
         return fail(f"cannot write to {args.out}: {e.strerror or e}; pass a writable --out; "
