@@ -23,7 +23,7 @@ half-written behind.
 name       database (version)             rate    labels
 =========  =============================  ======  ====================================
 a02        Apnea-ECG, record a02 (1.0.0)  100 Hz  apnea minutes (``.apn``)
-apnea-ecg  Apnea-ECG, ``--record``        100 Hz  apnea minutes (learning set only)
+apnea-ecg  Apnea-ECG, ``--record``        100 Hz  apnea minutes (where ``.apn`` exists)
 mitdb      MIT-BIH Arrhythmia (1.0.0)     360 Hz  beats and rhythms (``.atr``), MLII
 =========  =============================  ======  ====================================
 """
@@ -508,6 +508,8 @@ def run_fetch(args) -> int:
     except OSError as e:
         return fail(f"cannot write to {args.out}: {e.strerror or e}; pass a writable --out; "
                     "nothing was written", 1)
+    except KeyboardInterrupt:
+        return fail("interrupted; nothing was written", 130)
     db = rec.database
     print(f"wrote {fetched.folder}/: {db.title} record {rec.record}, lead {rec.lead}, "
           f"{len(rec.values):,} samples at {rec.rate:g} Hz ({len(rec.values) / rec.rate:,.1f} s), "

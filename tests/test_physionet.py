@@ -336,3 +336,14 @@ def test_format_seconds_round_trips_through_the_loader_exactly(tmp_path):
         np.testing.assert_array_equal(read_csv_series(path).times_ns, ns)
         want = [round(k * 10**9 / rate) for k in range(5000)]
         np.testing.assert_array_equal(ns, want)
+
+
+def test_a_record_without_annotations_gives_no_events_file(records, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for ext in ("hea", "dat"):
+        (bare / f"208.{ext}").write_bytes((records["mitdb"] / f"208.{ext}").read_bytes())
+    rc, out, _ = _fetch(capsys, "mitdb", "--from-dir", bare, "--out", tmp_path / "data")
+    assert rc == 0 and "events: none (record 208 has no .atr annotations)" in out
+    assert sorted(p.name for p in (tmp_path / "data" / "mitdb208").iterdir()) == [
+        "mitdb208.csv", "mitdb208.json"]
