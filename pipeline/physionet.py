@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import socket
 import threading
@@ -474,8 +475,9 @@ def add_fetch_args(p) -> None:
 def load_command(f: Fetched, name: str, db: str = "ekg", measurement: str = "ekg",
                  start: str = LOAD_START) -> str:
     """The ``python -m pipeline.load`` command that loads a fetched series."""
-    return (f"python -m pipeline.load {f.series} --db {db} --measurement {measurement} "
-            f"--field value --tag source={name} --start {start}")
+    q = shlex.quote
+    return (f"python -m pipeline.load {q(str(f.series))} --db {q(db)} --measurement "
+            f"{q(measurement)} --field value --tag source={q(name)} --start {q(start)}")
 
 
 def run_fetch(args) -> int:

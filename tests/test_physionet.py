@@ -10,6 +10,7 @@ import contextlib
 import functools
 import http.server
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -347,3 +348,19 @@ def test_a_record_without_annotations_gives_no_events_file(records, tmp_path, ca
     assert rc == 0 and "events: none (record 208 has no .atr annotations)" in out
     assert sorted(p.name for p in (tmp_path / "data" / "mitdb208").iterdir()) == [
         "mitdb208.csv", "mitdb208.json"]
+
+
+def test_the_printed_load_command_loads_it(records, tmp_path, capsys, influx, influx_env,
+                                           fresh_db):
+    from pipeline.load import main as load_main
+
+    rc, out, _ = _fetch(capsys, "a02", "--from-dir", records["apnea"], "--out",
+                        tmp_path / "a folder with spaces", "--db", fresh_db, "--samples", 500)
+    assert rc == 0
+    command = out.split("load it with:\n", 1)[1].strip()
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "pipeline.load"]
+    assert load_main(argv[3:]) == 0
+    r = influx.read_field(fresh_db, "ekg", "value", tags={"source": "a02_500"})
+    np.testing.assert_array_equal(r.times, T0 + np.arange(500) * 10_000_000)
+    np.testing.assert_array_equal(r.values, records["d_apnea"][:500] / 200)
