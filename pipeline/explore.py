@@ -374,12 +374,15 @@ T0 = 1_767_225_600_000_000_000  # START in ns
 OUT_ENV = "PIPELINE_NOTEBOOK_OUT"
 """Where the notebooks write models and checkpoints (default ``var/notebooks``)."""
 EKG_FILES = {
-    "synthetic": ("datasets/synthetic_ekg.csv", "datasets/synthetic_ekg_anomalies.csv"),
-    "a02": ("var/datasets/a02/a02.csv", "var/datasets/a02/a02_events.csv"),
-    "mitdb208": ("var/datasets/mitdb208/mitdb208.csv", "var/datasets/mitdb208/mitdb208_events.csv"),
+    "synthetic": ("datasets/synthetic_ekg.csv", "datasets/synthetic_ekg_anomalies.csv",
+                  "python -m pipeline.datasets"),
+    "a02": ("var/datasets/a02/a02.csv", "var/datasets/a02/a02_events.csv",
+            "python -m pipeline.datasets fetch a02"),
+    "mitdb208": ("var/datasets/mitdb208/mitdb208.csv", "var/datasets/mitdb208/mitdb208_events.csv",
+                 "python -m pipeline.datasets fetch mitdb"),
 }
-"""CSV series (and events) by name: the shipped synthetic EKG, and what
-``python -m pipeline.datasets fetch a02`` / ``fetch mitdb`` write under ``var/datasets``."""
+"""CSV series, events and the command that writes them, by name: the shipped synthetic EKG, and
+Apnea-ECG a02 / MIT-BIH 208 as ``python -m pipeline.datasets fetch`` writes them."""
 
 
 def shown(path) -> str:
@@ -481,19 +484,19 @@ def load_ekg(ix: Influx, data: str = "synthetic", seconds: float = 300.0, db: st
              measurement: str = "ekg") -> Loaded:
     """Load the first ``seconds`` of an EKG CSV into InfluxDB (``pipeline.load``) and read it back.
 
-    ``data`` is a name of :data:`EKG_FILES` or a CSV path (``time_s,value``);
-    a file that is not there falls back to the synthetic EKG, and the note
-    says so.  Points are tagged ``source=<name>``, from 2026-01-01.
+    ``data`` is a name of :data:`EKG_FILES` or a CSV path (``time_s,value``,
+    relative to the repository); a file that is not there falls back to the
+    synthetic EKG, and the note says so.  Points are tagged ``source=<name>``,
+    from 2026-01-01.
     """
     from .load import LoadedSeries, read_csv_series, write_loaded
 
     note = ""
-    csv, events = EKG_FILES.get(data, (data, None))
+    csv, events, how = EKG_FILES.get(data, (data, None, "python -m pipeline.datasets fetch"))
     name = data if data in EKG_FILES else Path(data).stem
     if not (ROOT / csv).is_file():
-        note = (f"{csv} is not there (`python -m pipeline.datasets fetch {name}` writes it): "
-                "using the synthetic EKG instead")
-        name, (csv, events) = "synthetic", EKG_FILES["synthetic"]
+        note = f"{csv} is not there (`{how}` writes it): using the synthetic EKG instead"
+        name, (csv, events, _) = "synthetic", EKG_FILES["synthetic"]
     s = read_csv_series(ROOT / csv, start=START)
     n = int(np.searchsorted(s.times_ns, T0 + int(seconds * S)))
     tags = {"source": name}
