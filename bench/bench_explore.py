@@ -17,7 +17,9 @@ writes (``time_s,value``).  Then it measures:
    read) + :func:`pipeline.plot.plot_window` + the PNG, in this process and as
    ``python -m pipeline.plot`` in a new one; then the same minute with scores
    from the error database after ``pipeline.stream`` scored 10 minutes
-   around it; and one hour, to see how it grows.
+   around it; and one hour, to see how it grows;
+4. each notebook of ``notebooks/``, executed headless with nbclient against
+   the same server (kernel start included; skip with ``--no-notebooks``).
 
 It prints the timings; the machine is shared and noisy, so it never fails on
 a time.  The target: loading and plotting each take seconds, not minutes.
@@ -71,11 +73,33 @@ def run(cmd, env) -> float:
     return dt
 
 
+def notebooks(env: dict, tmp: Path) -> list:
+    """Execute every notebook (a copy; nothing is saved) against the benchmark's server."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    rows = []
+    saved = dict(os.environ)
+    os.environ.update(env, PIPELINE_NOTEBOOK_OUT=str(tmp / "notebooks"))
+    try:
+        for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                                    resources={"metadata": {"path": str(ROOT / "notebooks")}})
+            _, dt = timed(client.execute)
+            rows.append((f"notebook {path.name}, headless (kernel start included)", dt))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", type=int, default=3_000_000, help="default: %(default)s")
     p.add_argument("--rate", type=int, default=100, help="Hz (default: %(default)s, as a02)")
     p.add_argument("--clusters", type=int, default=150, help="default: %(default)s")
+    p.add_argument("--no-notebooks", action="store_true", help="skip timing the notebooks")
     args = p.parse_args(argv)
     n, rate = args.samples, args.rate
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load average "
@@ -143,6 +167,8 @@ def main(argv=None) -> int:
         rows.append((f"plot 1 min, scores from error_ekg (read {win.n_read:,} samples)", t_db))
         win, t_hour = timed(picture, mid, mid + 3600 * S, tmp / "hour.png", error_db="none")
         rows.append((f"plot 1 hour, scores computed (read {win.n_read:,} samples)", t_hour))
+        if not args.no_notebooks:
+            rows += notebooks(env, tmp)
     finally:
         if srv is not None:
             srv.stop()
