@@ -190,10 +190,8 @@ class Emulation:
 
     def run(self, service: str, extra=(), timeout=300) -> subprocess.CompletedProcess:
         argv = self.argv(service) + list(extra)
-        t = time.perf_counter()
         r = subprocess.run(argv, env=self.environ(service), cwd=ROOT, capture_output=True,
                            text=True, timeout=timeout)
-        r.seconds = time.perf_counter() - t
         assert r.returncode == 0, f"{service}: {shlex.join(argv)} exited {r.returncode}\n" \
                                   f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         return r
@@ -320,6 +318,33 @@ def test_dashboard_queries_run_and_show_the_scores(stack):
                 assert series, f"{cell['name']}: no data for {q['query']}"
     assert ran >= 10
 
+
+
+def test_init_fails_clearly_without_a_model(server, tmp_path, monkeypatch, capsys):
+    """PIPELINE_INIT_NO_DEMO=1 with the demo series still configured: init exits 1 naming the
+    series and how to train it, so the stream never starts (no crash loop on a missing model)."""
+    from pipeline import init_stack
+
+    emu = Emulation(load_compose({"PIPELINE_INIT_NO_DEMO": "1"}), tmp_path, server.http_port)
+    for k, v in emu.environ("init").items():
+        monkeypatch.setenv(k, v)
+    rc = init_stack.main(emu.argv("init")[3:])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "series 'ekg'" in err and "python -m pipeline.train" in err
+    assert "Traceback" not in err
+    assert not list(emu.volume("models").iterdir())       # no demo model was trained
+
+
+def test_init_says_when_influxdb_is_unreachable(tmp_path, monkeypatch, capsys):
+    from pipeline import init_stack
+    from pipeline.influxd import free_port
+
+    monkeypatch.setenv("INFLUXDB_HOST", "127.0.0.1")
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))
+    assert init_stack.main(["--models", str(tmp_path), "--wait", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach InfluxDB" in err and "waited" in err and "Traceback" not in err
 
 # ---------------------------------------------------------------------------
 # the compose file itself
