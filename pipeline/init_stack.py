@@ -7,10 +7,10 @@ is already done.
 1. wait for InfluxDB (``--wait`` seconds);
 2. create the error database and Chronograf's alert-history database, so
    that Kapacitor (started after this) subscribes to them from its start;
-3. load the demo data, unless ``--no-demo``: ``datasets/synthetic_ekg.csv``
-   into ``ekg.ekg`` (tag ``source=synthetic``, 5 min at 360 Hz) and a
-   generated temperature fleet (:func:`pipeline.datasets.synthetic_temperature`,
-   12 h of 5 sensors at 2 s) into ``sensors.temperature`` (tag ``sensor``),
+3. load the demo data, unless ``--no-demo`` (``PIPELINE_INIT_NO_DEMO=1``):
+   ``datasets/synthetic_ekg.csv`` into ``ekg.ekg`` (tag ``source=synthetic``,
+   5 min at 360 Hz) and a generated temperature fleet
+   (:func:`pipeline.datasets.synthetic_temperature`, 12 h of 5 sensors at 2 s) into ``sensors.temperature`` (tag ``sensor``),
    both ending at the time of the first run, so a dashboard showing the last
    hours shows them.  Already present (every point counted): skipped; found
    partly loaded: loaded again at the same times (writes overwrite);

@@ -4,13 +4,17 @@ The compose profile ``live`` runs it beside the stream, so that the stack has
 new data to score every second instead of only the demo data ``init`` loaded:
 
 * **EKG** at 360 Hz into ``ekg.ekg`` (tag ``source=synthetic``, the series the
-  demo model was trained on): :func:`pipeline.ekg_faults.synthetic_clean`
-  (the generator of ``datasets/synthetic_ekg.csv``) in one-hour blocks, each
-  with ``--ekg-faults-per-hour`` faults of :mod:`pipeline.ekg_faults` (a
-  flat line at zero, a held value, a spike, a burst of noise, a premature
-  wide beat, beats of the wrong size: flat-line and shape alarms), rounded
-  to 0.0001 mV like the CSV; a block's baseline is eased onto the previous
-  block's last value so the joins are not steps;
+  demo model was trained on): by default (``--ekg-source replay``) the normal
+  first 180 s of ``datasets/synthetic_ekg.csv``, the data that model was
+  trained and calibrated on, looped; with ``generate``, new signal from its
+  generator (:func:`pipeline.ekg_faults.synthetic_clean`) in one-hour blocks
+  (the 2-minute demo model raises many false shape alarms on that: about 50
+  in 80 min in a test).  Either way ``--ekg-faults-per-hour`` faults of
+  :mod:`pipeline.ekg_faults` are injected (a flat line at zero, a held
+  value, a spike, a burst of noise, a premature wide beat, beats of the
+  wrong size: flat-line and shape alarms) and values are rounded to 0.0001 mV
+  like the CSV; each block's baseline is eased onto the previous block's
+  last value, so the joins are not steps;
 * **a temperature fleet** every 2 s into ``sensors.temperature`` (tag
   ``sensor``, ``s00`` .. ``s04``): 21 degC + a daily cycle + 0.1 degC noise,
   ``s02`` 3 degC warmer, as :func:`pipeline.datasets.synthetic_temperature`;
