@@ -418,25 +418,56 @@ def encode_lines(
         arr = np.asarray(fields[key])
         if arr.shape != (n,):
             raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
-        cols.append((escape_tag(key, "field key") + "=", _field_formatter(arr)))
-    lines = []
-    tl = times.tolist()
-    if len(cols) == 1:
-        k, vals = cols[0]
-        for t, v in zip(tl, vals, strict=True):
-            if v is not None:
-                lines.append(f"{prefix} {k}{v} {t}")
-        return lines
-    if not any(None in vals for _, vals in cols):
-        # every point has every field: one %-template per line (the hot path of the stream)
-        template = (prefix.replace("%", "%%") + " "
-                    + ",".join(k.replace("%", "%%") + "%s" for k, _ in cols) + " %s")
-        return [template % row for row in zip(*(vals for _, vals in cols), tl, strict=True)]
-    for i, t in enumerate(tl):
-        parts = [k + vals[i] for k, vals in cols if vals[i] is not None]
-        if parts:
-            lines.append(f"{prefix} {','.join(parts)} {t}")
-    return lines
+        cols.append((escape_tag(key, "field key") + "=", arr))
+    return _render(prefix, cols, times)
+
+
+def _literal(arr: np.ndarray) -> str | None:
+    """The one formatted value of a column whose values are all the same, else None."""
+    if len(arr) == 0 or arr.dtype.kind not in "bf" or arr[0] != arr[-1]:
+        return None
+    if arr.dtype.kind == "f" and not (np.isfinite(arr[0]) and (arr == arr[0]).all()):
+        return None
+    if arr.dtype.kind == "b" and not (arr == arr[0]).all():
+        return None
+    return _field_formatter(arr[:1])[0]
+
+
+def _render(prefix: str, cols: list, times: np.ndarray) -> list[str]:
+    """Lines for columns ``[(key=, array)]``: rows are grouped by which fields they lack (NaN
+    floats), each group rendered with one %-template in which constant columns are literals;
+    the lines come back in time order."""
+    n = len(times)
+    pattern = np.zeros(n, np.int64)
+    for k, (_, arr) in enumerate(cols):
+        if arr.dtype.kind == "f":
+            pattern |= (~np.isfinite(arr)).astype(np.int64) << k
+    tl = times.tolist() if n else []
+    groups = [None] if not pattern.any() else np.unique(pattern).tolist()
+    out = None if groups == [None] else np.empty(n, dtype=object)
+    for pat in groups:
+        rows = None if pat is None else np.flatnonzero(pattern == pat)
+        present = [(key, arr if rows is None else arr[rows]) for k, (key, arr) in enumerate(cols)
+                   if pat is None or not pat & (1 << k)]
+        if not present:
+            continue
+        parts, values = [], []
+        for key, arr in present:
+            lit = _literal(arr)
+            if lit is not None:
+                parts.append((key + lit).replace("%", "%%"))
+            else:
+                parts.append(key.replace("%", "%%") + "%s")
+                values.append(_field_formatter(arr))
+        template = prefix.replace("%", "%%") + " " + ",".join(parts) + " %s"
+        t = tl if rows is None else times[rows].tolist()
+        lines = [template % row for row in zip(*values, t, strict=True)]
+        if out is None:
+            return lines
+        out[rows] = lines
+    if out is None:
+        return []
+    return [x for x in out.tolist() if x is not None]
 
 
 _IDENT_ESC = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
