@@ -176,7 +176,7 @@ MAX_KEY_BYTES = 65535
 
 NAME_KINDS = ("measurement", "tag key", "tag value", "field key", "database")
 
-_LOST_AFTER_BACKSLASH = {"measurement": ',= "', "tag key": ",= ", "tag value": ",= ",
+_LOST_AFTER_BACKSLASH = {"measurement": ',= "', "tag key": " ", "tag value": " ",
                          "field key": ',= "'}
 """Per kind of name, the characters a backslash must not stand before (see :func:`check_name`)."""
 _MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ "})
@@ -212,9 +212,11 @@ def _name_problem(name, kind: str) -> str | None:
     for i in range(len(name) - 1):
         if name[i] == "\\" and name[i + 1] in lost:
             c = name[i + 1]
-            return (f"it has a backslash directly before {c!r} (position {i}); InfluxDB 1.6 reads "
-                    f"that pair as an escaped {c!r}, so the backslash is lost or the line (and "
-                    f"the next one in a batch) is misread")
+            why = ("InfluxDB splits a request into lines as if that space were not escaped, so "
+                   "this line and the next ones in a batch are misread" if kind.startswith("tag")
+                   else f"InfluxDB 1.6 reads that pair as an escaped {c!r}, so the backslash is "
+                   "lost or the line is refused")
+            return f"it has a backslash directly before {c!r} (position {i}); {why}"
     if "\x00" in name and kind != "tag value":
         return ("it contains a NUL character, where InfluxQL's parser stops reading, so it could "
                 "not be queried")
@@ -235,11 +237,13 @@ def check_name(name, kind: str = "measurement") -> str:
     * a non-empty string of valid Unicode without a line break (``\n`` ends a
       line of the line protocol);
     * no trailing backslash (it would escape the separator after it);
-    * no backslash directly before ``,``, space or ``=`` (nor ``"`` in a
-      measurement or field key): InfluxDB reads the pair as an escape, so the
-      backslash is lost, or the line splitter of a batch misreads this line
-      and the next.  A backslash anywhere else is kept as it is
-      (``C:\temp`` is fine);
+    * in a measurement or field key, no backslash directly before ``,``,
+      space, ``=`` or ``"``: InfluxDB reads the pair as an escape, so the
+      backslash is lost (measurement) or the line refused (field key);
+    * in a tag key or value, no backslash directly before a space: the line
+      splitter of a batch takes that space for the end of the tags and
+      misreads this line and the next ones.  A backslash anywhere else is
+      kept as it is (``C:\temp`` and ``a\,b`` are fine);
     * a measurement must not start with ``#`` (the line is a comment);
     * a measurement or field key must not start with a tab (stripped);
     * only a tag value may contain NUL (InfluxQL's parser stops there; tag
