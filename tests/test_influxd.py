@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from pipeline.influxd import free_port, main, ping, write_config
 
@@ -65,6 +66,10 @@ def test_stop_leaves_an_unrelated_process_alone(tmp_path, capsys):
     d.mkdir()
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
+        deadline = time.monotonic() + 10
+        while b"sleep" not in Path(f"/proc/{sleeper.pid}/cmdline").read_bytes():  # exec'd yet?
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         (d / "influxd.pid").write_text(f"{sleeper.pid} {free_port()} {free_port()}\n")
         assert _run(capsys, "status", "--dir", str(d))[0] == 3
         rc, out = _run(capsys, "stop", "--dir", str(d))
