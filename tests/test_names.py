@@ -23,7 +23,6 @@ from pipeline.influx import (
     MAX_KEY_BYTES,
     InfluxNameError,
     InfluxQueryError,
-    _name_problem,
     _parse_csv,
     _parse_tag_column,
     check_name,
@@ -31,6 +30,7 @@ from pipeline.influx import (
     quote_ident,
     series_prefix,
 )
+from pipeline.line_protocol import _name_problem
 from pipeline.load import main as load_main
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
