@@ -45,7 +45,6 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
-from scipy.signal import lfilter
 
 from . import config
 from .zscore import (
@@ -104,6 +103,8 @@ def _ewma_run(x, st, alpha, minp, std_floor, noise):
     Same recurrences, in the same floating-point order, as
     :meth:`EWMAZScore.update` (``scipy.signal.lfilter`` runs them in C).
     """
+    from scipy.signal import lfilter  # lazy: scipy.signal costs seconds at import
+
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"x must be 1-D, got shape {x.shape}")
