@@ -78,6 +78,10 @@ class ChronografHistory(Destination):
         return n.kind != SUMMARY
 
     def send(self, n: Notification) -> None:
+        self.send_many([n])
+
+    def send_many(self, notes) -> None:
+        """Write the points of ``notes`` in one request (the dispatcher batches the history)."""
         try:
             if not self._created:
                 try:
@@ -85,7 +89,8 @@ class ChronografHistory(Destination):
                 except InfluxQueryError:
                     pass  # no right to create: the write says whether it exists
                 self._created = True
-            self.influx.write_lines(self.db, [history_line(n, self.measurement)], rp=self.rp)
+            self.influx.write_lines(self.db, [history_line(n, self.measurement) for n in notes],
+                                    rp=self.rp)
         except InfluxError as e:
             self._created = False
             raise DeliveryError(f"{self.name}: {e}") from None
