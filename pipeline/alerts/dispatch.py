@@ -393,6 +393,7 @@ class Dispatcher:
         self.outbox.forget_destinations(set(self.workers))
         for name, w in self.workers.items():
             self.outbox.retry_failed(name)
+            w.queue.clear()  # submitted before the start: the outbox has them (no doubles)
             for n in self.outbox.waiting(name):
                 w.put(n)
             w.start()
