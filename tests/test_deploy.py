@@ -1,15 +1,19 @@
 """Deployment files: docker-compose parses and mounts what exists; TICKscripts match the stream.
 
 Kapacitor cannot run here, so TICKscripts are checked structurally against the names the
-stream really writes (pipeline.stream defaults), which is what breaks when either side changes.
+stream really writes: each registered detector's own description (``pipeline.detectors.REGISTRY``:
+``label``, ``score_field``, ``threshold_field``, ``alarm_field``, ``per_sample``) and the
+stream's output defaults.  A new detector without a TICKscript, or a renamed field, fails here.
 """
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from pipeline.detectors import REGISTRY
 from pipeline.stream import OutputConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,18 +61,32 @@ def _var(text, name):
     return re.search(rf"^var {name} = '([^']*)'", text, re.M).group(1)
 
 
-# What the stream writes (docs: SCHEMA of the detectors). The lead's detectors will expose this
-# table; until then it is written out here and every TICKscript is checked against it.
-DETECTORS = {
-    "shape": dict(label="shape", measurement="ERROR", score="max_error", threshold="threshold",
-                  alarm="anomaly"),
-    "zscore": dict(label="z-score", measurement="zscore", score="z", threshold="z_threshold",
-                   alarm="alert"),
-    "drift": dict(label="drift", measurement="zscore", score="long_z", threshold="long_threshold",
-                  alarm="long_alert"),
-    "flatline": dict(label="flat line", measurement="zscore", score="flat_s",
-                     threshold="flat_threshold", alarm="flat_alert"),
-}
+def _written(cls) -> dict:
+    """Where and under which names the stream writes one detector class (its own description:
+    segment detectors go to the segment measurement, per-sample ones to the z-score one)."""
+    out = OutputConfig()
+    return dict(label=cls.label, score=cls.score_field, threshold=cls.threshold_field,
+                alarm=cls.alarm_field,
+                measurement=out.zscore_measurement if cls.per_sample else out.measurement)
+
+
+DETECTORS = {name: _written(cls) for name, cls in REGISTRY.items()}
+"""Every registered detector, as ``pipeline.detectors`` describes it: what each script must read."""
+
+
+def test_the_detector_descriptions_are_what_the_stream_writes(model_file, sensor_model_file):
+    """The table above is the detectors' own class attributes; the stream writes exactly those
+    names (a DetectorOutput's fields) into those measurements."""
+    assert set(DETECTORS) == {"shape", "zscore", "drift", "flatline"}
+    assert DETECTORS["shape"]["measurement"] == "ERROR"
+    assert {DETECTORS[n]["measurement"] for n in ("zscore", "drift", "flatline")} == {"zscore"}
+    for d in [*model_file.enabled, *sensor_model_file.enabled]:
+        w = DETECTORS[d.name]
+        fields = set(d.new_state().update_many((np.arange(3) * d.period_ns_).astype(np.int64),
+                                               np.zeros(3)).fields())
+        assert {w["score"], w["threshold"], w["alarm"]} <= fields
+        assert w["label"] == d.label
+
 
 # Property methods each node really has, from Kapacitor 1.7's pipeline/tick/*.go (the code that
 # turns a pipeline back into TICKscript lists every property of every node).
@@ -99,7 +117,9 @@ def _detector(path):
 
 
 def test_every_detector_has_a_tickscript():
-    assert {_detector(p) for p in TICKS} == set(DETECTORS)
+    streamed = [p for p in TICKS if "|query(" not in p.read_text()]
+    assert sorted(_detector(p) for p in streamed) == sorted(REGISTRY)  # one stream task each
+    assert {_detector(p) for p in TICKS} == set(REGISTRY)
     assert any("|query(" in p.read_text() for p in TICKS)  # a batch variant too
 
 

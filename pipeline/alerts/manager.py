@@ -125,6 +125,7 @@ class AlertManager:
                                for p in cfg.plexus]
         self._metrics: list = []
         self._fed = False
+        self._listeners: list = []
         if start:
             self.start()
 
@@ -150,6 +151,14 @@ class AlertManager:
                 if f.series == series and f.detector == out.name:
                     self._metrics.append((f, f.points(out, key, tags)))
 
+    def subscribe(self, fn) -> None:
+        """Call ``fn(notifications)`` after each :meth:`commit` that raised some (all of them:
+        summaries and flood-suppressed ones too), once they are safe in the outbox.
+
+        ``fn`` runs on the stream's thread and must be quick (e.g. ``list.extend``).
+        """
+        self._listeners.append(fn)
+
     def route(self, n: Notification) -> list[str]:
         """Names of the destinations that take ``n``."""
         return [d.name for d in self.destinations if d.wants(n)]
@@ -169,6 +178,8 @@ class AlertManager:
             self.outbox.save(self.engine.state_dict())
             self.dispatcher.submit([(n, d) for n, d in routed if n.id in new])
             self._fed = False
+            for fn in self._listeners:
+                fn(notes)
         metrics, self._metrics = self._metrics, []
         for f, pts in metrics:
             f.submit(pts)
