@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.detectors import REGISTRY
-from pipeline.stream import OutputConfig, load_config
+from pipeline.stream import ConfigError, OutputConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = sorted((ROOT / "tickscripts").rglob("*.tick"))  # batch/: not auto-loaded by Kapacitor
@@ -222,3 +222,19 @@ def test_example_config_parses():
     assert [s.name for s in cfg.series] == ["ekg", "temperature"]
     assert cfg.series[0].sample_period_ns == pytest.approx(1e9 / 360)
     assert cfg.series[0].model and cfg.series[1].fan_out == "sensor"
+
+
+def test_example_config_alerts_table_parses_when_uncommented(tmp_path, monkeypatch):
+    text = (ROOT / "examples" / "stream.toml").read_text()
+    head, commented = text.split("# [alerts]\n")
+    table = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#")
+                      for line in ("# [alerts]\n" + commented).splitlines())
+    path = tmp_path / "stream.toml"
+    path.write_text(head + table)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.example/services/x")
+    cfg = load_config(str(path))
+    assert [d.type for d in cfg.alerts.destinations] == ["slack", "log", "chronograf"]
+    assert cfg.alerts.max_per_minute == 5 and cfg.alerts.tries == 5
+    monkeypatch.delenv("SLACK_WEBHOOK_URL")
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL is not set"):
+        load_config(str(path))
