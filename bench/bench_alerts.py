@@ -15,6 +15,9 @@ standing in for the webhook, then measures:
    directory and outbox every time); the medians are compared.  Target: the
    rate with alerts is at least 90 % of the rate without.  The time the
    senders need after the backfill to deliver everything is printed too.
+The webhook receiver runs in a process of its own (as a real one would), logging
+arrival times; the Chronograf history goes to the same influxd.
+
 2. **Follow-mode latency, source write -> webhook.**  A sensor series at a
    2 s cadence, scored by a z-score / drift / flat-line model, followed by
    ``Stream.follow`` in a thread; a writer appends 20 samples at a time with
@@ -29,12 +32,12 @@ the target, and exits 0 whatever the numbers are.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -70,40 +73,55 @@ def grid(k0: int, n: int) -> np.ndarray:
     return T0 + (k * S + RATE // 2) // RATE
 
 
+HOOK_SERVER = r"""
+import http.server, json, sys, threading, time
+log = open(sys.argv[1], "a", buffering=1)
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        t = time.time()
+        with lock:
+            log.write(json.dumps({"t": t, "kind": body["kind"], "time_ns": body["time_ns"]})
+                      + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
 class Hook:
-    """A loopback webhook receiver that stamps the arrival (``time.time()``) of every POST."""
+    """A loopback webhook receiver in its own process (as a real receiver would be: it must not
+    take this process's CPU or GIL); it logs the arrival (``time.time()``) of every POST."""
 
-    def __init__(self):
-        self.got: list[tuple[float, dict]] = []
-        self.lock = threading.Lock()
-        hook = self
+    def __init__(self, root: Path):
+        self.path = root / "hook.jsonl"
+        self.path.touch()
+        self.proc = subprocess.Popen([sys.executable, "-c", HOOK_SERVER, str(self.path)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}/alerts"
+        self.seen = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                t = time.time()
-                with hook.lock:
-                    hook.got.append((t, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def got(self) -> list[tuple[float, dict]]:
+        """What arrived since the last :meth:`take` (complete lines only)."""
+        lines = self.path.read_text().splitlines()[self.seen:]
+        return [(d["t"], d) for d in map(json.loads, lines)]
 
     def take(self) -> list[tuple[float, dict]]:
-        with self.lock:
-            got, self.got = self.got, []
+        got = self.got()
+        self.seen += len(got)
         return got
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.proc.stdout.close()
 
 
 def alerts_cfg(history_db: str, max_per_minute: int = 5):
@@ -144,7 +162,7 @@ class Bench:
         self.settings = InfluxSettings(host="127.0.0.1", port=srv.http_port, timeout=60)
         self.ix = Influx(self.settings)
         self.n = 0
-        self.hook = Hook()
+        self.hook = Hook(root)
         os.environ[HOOK_ENV] = self.hook.url
 
     def fresh(self, prefix: str) -> str:
@@ -282,8 +300,7 @@ class Bench:
                 time.sleep(rng.uniform(0.5, 1.5) * poll + 0.05)
             deadline = time.time() + 10 + 2 * poll
             while time.time() < deadline:
-                with self.hook.lock:
-                    n = sum(b["kind"] == "alert" for _, b in self.hook.got)
+                n = sum(b["kind"] == "alert" for _, b in self.hook.got())
                 if n >= n_alerts:
                     break
                 time.sleep(0.05)

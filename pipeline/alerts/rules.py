@@ -301,8 +301,9 @@ def _update_peak(ep: dict, scores: np.ndarray) -> None:
     if len(scores) == 0:
         return
     mag = np.abs(scores)
-    if np.all(np.isnan(mag)):
-        return
-    i = int(np.nanargmax(mag))
-    if ep["peak"] is None or abs(scores[i]) > abs(ep["peak"]):
+    mag = np.where(mag == mag, mag, -1.0)  # NaN never peaks (cheaper than nanargmax)
+    i = int(mag.argmax())
+    if mag[i] < 0:
+        return  # all NaN
+    if ep["peak"] is None or mag[i] > abs(ep["peak"]):
         ep["peak"] = float(scores[i])
