@@ -4,9 +4,10 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from pipeline.alerts import AlertManager, parse_alerts_config
-from pipeline.influx import Influx, InfluxSettings, quote_ident
+from pipeline.alerts import AlertManager, Notification, history_line, parse_alerts_config
+from pipeline.influx import Influx, InfluxSettings, encode_lines, quote_ident
 
 from loopback import Receiver, free_port
 
@@ -137,3 +138,33 @@ def test_a_failed_batch_is_kept_whole_with_one_error(tmp_path, caplog):
     (err,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert err.startswith(f"4 alerts (t:zscore:s1:alert:{T0} .. t:zscore:s2:recovery:"
                           f"{T0 + 2 * S}) not delivered to chronograf after 2 tries")
+
+
+def _reference_line(n, measurement="alerts"):
+    """The history point through the general encoder (the slow, obvious way)."""
+    tags = dict(n.tags)
+    tags.setdefault("host", n.key or n.series)
+    tags.update(alertName=f"{n.label} on {n.series}", level=n.level, alertID=n.alert_id,
+                triggerType="threshold", detector=n.detector)
+    fields = {"message": np.array([n.text], dtype=object),
+              "duration": np.array([int(n.duration_ns or 0)], dtype=np.int64),
+              "value": np.array([np.nan if n.value is None else n.value]),
+              "threshold": np.array([np.nan if n.threshold is None else n.threshold])}
+    return encode_lines(measurement, np.array([n.time_ns], dtype=np.int64), fields, tags)[0]
+
+
+@pytest.mark.parametrize("text,value,threshold,tags", [
+    ("[OK] plain", 0.5, 3.0, {"series": "t", "sensor": "s1"}),
+    ('quote " and back\\slash \\" end\\', -1e-300, 7.25, {"series": "t", "sensor": "a b,c=d"}),
+    ("nan value", float("nan"), None, {"series": "t"}),
+    ("inf", float("inf"), 1e300, {"series": "t", "host": "given", "model": "m 1"}),
+])
+def test_history_line_equals_the_general_encoder(text, value, threshold, tags):
+    for kind, dur in (("alert", 0), ("recovery", 123_456_789)):
+        n = Notification(kind, "id", "t:zscore:s1", "t", "s1", "zscore", "z-score",
+                         T0 + 7, text, tags=tags, value=value, threshold=threshold,
+                         duration_ns=dur)
+        assert history_line(n) == _reference_line(n)
+        assert history_line(n, "my alerts") == _reference_line(n, "my alerts")
+    with pytest.raises(ValueError, match="outside the range"):
+        history_line(Notification("alert", "i", "a", "t", "", "d", "l", 2**63 - 1, "x"))
