@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_data", "read_data", "DataFileError", "OldFormatError"]
+__all__ = ["write_data", "read_data", "write_atomic", "DataFileError", "OldFormatError"]
 
 _META = "__meta__"
 
@@ -52,17 +52,16 @@ def _create_temp(path: Path, mode: int) -> tuple[int, str]:
     raise FileExistsError(f"cannot create a temporary file next to {str(path)!r}")
 
 
-def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
-    """Write ``meta`` (JSON-able, no NaN) and ``arrays`` atomically to ``path``."""
+def write_atomic(path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file, fsync, rename, folder fsync).
+
+    The file gets ``mode`` less the umask; a reader sees the old or the new file, never half.
+    """
     path = Path(path)
-    text = json.dumps(meta, sort_keys=True, allow_nan=False)
-    buf = io.BytesIO()
-    np.savez(buf, **{_META: np.frombuffer(text.encode(), np.uint8)},
-             **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     fd, tmp = _create_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.getbuffer())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,6 +71,23 @@ def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
         except OSError:
             pass
         raise
+    try:  # the rename itself survives a power cut only once the folder is synced
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
+    """Write ``meta`` (JSON-able, no NaN) and ``arrays`` atomically to ``path``."""
+    text = json.dumps(meta, sort_keys=True, allow_nan=False)
+    buf = io.BytesIO()
+    np.savez(buf, **{_META: np.frombuffer(text.encode(), np.uint8)},
+             **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    write_atomic(path, buf.getvalue(), mode)
 
 
 def read_data(path) -> tuple[dict, dict]:

@@ -39,6 +39,7 @@ import os
 import threading
 from pathlib import Path
 
+from ..datafile import write_atomic
 from ._http import DeliveryError
 from .config import AlertsConfigError
 from .messages import Notification
@@ -78,29 +79,7 @@ class RetryPolicy:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_atomic(path, data, 0o600)
 
 
 class Outbox:
