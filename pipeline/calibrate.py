@@ -13,13 +13,23 @@ Two estimates, the larger wins:
 * **Empirical**: the lowest threshold at which the held-out data has at most
   ``floor(budget * hours)`` events.
 * **Extreme-value (POT, as SPOT does; Siffer et al., KDD 2017)**: the events
-  above a high level ``u`` (the ``q_init`` quantile of the statistic) are
-  declustered into one peak each; their excesses over ``u`` are fitted with a
-  generalized Pareto distribution (``scipy.stats.genpareto``).  The event
-  rate above ``t`` is then ``N_u / hours * P(excess > t - u)``, and the
-  threshold is the ``t`` where it equals the budget.  This is what lets a
-  budget of one event per day be set from an hour of data: the tail is
-  extrapolated, not counted.
+  above a high level ``u`` are declustered into one peak each; their
+  excesses over ``u`` are fitted with an exponential or a generalized Pareto
+  distribution.  The event rate above ``t`` is then
+  ``N_u / hours * P(excess > t - u)``, and the threshold is the ``t`` where
+  it equals the budget.  This is what lets a budget of one event per day be
+  set from an hour of data: the tail is extrapolated, not counted.
+
+The level ``u`` is the ``q_init`` (98 %) quantile of the statistic, lowered
+(95 %, 90 %, 80 %) until there are :data:`TARGET_PEAKS` peaks to fit when the
+held-out data is short (or to the level with the most peaks: at a lower
+level, clusters merge).  The tail's shape is **exponential** (``xi = 0``,
+the Gumbel domain of maxima of Gaussian-like errors) unless the peaks show a
+heavier tail: the GPD is used only when its maximum-likelihood ``xi > 0``
+fits significantly better (likelihood-ratio test at 5 %).  A *bounded* tail
+(``xi < 0``) is never extrapolated: from a few dozen peaks its end point is
+an estimate of the largest value *seen*, and a threshold just above it
+floods on the next hour of normal data.
 
 Confirming a budget by counting needs data: seeing no false alarm in ``3 /
 budget`` hours bounds the rate below the budget with 95 % confidence (the
@@ -38,11 +48,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks",
-           "CalibrationWarning", "MIN_PEAKS", "Q_INIT", "FALLBACK_MARGIN"]
+__all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks", "fit_tail",
+           "CalibrationWarning", "MIN_PEAKS", "TARGET_PEAKS", "Q_INIT", "Q_LOWER",
+           "FALLBACK_MARGIN", "LR_CRITICAL"]
 
 Q_INIT = 0.98
 """The level ``u`` of the peaks-over-threshold fit, as a quantile of the statistic."""
+Q_LOWER = (0.95, 0.9, 0.8)
+"""Lower levels tried, in order, while there are fewer than ``TARGET_PEAKS`` peaks."""
+TARGET_PEAKS = 30
+"""Peaks wanted for the tail fit (the exponential scale then has a ~18 % standard error)."""
+LR_CRITICAL = 3.841
+"""The chi-square(1) 95 % point: a GPD with ``xi > 0`` must beat the exponential by this much."""
 MIN_PEAKS = 10
 """Fewer declustered peaks than this: no tail fit (too little data to say anything)."""
 FALLBACK_MARGIN = 1.25
@@ -101,17 +118,40 @@ class Calibration:
                 for k, v in self.__dict__.items()} | {"budget_per_day": self.budget_per_hour * 24}
 
 
-def _fit_gpd(excess: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood GPD ``(shape, scale)`` of positive excesses; exponential if it fails."""
+def fit_tail(excess) -> tuple[float, float]:
+    """``(xi, scale)`` of the tail of positive excesses: exponential unless a heavier tail is clear.
+
+    The exponential (``xi = 0``, scale = mean excess) is the default.  The
+    generalized Pareto's maximum-likelihood fit replaces it only when its
+    ``xi`` is positive and its log-likelihood beats the exponential's by
+    ``LR_CRITICAL / 2`` (a likelihood-ratio test at 5 %); ``xi`` is then
+    capped at 0.5.  Negative ``xi`` (a bounded tail) is never used.
+
+    >>> rng = np.random.default_rng(0)
+    >>> xi, scale = fit_tail(rng.exponential(2.0, 200))
+    >>> xi, bool(1.7 < scale < 2.3)
+    (0.0, True)
+    >>> fit_tail(rng.pareto(2.0, 400) + 1e-9)[0] > 0.3      # a heavy tail is seen
+    True
+    """
+    x = np.asarray(excess, np.float64)
+    scale0 = float(max(np.mean(x), 1e-300)) if len(x) else 1e-300
+    if len(x) < MIN_PEAKS or not np.ptp(x) > 0:
+        return 0.0, scale0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c, _, scale = sps.genpareto.fit(excess, floc=0.0)
-        if np.isfinite(c) and np.isfinite(scale) and scale > 0:
-            return float(np.clip(c, -0.5, 0.5)), float(scale)
+            c, _, scale = sps.genpareto.fit(x, floc=0.0)
+            if not (np.isfinite(c) and np.isfinite(scale) and scale > 0 and c > 0):
+                return 0.0, scale0
+            c = float(min(c, 0.5))
+            ll_gpd = float(np.sum(sps.genpareto.logpdf(x, c, 0.0, scale)))
+            ll_exp = float(np.sum(sps.expon.logpdf(x, 0.0, scale0)))
     except Exception:  # scipy's optimiser can fail on degenerate samples
-        pass
-    return 0.0, float(max(np.mean(excess), 1e-300))
+        return 0.0, scale0
+    if np.isfinite(ll_gpd) and 2.0 * (ll_gpd - ll_exp) > LR_CRITICAL:
+        return c, float(scale)
+    return 0.0, scale0
 
 
 def _empirical(stats, allowed: int, gap_ns: int, values: np.ndarray) -> float:
@@ -142,7 +182,8 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     gap_ns : int
         Hits at most this far apart are one event (the detector's hold).
     q_init : float, default=0.98
-        Quantile of the statistic above which peaks are fitted.
+        Quantile of the statistic above which peaks are fitted (lowered to
+        :data:`Q_LOWER` while there are fewer than :data:`TARGET_PEAKS` peaks).
 
     Returns
     -------
@@ -170,14 +211,22 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
                          "normal data")
     allowed = math.floor(per_hour * hours)
     max_stat = float(finite.max())
-    level = float(np.quantile(finite, q_init))
-    peaks = np.concatenate([cluster_peaks(t, s, level, gap_ns) for t, s in stats])
+    # the highest level with TARGET_PEAKS peaks; else the one with the most (a lower level can
+    # have fewer: its clusters merge)
+    level, peaks = None, np.empty(0)
+    for q in (q_init, *(q for q in Q_LOWER if q < q_init)):
+        lv = float(np.quantile(finite, q))
+        pk = np.concatenate([cluster_peaks(t, s, lv, gap_ns) for t, s in stats])
+        if level is None or len(pk) > len(peaks):
+            level, peaks = lv, pk
+        if len(peaks) >= TARGET_PEAKS:
+            break
     # events above the level: the top candidates suffice for the empirical search
     top = finite[finite >= level]
     t_emp = _empirical(stats, allowed, gap_ns, top) if allowed < len(peaks) else level
     shape = scale = None
     if len(peaks) >= MIN_PEAKS:
-        shape, scale = _fit_gpd(peaks - level)
+        shape, scale = fit_tail(peaks - level)
         p = per_hour * hours / len(peaks)  # the share of peaks the budget allows
         t_evt = level + float(sps.genpareto.isf(p, shape, 0.0, scale)) if p < 1 else level
         threshold, method = (t_evt, "evt") if t_evt > t_emp else (t_emp, "empirical")
