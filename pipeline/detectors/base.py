@@ -9,9 +9,20 @@ loop over a list of them and name none:
 2. ``calibrate(runs, period_ns, budget)`` sets ``threshold_`` on *held-out*
    normal runs so that alarm events stay within ``budget`` (events per
    hour; :mod:`pipeline.calibrate`), and records the evidence in
-   ``calibration_``.  A detector whose calibrated threshold would be useless
-   for this series (the rolling z-score on an EKG) sets ``enabled_ =
-   False`` with the reason in ``calibration_["why_off"]``.
+   ``calibration_``.  A detector whose fit learns only a number or two (a
+   tolerance, a scale) has no in-sample optimism to fear, so
+   ``calibrate_on_training = True`` asks :func:`pipeline.train.train` to
+   calibrate it on the training runs *and* the held-out ones: more normal
+   data, and data more like a whole day (a sensor trained 06:00-18:00 and
+   validated 18:00-06:00 has seen the morning rise only in training).
+   Only the drift detector does: its alarms come from the *slow* part of
+   normal data, which needs hours to show.  The z-score and the flat line
+   react to single events (a spike, a held value): one such event in the
+   training range would set their threshold, so they stay on held-out data;
+   the shape detector (thousands of centroid values) has in-sample optimism.
+   A detector whose calibrated threshold would be useless for this series
+   (the rolling z-score on an EKG) sets ``enabled_ = False`` with the
+   reason in ``calibration_["why_off"]``.
 3. ``new_state()`` gives a streaming :class:`DetectorState`.  Its
    ``update_many(times_ns, values)`` returns a :class:`DetectorOutput`:
    scores, the threshold and boolean alarms.  Feeding a series in any
@@ -194,6 +205,8 @@ class Detector(ABC):
     threshold_field: ClassVar[str]
     alarm_field: ClassVar[str]
     extra_fields: ClassVar[tuple] = ()
+    calibrate_on_training: ClassVar[bool] = False
+    """True when ``fit`` learns so little that training data may calibrate too (see above)."""
 
     enabled_: bool = True
     threshold_: float | None = None
