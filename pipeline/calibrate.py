@@ -21,12 +21,13 @@ Two estimates, the larger wins:
   set from an hour of data: the tail is extrapolated, not counted.
 
 The level ``u`` is the ``q_init`` (98 %) quantile of the statistic, lowered
-(95 %, 90 %, 80 %) until there are :data:`TARGET_PEAKS` peaks to fit when the
+(95 %, 90 %) until there are :data:`TARGET_PEAKS` peaks to fit when the
 held-out data is short (or to the level with the most peaks: at a lower
 level, clusters merge).  The tail's shape is **exponential** (``xi = 0``,
 the Gumbel domain of maxima of Gaussian-like errors) unless the peaks show a
-heavier tail: the GPD is used only when its maximum-likelihood ``xi > 0``
-fits significantly better (likelihood-ratio test at 5 %).  A *bounded* tail
+heavier tail: with at least :data:`GPD_MIN_PEAKS` peaks, the GPD is used when
+its maximum-likelihood ``xi > 0`` fits significantly better (likelihood-ratio
+test at 5 %).  A *bounded* tail
 (``xi < 0``) is never extrapolated: from a few dozen peaks its end point is
 an estimate of the largest value *seen*, and a threshold just above it
 floods on the next hour of normal data.
@@ -50,16 +51,19 @@ from scipy import stats as sps
 
 __all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks", "fit_tail",
            "CalibrationWarning", "MIN_PEAKS", "TARGET_PEAKS", "Q_INIT", "Q_LOWER",
-           "FALLBACK_MARGIN", "LR_CRITICAL"]
+           "FALLBACK_MARGIN", "LR_CRITICAL", "GPD_MIN_PEAKS"]
 
 Q_INIT = 0.98
 """The level ``u`` of the peaks-over-threshold fit, as a quantile of the statistic."""
-Q_LOWER = (0.95, 0.9, 0.8)
+Q_LOWER = (0.95, 0.9)
 """Lower levels tried, in order, while there are fewer than ``TARGET_PEAKS`` peaks."""
 TARGET_PEAKS = 30
 """Peaks wanted for the tail fit (the exponential scale then has a ~18 % standard error)."""
 LR_CRITICAL = 3.841
 """The chi-square(1) 95 % point: a GPD with ``xi > 0`` must beat the exponential by this much."""
+GPD_MIN_PEAKS = 50
+"""Fewer peaks than this: the tail's shape is not estimated (one outlier among 30 peaks makes a
+significant but meaningless ``xi``); the exponential is used."""
 MIN_PEAKS = 10
 """Fewer declustered peaks than this: no tail fit (too little data to say anything)."""
 FALLBACK_MARGIN = 1.25
@@ -121,11 +125,12 @@ class Calibration:
 def fit_tail(excess) -> tuple[float, float]:
     """``(xi, scale)`` of the tail of positive excesses: exponential unless a heavier tail is clear.
 
-    The exponential (``xi = 0``, scale = mean excess) is the default.  The
-    generalized Pareto's maximum-likelihood fit replaces it only when its
-    ``xi`` is positive and its log-likelihood beats the exponential's by
-    ``LR_CRITICAL / 2`` (a likelihood-ratio test at 5 %); ``xi`` is then
-    capped at 0.5.  Negative ``xi`` (a bounded tail) is never used.
+    The exponential (``xi = 0``, scale = mean excess) is the default.  With
+    at least :data:`GPD_MIN_PEAKS` excesses, the generalized Pareto's
+    maximum-likelihood fit replaces it when its ``xi`` is positive and its
+    log-likelihood beats the exponential's by ``LR_CRITICAL / 2`` (a
+    likelihood-ratio test at 5 %); ``xi`` is then capped at 0.5.  Negative
+    ``xi`` (a bounded tail) is never used.
 
     >>> rng = np.random.default_rng(0)
     >>> xi, scale = fit_tail(rng.exponential(2.0, 200))
@@ -136,7 +141,7 @@ def fit_tail(excess) -> tuple[float, float]:
     """
     x = np.asarray(excess, np.float64)
     scale0 = float(max(np.mean(x), 1e-300)) if len(x) else 1e-300
-    if len(x) < MIN_PEAKS or not np.ptp(x) > 0:
+    if len(x) < GPD_MIN_PEAKS or not np.ptp(x) > 0:
         return 0.0, scale0
     try:
         with warnings.catch_warnings():
