@@ -120,3 +120,18 @@ def test_cli_bad_input_is_a_clear_error(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
+
+
+def test_pool_counts_a_detector_that_is_off_in_a_case_as_missing_its_labels(tmp_path):
+    case = _fleet_case()
+    a = run_case(case, tmp_path, detectors=("zscore", "flatline"), tutorials=False)
+    b = run_case(case, tmp_path, detectors=("flatline",), tutorials=False)
+    p = pool([a, b], "both")
+    assert list(p.report.rows) == ["z-score", "flat line", UNION]
+    z = p.report.rows["z-score"]
+    assert z.n_labels == 4 and z.n_found == a.report.rows["z-score"].n_found
+    assert z.normal_ns == 2 * a.report.rows["z-score"].normal_ns
+    # the union of a case with one detector on is that detector
+    assert b.report.rows[UNION].n_found == b.report.rows["flat line"].n_found
+    assert p.report.rows[UNION].n_found == a.report.rows[UNION].n_found + b.report.rows[
+        UNION].n_found
