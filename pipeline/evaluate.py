@@ -18,6 +18,14 @@ Example::
 
     python -m pipeline.evaluate --model models/ekg.npz series.csv events.csv --rules ekg
 
+With ``--suite ekg|sensors [--split dev|test] [--rate 90|360]`` it runs the
+labelled suites of :mod:`pipeline.suites` instead: every case is trained,
+calibrated (``--false-alarms-per-day``/``--false-alarms-per-hour``), written
+to a model file and scored through its streaming states (:func:`run_case`),
+beside the tutorials' methods, per case and pooled (``docs/evaluation.md``)::
+
+    python -m pipeline.evaluate --suite ekg --split test --false-alarms-per-hour 1
+
 The point-level helpers ``flag_events``/``match_events`` the demo uses are
 re-exported from :mod:`pipeline.events`.
 """

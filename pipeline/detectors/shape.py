@@ -20,7 +20,7 @@ tells a drifted or offset sensor apart).  ``center="auto"`` (the default)
 decides at fit, from the training data (:func:`has_shape`): centre when the
 segments' means vary less than :data:`SHAPE_RATIO` times the mean variance
 within a segment.  On the project's suites the ratio is 0.1-6 for EKG at 90
-and 360 Hz and 400-800 for the temperature and humidity fleets.
+and 360 Hz and 400-1500 for the temperature and humidity fleets.
 """
 
 from __future__ import annotations
