@@ -27,7 +27,7 @@ beside the tutorials' methods, per case and pooled (``docs/evaluation.md``)::
     python -m pipeline.evaluate --suite ekg --split test --false-alarms-per-hour 1
 
 The point-level helpers ``flag_events``/``match_events`` the demo uses are
-re-exported from :mod:`pipeline.events`.
+re-exported from :mod:`pipeline.flags`.
 """
 
 from __future__ import annotations
@@ -43,17 +43,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .events import (
-    EventRules,
-    Events,
-    EventScore,
-    Labels,
-    Match,
-    Report,
-    compare,
-    flag_events,
-    match_events,
-)
+from .event_score import EventScore, Report
+from .events import EventRules, Labels, compare
+from .flags import Events, Match, flag_events, match_events
 from .model_io import ModelFileError, load_model
 from .series import validate_series
 
