@@ -574,3 +574,18 @@ def naive_exponential_threshold(peaks, level, per_hour, hours):
     n = len(peaks)
     scale = sum(p - level for p in peaks) / n
     return level + scale * math.log(n / (per_hour * hours))
+
+
+def naive_held_alarm_peaks(times, stat, level, hold_ns):
+    """Peaks of the episodes of the held alarm: a hit joins the previous episode when the alarm
+    (on while the last hit lies at most ``hold_ns`` back) was on at the sample before it."""
+    peaks, last, on = [], None, False
+    for t, s in zip(times, stat, strict=True):
+        if s > level:  # False for NaN
+            if on:
+                peaks[-1] = max(peaks[-1], float(s))
+            else:
+                peaks.append(float(s))
+            last = int(t)
+        on = last is not None and int(t) - last <= hold_ns
+    return peaks

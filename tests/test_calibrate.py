@@ -19,7 +19,7 @@ from pipeline.calibrate import (
     fit_tail,
 )
 
-from naive import naive_alarm_events, naive_exponential_threshold
+from naive import naive_exponential_threshold, naive_held_alarm_peaks
 
 S = 10**9
 
@@ -39,7 +39,7 @@ def test_cluster_peaks_and_count_events_equal_the_naive_loop(seed):
     t, s = _series(3000, seed)
     s[::97] = np.nan
     for level, gap in [(1.5, 0), (2.0, 3 * S), (2.5, 30 * S)]:
-        want = naive_alarm_events(t, s, level, gap)
+        want = naive_held_alarm_peaks(t, s, level, gap)
         np.testing.assert_array_equal(cluster_peaks(t, s, level, gap), want)
         assert count_events([(t, s)], level, gap) == len(want)
 

@@ -242,7 +242,8 @@ class Detector(ABC):
         stats = [self.calibration_scores(t, v) for t, v in runs]
         hours = sum(max(0.0, (int(t[-1]) - int(t[0]) + period_ns) / 3.6e12)
                     for t, _ in runs if len(t))
-        res = calibrate_threshold(stats, hours, budget, self.hold_ns(period_ns))
+        res = calibrate_threshold(stats, hours, budget, self.hold_ns(period_ns),
+                                  decluster_ns=self.decluster_ns(period_ns))
         self.threshold_ = float(max(res.threshold, self._min_threshold()))
         self.calibration_ = res.evidence()
         self.calibration_["threshold"] = self.threshold_
@@ -258,6 +259,11 @@ class Detector(ABC):
 
     def hold_ns(self, period_ns: float | None = None) -> int:
         return default_hold_ns(period_ns or self.period_ns_ or 1e9)
+
+    def decluster_ns(self, period_ns: float | None = None) -> int:
+        """How far apart calibration's tail fit takes peaks to be independent (default: the
+        hold; a slow statistic says how long its excursions last)."""
+        return self.hold_ns(period_ns)
 
     @abstractmethod
     def new_state(self) -> DetectorState:

@@ -354,6 +354,10 @@ class DriftDetector(_ZDetector):
     def _scale(self):
         return max(self.scale_, self.std_floor_, 1e-300)
 
+    def decluster_ns(self, period_ns=None):
+        """An excursion of the EWMA residual lasts about a half-life: one peak for the tail fit."""
+        return max(self.hold_ns(period_ns), int(self.halflife_s * 1e9))
+
     def _batch_z(self, values, streak):
         return self._z(values, None)[0]
 
