@@ -225,9 +225,9 @@ def run_case(case, workdir, budget=None, detectors=None, params=None, tutorials=
         ours[det.label] = runs if fleet else runs[None]
     if tutorials:
         t0 = int(t[fe][0])
-        runs = {k: plexus_tutorial(v[fe], p, t0).run for k, v in zip(keys, vals, strict=True)}
+        runs = {k: plexus_tutorial(v[fe], p, t0) for k, v in zip(keys, vals, strict=True)}
         if case.suite == "ekg":
-            theirs["k-means tutorial"] = kmeans_tutorial(vals[0][tr], vals[0][fe], p, t0).run
+            theirs["k-means tutorial"] = kmeans_tutorial(vals[0][tr], vals[0][fe], p, t0)
         theirs["plexus tutorial"] = runs if fleet else runs[None]
     start, end = case.span_ns("labelled")
     labels = case.labels().within(start, end)

@@ -354,6 +354,12 @@ class DriftDetector(_ZDetector):
     def _scale(self):
         return max(self.scale_, self.std_floor_, 1e-300)
 
+    def hold_ns(self, period_ns=None):
+        """A tenth of the half-life (3 min at 30 min), at least the default: the statistic moves
+        on the baseline's time scale, and its flickers at the threshold while the EWMA catches
+        up with a change are one episode, not many."""
+        return max(super().hold_ns(period_ns), int(self.halflife_s * 1e8))
+
     def decluster_ns(self, period_ns=None):
         """An excursion of the EWMA residual lasts about a half-life: one peak for the tail fit."""
         return max(self.hold_ns(period_ns), int(self.halflife_s * 1e9))
