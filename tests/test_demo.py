@@ -47,12 +47,15 @@ def _alerts(out, influx, tmp_path):
         r"(\d+) notifications: (\d+) alerts, (\d+) recoveries, (\d+) flood summaries; (\d+) "
         r"suppressed by the flood guard \(history only\); the log destination wrote the (\d+)",
         out).groups())
-    assert a == rec >= 10 and n == a + rec + summ and people == n - supp
+    # every alert recovers but one: s01 is still drifting when the data ends (the drift
+    # detector sees it since the quality branch), so its alert stays open
+    assert a == rec + 1 and rec >= 7 and n == a + rec + summ and people == n - supp
     # one line per episode: the EKG's shape anomalies, the flat line's dropouts, s00's spike
     episodes = re.findall(r"^     (2026-\S+Z) +(shape|flat line|z-score|drift) +(ekg|temperature)"
                           r"( s\d\d)? ", out, re.M)
     assert len(episodes) == a
     assert ("2026-01-01T01:00:00Z", "z-score", "temperature", " s00") in episodes
+    assert ("drift", "temperature", " s01") in {e[1:] for e in episodes}
     assert {("shape", "ekg"), ("flat line", "ekg")} <= {(e[1], e[2]) for e in episodes}
     assert all(e[0] >= "2026-01-01T00:03" for e in episodes if e[2] == "ekg")  # none when normal
     # the log destination's file: one line per notification for people
