@@ -4,22 +4,39 @@ A person thinks in alarms per hour or per day, not in a quantile of segment
 scores.  :func:`calibrate_threshold` takes a detector's alarm statistic on
 held-out *normal* data (``stat > threshold`` is where an alarm starts) and
 returns the threshold at which the alarm **events** stay within a budget:
-hits closer than the detector's hold (``gap_ns``) are one event, exactly as
-the detector's held alarm, the alert path and ``pipeline.evaluate`` merge
-them.
+hits the detector's held alarm (held ``gap_ns`` after each hit) joins are
+one event, exactly the maximal runs of the alarm that the stream writes and
+the alert path turns into one alert.
 
 Two estimates, the larger wins:
 
 * **Empirical**: the lowest threshold at which the held-out data has at most
   ``floor(budget * hours)`` events.
 * **Extreme-value (POT, as SPOT does; Siffer et al., KDD 2017)**: the events
-  above a high level ``u`` (the ``q_init`` quantile of the statistic) are
-  declustered into one peak each; their excesses over ``u`` are fitted with a
-  generalized Pareto distribution (``scipy.stats.genpareto``).  The event
-  rate above ``t`` is then ``N_u / hours * P(excess > t - u)``, and the
-  threshold is the ``t`` where it equals the budget.  This is what lets a
-  budget of one event per day be set from an hour of data: the tail is
-  extrapolated, not counted.
+  above a high level ``u`` are declustered into one peak each; their
+  excesses over ``u`` are fitted with an exponential or a generalized Pareto
+  distribution.  The event rate above ``t`` is then
+  ``N_u / hours * P(excess > t - u)``, and the threshold is the ``t`` where
+  it equals the budget.  This is what lets a budget of one event per day be
+  set from an hour of data: the tail is extrapolated, not counted.
+
+The level ``u`` is the ``q_init`` (98 %) quantile of the statistic, lowered
+(95 %, 90 %) until there are :data:`TARGET_PEAKS` peaks to fit when the
+held-out data is short (or to the level with the most peaks: at a lower
+level, clusters merge).  The tail's shape is **exponential** (``xi = 0``,
+the Gumbel domain of maxima of Gaussian-like errors) unless the peaks show a
+heavier tail: with at least :data:`GPD_MIN_PEAKS` peaks, the GPD is used when
+its maximum-likelihood ``xi > 0`` fits significantly better (likelihood-ratio
+test at 5 %).  A *bounded* tail
+(``xi < 0``) is never extrapolated: from a few dozen peaks its end point is
+an estimate of the largest value *seen*, and a threshold just above it
+floods on the next hour of normal data.
+
+A statistic on a *lattice* (a flat run's length: whole sample periods) has
+a geometric tail, and many peaks tie on one lattice point, which a
+continuous fit reads as "nothing lies above": :func:`lattice_step` detects
+it, and the tail is then fitted as geometric steps above the level
+(method ``evt-lattice``).
 
 Confirming a budget by counting needs data: seeing no false alarm in ``3 /
 budget`` hours bounds the rate below the budget with 95 % confidence (the
@@ -38,11 +55,22 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks",
-           "CalibrationWarning", "MIN_PEAKS", "Q_INIT", "FALLBACK_MARGIN"]
+__all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks", "fit_tail",
+           "lattice_step",
+           "CalibrationWarning", "MIN_PEAKS", "TARGET_PEAKS", "Q_INIT", "Q_LOWER",
+           "FALLBACK_MARGIN", "LR_CRITICAL", "GPD_MIN_PEAKS"]
 
 Q_INIT = 0.98
 """The level ``u`` of the peaks-over-threshold fit, as a quantile of the statistic."""
+Q_LOWER = (0.95, 0.9)
+"""Lower levels tried, in order, while there are fewer than ``TARGET_PEAKS`` peaks."""
+TARGET_PEAKS = 30
+"""Peaks wanted for the tail fit (the exponential scale then has a ~18 % standard error)."""
+LR_CRITICAL = 3.841
+"""The chi-square(1) 95 % point: a GPD with ``xi > 0`` must beat the exponential by this much."""
+GPD_MIN_PEAKS = 50
+"""Fewer peaks than this: the tail's shape is not estimated (one outlier among 30 peaks makes a
+significant but meaningless ``xi``); the exponential is used."""
 MIN_PEAKS = 10
 """Fewer declustered peaks than this: no tail fit (too little data to say anything)."""
 FALLBACK_MARGIN = 1.25
@@ -54,25 +82,33 @@ class CalibrationWarning(UserWarning):
 
 
 def cluster_peaks(times, stat, level: float, gap_ns: int) -> np.ndarray:
-    """Maxima of the clusters of ``stat > level``; hits at most ``gap_ns`` apart are one cluster.
+    """Maxima of the clusters of ``stat > level``: the episodes of the detector's held alarm.
 
-    >>> cluster_peaks([0, 1, 2, 10, 11], [5, 1, 6, 7, 0], level=2, gap_ns=3).tolist()
+    A hit continues the previous hit's cluster when no sample between them lies more than
+    ``gap_ns`` after the previous hit, i.e. when the alarm held for ``gap_ns``
+    (:func:`~pipeline.detectors.base.hold_alarm`) is still on at the sample before it: the
+    clusters are exactly the maximal runs of the held alarm.
+
+    >>> cluster_peaks(range(9), [5, 1, 6, 0, 0, 0, 0, 7, 0], level=2, gap_ns=3).tolist()
     [6.0, 7.0]
+    >>> cluster_peaks([0, 1, 2], [1.0, 0.0, 1.0], level=0.5, gap_ns=1).tolist()  # held at 1
+    [1.0]
     """
     t = np.asarray(times, np.int64)
     s = np.asarray(stat, np.float64)
-    hit = s > level  # NaN never hits
-    th, sh = t[hit], s[hit]
-    if len(th) == 0:
+    idx = np.flatnonzero(s > level)  # NaN never hits
+    if len(idx) == 0:
         return np.empty(0)
-    first = np.r_[0, np.flatnonzero(np.diff(th) > gap_ns) + 1]
-    return np.maximum.reduceat(sh, first)
+    # the sample just before each later hit, against the hit before it
+    new = t[idx[1:] - 1] - t[idx[:-1]] > gap_ns
+    first = np.r_[0, np.flatnonzero(new) + 1]
+    return np.maximum.reduceat(s[idx], first)
 
 
 def count_events(stats, threshold: float, gap_ns: int) -> int:
     """Alarm events at ``threshold`` over several runs ``[(times, stat), ...]``.
 
-    >>> count_events([([0, 1, 2, 10], [5, 1, 6, 7])], threshold=2, gap_ns=3)
+    >>> count_events([(range(8), [5, 1, 6, 0, 0, 0, 0, 7])], threshold=2, gap_ns=3)
     2
     """
     return sum(len(cluster_peaks(t, s, threshold, gap_ns)) for t, s in stats)
@@ -101,17 +137,87 @@ class Calibration:
                 for k, v in self.__dict__.items()} | {"budget_per_day": self.budget_per_hour * 24}
 
 
-def _fit_gpd(excess: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood GPD ``(shape, scale)`` of positive excesses; exponential if it fails."""
+def fit_tail(excess) -> tuple[float, float]:
+    """``(xi, scale)`` of the tail of positive excesses: exponential unless a heavier tail is clear.
+
+    The exponential (``xi = 0``, scale = mean excess) is the default.  With
+    at least :data:`GPD_MIN_PEAKS` excesses, the generalized Pareto's
+    maximum-likelihood fit replaces it when its ``xi`` is positive and its
+    log-likelihood beats the exponential's by ``LR_CRITICAL / 2`` (a
+    likelihood-ratio test at 5 %); ``xi`` is then capped at 0.5.  Negative
+    ``xi`` (a bounded tail) is never used.
+
+    >>> rng = np.random.default_rng(0)
+    >>> xi, scale = fit_tail(rng.exponential(2.0, 200))
+    >>> xi, bool(1.7 < scale < 2.3)
+    (0.0, True)
+    >>> fit_tail(rng.pareto(2.0, 400) + 1e-9)[0] > 0.3      # a heavy tail is seen
+    True
+    """
+    x = np.asarray(excess, np.float64)
+    scale0 = float(max(np.mean(x), 1e-300)) if len(x) else 1e-300
+    if len(x) < GPD_MIN_PEAKS or not np.ptp(x) > 0:
+        return 0.0, scale0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c, _, scale = sps.genpareto.fit(excess, floc=0.0)
-        if np.isfinite(c) and np.isfinite(scale) and scale > 0:
-            return float(np.clip(c, -0.5, 0.5)), float(scale)
+            c, _, scale = sps.genpareto.fit(x, floc=0.0)
+            if not (np.isfinite(c) and np.isfinite(scale) and scale > 0 and c > 0):
+                return 0.0, scale0
+            c = float(min(c, 0.5))
+            ll_gpd = float(np.sum(sps.genpareto.logpdf(x, c, 0.0, scale)))
+            ll_exp = float(np.sum(sps.expon.logpdf(x, 0.0, scale0)))
     except Exception:  # scipy's optimiser can fail on degenerate samples
-        pass
-    return 0.0, float(max(np.mean(excess), 1e-300))
+        return 0.0, scale0
+    if np.isfinite(ll_gpd) and 2.0 * (ll_gpd - ll_exp) > LR_CRITICAL:
+        return c, float(scale)
+    return 0.0, scale0
+
+
+def lattice_step(values, tol: float = 1e-3) -> float | None:
+    """The step ``d`` when every value is a whole multiple of ``d`` (within ``tol * d``), else None.
+
+    A flat run's length (whole sample periods, up to the nanosecond rounding of the
+    timestamps) is such a *lattice* statistic; its tail is geometric, not continuous.
+
+    >>> lattice_step(np.array([0.0, 1 / 90, 2 / 90 + 1e-10, 5 / 90])) * 90
+    1.0
+    >>> lattice_step(np.random.default_rng(0).exponential(size=100)) is None
+    True
+    """
+    v = np.unique(np.asarray(values, np.float64)[np.isfinite(values)])
+    if len(v) < 2 or not v[-1] > v[0]:
+        return None
+    d = np.diff(v)
+    big = d > 1e-6 * (v[-1] - v[0])  # closer values are one lattice point (rounding)
+    if not big.any():
+        return None
+    step = float(d[big].min())
+    k = v / step
+    return step if bool(np.all(np.abs(k - np.round(k)) < tol)) else None
+
+
+def _lattice_tail(stats, level, step, per_hour, hours, gap_ns):
+    """``(threshold, p, n_peaks)`` for a lattice statistic: geometric excesses above the level.
+
+    The level moves to half a step above its lattice point, so rounding noise never makes a
+    peak; each peak is ``j`` whole steps above the first point over it, ``P(j >= m) = p**m``
+    with ``p`` estimated as ``(sum j + 1/2) / (n + sum j + 1/2)`` (never 0 from a short run);
+    the threshold is the half step under the lowest point where ``n / hours * p**m`` is
+    within the budget.
+    """
+    k_u = math.floor(level / step + 0.5)
+    lv = (k_u + 0.5) * step
+    peaks = np.concatenate([cluster_peaks(t, s, lv, gap_ns) for t, s in stats])
+    n = len(peaks)
+    if n < MIN_PEAKS:
+        return None, None, n
+    j = np.maximum(np.round(peaks / step) - k_u - 1, 0)
+    p = (j.sum() + 0.5) / (n + j.sum() + 0.5)
+    m = 0
+    if n / hours > per_hour:
+        m = max(0, math.ceil(math.log(per_hour * hours / n) / math.log(p) - 1e-12))
+    return (k_u + m + 0.5) * step, float(p), n
 
 
 def _empirical(stats, allowed: int, gap_ns: int, values: np.ndarray) -> float:
@@ -128,7 +234,7 @@ def _empirical(stats, allowed: int, gap_ns: int, values: np.ndarray) -> float:
 
 
 def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float = Q_INIT,
-                        warn: bool = True) -> Calibration:
+                        warn: bool = True, decluster_ns: int | None = None) -> Calibration:
     """The threshold that keeps alarm events on held-out normal data within ``budget``.
 
     Parameters
@@ -140,9 +246,15 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     budget : Budget or float
         Events per hour (a :class:`~pipeline.detectors.base.Budget` or a number).
     gap_ns : int
-        Hits at most this far apart are one event (the detector's hold).
+        The detector's hold: hits its held alarm joins are one event (:func:`cluster_peaks`).
     q_init : float, default=0.98
-        Quantile of the statistic above which peaks are fitted.
+        Quantile of the statistic above which peaks are fitted (lowered to
+        :data:`Q_LOWER` while there are fewer than :data:`TARGET_PEAKS` peaks).
+    decluster_ns : int, optional
+        For the tail fit only, peaks are clusters joined over ``max(gap_ns, decluster_ns)``:
+        a slow statistic (an EWMA residual) wanders around a level for a while, and its
+        flickers there are one excursion, not many independent peaks (which would make the
+        tail look short).  Events are still counted with ``gap_ns``.
 
     Returns
     -------
@@ -170,14 +282,31 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
                          "normal data")
     allowed = math.floor(per_hour * hours)
     max_stat = float(finite.max())
-    level = float(np.quantile(finite, q_init))
-    peaks = np.concatenate([cluster_peaks(t, s, level, gap_ns) for t, s in stats])
+    fit_gap = max(int(gap_ns), int(decluster_ns or 0))
+    # the highest level with TARGET_PEAKS peaks; else the one with the most (a lower level can
+    # have fewer: its clusters merge)
+    level, peaks = None, np.empty(0)
+    for q in (q_init, *(q for q in Q_LOWER if q < q_init)):
+        lv = float(np.quantile(finite, q))
+        pk = np.concatenate([cluster_peaks(t, s, lv, fit_gap) for t, s in stats])
+        if level is None or len(pk) > len(peaks):
+            level, peaks = lv, pk
+        if len(peaks) >= TARGET_PEAKS:
+            break
     # events above the level: the top candidates suffice for the empirical search
     top = finite[finite >= level]
     t_emp = _empirical(stats, allowed, gap_ns, top) if allowed < len(peaks) else level
     shape = scale = None
-    if len(peaks) >= MIN_PEAKS:
-        shape, scale = _fit_gpd(peaks - level)
+    step = lattice_step(finite)
+    t_lat = None
+    if step is not None and len(peaks) >= MIN_PEAKS:
+        t_lat, p_lat, n_lat = _lattice_tail(stats, level, step, per_hour, hours, fit_gap)
+    if t_lat is not None:
+        # reported as the equivalent exponential: P(> x) = p ** (x / step)
+        shape, scale = 0.0, float(-step / math.log(p_lat))
+        threshold, method = (t_lat, "evt-lattice") if t_lat > t_emp else (t_emp, "empirical")
+    elif len(peaks) >= MIN_PEAKS:
+        shape, scale = fit_tail(peaks - level)
         p = per_hour * hours / len(peaks)  # the share of peaks the budget allows
         t_evt = level + float(sps.genpareto.isf(p, shape, 0.0, scale)) if p < 1 else level
         threshold, method = (t_evt, "evt") if t_evt > t_emp else (t_emp, "empirical")

@@ -4,7 +4,8 @@ Reads a normal *training* range and a held-out normal *validation* range of
 one series, or of a fleet with ``--fan-out`` (from InfluxDB or a CSV file),
 fits each detector (shape: K-Means reconstruction error; flat line; rolling
 z-score; drift: EWMA) on the training range, calibrates each on the
-validation range so that its alarm *events* stay within its share of the
+validation range (the detectors that learn only a number or two, on the
+training range too) so that its alarm *events* stay within its share of the
 budget (``--false-alarms-per-day``, default 1 per series; see
 :mod:`pipeline.calibrate`), and writes one model file holding them all
 (data only, versioned by content hash).  A detector whose calibrated
@@ -189,19 +190,24 @@ def train(train_times, train_values, val_times, val_values, *, out,
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     share = budget.split(len(dets))
+
+    def _cal_runs(d):
+        # a detector that learns a number or two calibrates on training data too (base.py)
+        return train_runs + val_runs if d.calibrate_on_training else val_runs
+
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
         for d in dets:
             try:
-                d.calibrate(val_runs, period, share)
+                d.calibrate(_cal_runs(d), period, share)
             except ValueError as e:
                 raise TrainError(f"cannot calibrate the {d.label} detector: {e}") from None
         # the detectors that stay off do not use their share: recalibrate the others on it
         on = [d for d in dets if d.enabled_]
         if 0 < len(on) < len(dets):
             for d in on:
-                d.calibrate(val_runs, period, budget.split(len(on)))
+                d.calibrate(_cal_runs(d), period, budget.split(len(on)))
     seen = set()
     for w in caught:
         msg = str(w.message).split(";")[0]

@@ -516,3 +516,76 @@ def naive_runs_of_true(flags):
             n += 1
         prev = bool(f)
     return n
+
+
+# ---------------------------------------------------------------------------
+# quality: centred segments, the drift detector's EWMA residual, tail fits
+# ---------------------------------------------------------------------------
+def naive_centered_scores(segments, window, centers):
+    """Each segment minus its window-weighted mean, then ``naive_score_segments``."""
+    out = []
+    for segment in segments:
+        base = sum(float(w) * float(v) for w, v in zip(window, segment, strict=True)) / sum(
+            float(w) for w in window)
+        out.append([float(v) - base for v in segment])
+    return naive_score_segments(out, window, centers)[0]
+
+
+def naive_drift_z(values, halflife, scale, warm, carry=None):
+    """``(x - EWMA of the finite samples before x) / scale``, one sample at a time.
+
+    The first finite sample only starts the mean; a sample scores NaN while fewer than ``warm``
+    finite samples were absorbed before it; a non-finite one scores NaN and is skipped.
+    ``carry`` is ``(count, mean)``; returns ``(z, carry)``.
+    """
+    import math
+
+    a = 1.0 - 2.0 ** (-1.0 / halflife)
+    count, mean = carry if carry is not None else (0, math.nan)
+    z = []
+    for x in values:
+        x = float(x)
+        if not math.isfinite(x):
+            z.append(math.nan)
+            continue
+        if count == 0:
+            z.append(math.nan)
+            count, mean = 1, x
+            continue
+        z.append((x - mean) / scale if count >= warm else math.nan)
+        mean = a * x + (1 - a) * mean
+        count += 1
+    return z, (count, mean)
+
+
+def naive_streak_min(z, streak):
+    """``min |z|`` over the last ``streak`` samples, NaN counting as 0 (0 before ``streak``)."""
+    import math
+
+    a = [0.0 if not math.isfinite(v) else abs(v) for v in z]
+    return [min(a[i - streak + 1:i + 1]) if i >= streak - 1 else 0.0 for i in range(len(a))]
+
+
+def naive_exponential_threshold(peaks, level, per_hour, hours):
+    """Peaks over ``level`` with exponential excesses: the ``t`` where
+    ``len(peaks) / hours * exp(-(t - level) / mean excess) == per_hour``."""
+    import math
+
+    n = len(peaks)
+    scale = sum(p - level for p in peaks) / n
+    return level + scale * math.log(n / (per_hour * hours))
+
+
+def naive_held_alarm_peaks(times, stat, level, hold_ns):
+    """Peaks of the episodes of the held alarm: a hit joins the previous episode when the alarm
+    (on while the last hit lies at most ``hold_ns`` back) was on at the sample before it."""
+    peaks, last, on = [], None, False
+    for t, s in zip(times, stat, strict=True):
+        if s > level:  # False for NaN
+            if on:
+                peaks[-1] = max(peaks[-1], float(s))
+            else:
+                peaks.append(float(s))
+            last = int(t)
+        on = last is not None and int(t) - last <= hold_ns
+    return peaks

@@ -48,19 +48,10 @@ def _faults(x, rate, fault_s):
     return y, {"zeroed": (z0, z0 + k), "held": (h0, h0 + k), "frozen": (f0, n)}
 
 
-LATTICE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "pipeline/calibrate.py _fit_gpd: at 90 Hz every declustered peak of flat_s is 2 periods "
-    "(whole periods plus ns rounding), the GPD fit collapses (shape 0.5, scale ~1e-10), the "
-    "threshold falls back to the largest held-out value (2 periods = 0.0222 s), and a 3-period "
-    "flat run of normal quantized EKG (about one a minute) alarms against a budget of one a day; "
-    "see test_detectors.py::test_lattice_statistic_threshold_keeps_the_true_rate_within_budget"))
-
-
 @pytest.fixture
-def normal_part(setup, request):
-    """The setup, for checks of the normal data (known to fail at 90 Hz)."""
-    if request.node.callspec.params["setup"] == "90Hz":
-        request.applymarker(LATTICE_XFAIL)
+def normal_part(setup):
+    """The setup, for checks of the normal data (at 90 Hz a lattice statistic: calibrate.py's
+    ``lattice_step``)."""
     return setup
 
 

@@ -9,9 +9,20 @@ loop over a list of them and name none:
 2. ``calibrate(runs, period_ns, budget)`` sets ``threshold_`` on *held-out*
    normal runs so that alarm events stay within ``budget`` (events per
    hour; :mod:`pipeline.calibrate`), and records the evidence in
-   ``calibration_``.  A detector whose calibrated threshold would be useless
-   for this series (the rolling z-score on an EKG) sets ``enabled_ =
-   False`` with the reason in ``calibration_["why_off"]``.
+   ``calibration_``.  A detector whose fit learns only a number or two (a
+   tolerance, a scale) has no in-sample optimism to fear, so
+   ``calibrate_on_training = True`` asks :func:`pipeline.train.train` to
+   calibrate it on the training runs *and* the held-out ones: more normal
+   data, and data more like a whole day (a sensor trained 06:00-18:00 and
+   validated 18:00-06:00 has seen the morning rise only in training).
+   Only the drift detector does: its alarms come from the *slow* part of
+   normal data, which needs hours to show.  The z-score and the flat line
+   react to single events (a spike, a held value): one such event in the
+   training range would set their threshold, so they stay on held-out data;
+   the shape detector (thousands of centroid values) has in-sample optimism.
+   A detector whose calibrated threshold would be useless for this series
+   (the rolling z-score on an EKG) sets ``enabled_ = False`` with the
+   reason in ``calibration_["why_off"]``.
 3. ``new_state()`` gives a streaming :class:`DetectorState`.  Its
    ``update_many(times_ns, values)`` returns a :class:`DetectorOutput`:
    scores, the threshold and boolean alarms.  Feeding a series in any
@@ -208,6 +219,8 @@ class Detector(ABC):
     threshold_field: ClassVar[str]
     alarm_field: ClassVar[str]
     extra_fields: ClassVar[tuple] = ()
+    calibrate_on_training: ClassVar[bool] = False
+    """True when ``fit`` learns so little that training data may calibrate too (see above)."""
 
     enabled_: bool = True
     threshold_: float | None = None
@@ -229,7 +242,8 @@ class Detector(ABC):
         stats = [self.calibration_scores(t, v) for t, v in runs]
         hours = sum(max(0.0, (int(t[-1]) - int(t[0]) + period_ns) / 3.6e12)
                     for t, _ in runs if len(t))
-        res = calibrate_threshold(stats, hours, budget, self.hold_ns(period_ns))
+        res = calibrate_threshold(stats, hours, budget, self.hold_ns(period_ns),
+                                  decluster_ns=self.decluster_ns(period_ns))
         self.threshold_ = float(max(res.threshold, self._min_threshold()))
         self.calibration_ = res.evidence()
         self.calibration_["threshold"] = self.threshold_
@@ -245,6 +259,11 @@ class Detector(ABC):
 
     def hold_ns(self, period_ns: float | None = None) -> int:
         return default_hold_ns(period_ns or self.period_ns_ or 1e9)
+
+    def decluster_ns(self, period_ns: float | None = None) -> int:
+        """How far apart calibration's tail fit takes peaks to be independent (default: the
+        hold; a slow statistic says how long its excursions last)."""
+        return self.hold_ns(period_ns)
 
     @abstractmethod
     def new_state(self) -> DetectorState:

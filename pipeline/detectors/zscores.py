@@ -24,14 +24,14 @@ that repeat do not make a zero std and an infinite ``z``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import lfilter
 
 from .. import config
-from ..baselines import EWMAZScore, ewma_zscore
 from ..zscore import RollingZScore, rolling_zscore
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 from .flatline import resolution
 
-__all__ = ["ZScoreDetector", "DriftDetector", "streak_min"]
+__all__ = ["ZScoreDetector", "DriftDetector", "streak_min", "ewma_residuals"]
 
 _BIG = 1e300  # a threshold no z reaches: the batch twins then only compute z
 _RES = 1e299
@@ -158,10 +158,6 @@ class ZScoreState(_ZState):
     slots = ("_buf", "_pos", "_n", "_ref", "_s1", "_s2", "_acc", "_cycles", "_streak", "_alert")
 
 
-class DriftState(_ZState):
-    slots = ("_count", "_ref", "_md", "_v", "_cw", "_prev", "_streak", "_alert")
-
-
 @register
 class ZScoreDetector(_ZDetector):
     """Rolling z-score against the ``window`` samples before each one (the Plexus tutorial's).
@@ -228,20 +224,77 @@ class ZScoreDetector(_ZDetector):
         return ZScoreState(self)
 
 
+def ewma_residuals(x, alpha: float, state=None):
+    """``x - EWMA`` of the finite samples *before* each one; returns ``(resid, state)``.
+
+    ``state`` is ``None`` (nothing seen) or ``[count, ref, md]``: the samples
+    absorbed, the first one (``ref``) and the EWMA of ``x - ref``.  A
+    non-finite sample gets NaN and is not absorbed; the first sample gets
+    NaN (nothing before it).  Chunks give the same numbers as one call
+    (``scipy.signal.lfilter`` carries ``md``).
+
+    >>> r, st = ewma_residuals([10.0, 12.0, np.nan, 12.0], 0.5)
+    >>> r.tolist(), st
+    ([nan, 2.0, nan, 1.0], [3, 10.0, 1.5])
+    """
+    x = np.asarray(x, np.float64)
+    out = np.full(x.shape, np.nan)
+    count, ref, md = state if state is not None else (0, 0.0, 0.0)
+    fin = np.flatnonzero(np.isfinite(x))
+    if len(fin) == 0:
+        return out, state
+    f = x[fin]
+    if count == 0:
+        count, ref, md = 1, float(f[0]), 0.0
+        fin, f = fin[1:], f[1:]
+    if len(f):
+        d = f - ref
+        c = 1.0 - alpha
+        after = lfilter([alpha], [1.0, -c], d, zi=[c * md])[0]
+        before = np.concatenate(([md], after[:-1]))
+        out[fin] = d - before
+        count, md = count + len(f), float(after[-1])
+    return out, [int(count), float(ref), float(md)]
+
+
 @register
 class DriftDetector(_ZDetector):
-    """Long baseline: distance from an EWMA, scaled by how far the residual normally strays.
+    """Long baseline: distance from an EWMA, in units of the normal spread learned at fit.
 
-    The scale is the exponentially weighted RMS of the residual itself
-    (``scale="ewm"`` of :class:`~pipeline.baselines.EWMAZScore`), not the
-    short-term noise: a daily cycle keeps the value away from a 30-minute
-    average all day, and that is normal.
+    ``long_z = (x - EWMA before x) / scale_``, where ``scale_`` is the
+    robust spread (1.4826 x MAD) of the same residual on the *training* data,
+    fixed after fit (model file: ``fitted.scale``).  A drift makes the EWMA
+    lag behind, and the lag grows in these units.  (An exponentially
+    weighted RMS of the residual as the scale, with the mean's half-life,
+    grows with the drift it should see: a ramp's ``z`` tends to about 1.7
+    and the +5 degC overnight drift of the demo was never seen; it also
+    false-alarmed while its scale warmed up.)
+
+    The first ``ceil(half-life in samples)`` samples of each run only warm
+    the EWMA up (``long_z`` is NaN), at fit, calibration and in the stream.
+
+    What it cannot see: a change as slow as the series' normal changes (a
+    daily cycle lags the EWMA as much as a 2 degC drift over 6 h does), and a
+    sensor that is off from the start (its EWMA starts there).  Comparing a
+    sensor with its fleet sees both (docs/detectors.md, "FleetDetector").
 
     Parameters
     ----------
     halflife_s : float, default=1800
         Half-life of the baseline in seconds (converted to samples at fit).
     streak, std_floor, max_useful : as :class:`ZScoreDetector` (streaks 3 then 10).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> t = np.arange(30000) * 2 * 10**9                    # a sensor every 2 s
+    >>> x = 20 + 0.05 * rng.standard_normal(30000)
+    >>> det = DriftDetector(halflife_s=600).fit([(t[:10000], x[:10000])], 2e9)
+    >>> det = det.calibrate([(t[10000:20000], x[10000:20000])], 2e9, 1 / 24)
+    >>> y = x[20000:] + np.clip((np.arange(10000) - 2000) / 3000, 0, 1)   # +1 over 100 min
+    >>> out = det.new_state().update_many(t[20000:], y)
+    >>> bool(out.alarm[:2000].any()), 2000 < int(np.flatnonzero(out.alarm)[0]) < 3000
+    (False, True)
     """
 
     name = "drift"
@@ -250,6 +303,9 @@ class DriftDetector(_ZDetector):
     threshold_field = "long_threshold"
     alarm_field = "long_alert"
     streaks = (3, 10)
+    calibrate_on_training = True
+    """Its alarms come from the slow part of normal data (a daily cycle), which a short held-out
+    range does not cover; it learns one number (``scale_``)."""
 
     def __init__(self, halflife_s=1800.0, streak=None, std_floor=None, max_useful=8.0):
         self.halflife_s = halflife_s
@@ -268,18 +324,103 @@ class DriftDetector(_ZDetector):
     def _halflife(self):
         return max(1.0, self.halflife_s * 1e9 / self.period_ns_)
 
+    def _alpha(self):
+        return 1.0 - 2.0 ** (-1.0 / self._halflife())
+
+    def _warm(self):
+        return int(np.ceil(self._halflife()))
+
+    def fit(self, runs, period_ns: float):
+        super().fit(runs, period_ns)
+        warm = self._warm()
+        res = [ewma_residuals(v, self._alpha())[0][warm:] for _, v in runs]
+        r = np.concatenate(res) if res else np.empty(0)
+        r = r[np.isfinite(r)]
+        # too short to warm up: fitted, but calibration turns it off and says why
+        self.scale_ = float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) >= 100 \
+            else float("nan")
+        return self
+
+    def calibrate(self, runs, period_ns, budget):
+        if not np.isfinite(self.scale_):
+            self.enabled_, self.threshold_ = False, float(self.max_useful)
+            self.calibration_ = {"why_off": (
+                f"the training data is too short for its baseline to warm up (each run needs "
+                f"more than {self._warm()} samples: the {self.halflife_s:g} s half-life); give a "
+                "longer training range or a shorter halflife_s")}
+            return self
+        return super().calibrate(runs, period_ns, budget)
+
+    def _scale(self):
+        return max(self.scale_, self.std_floor_, 1e-300)
+
+    def hold_ns(self, period_ns=None):
+        """A tenth of the half-life (3 min at 30 min), at least the default: the statistic moves
+        on the baseline's time scale, and its flickers at the threshold while the EWMA catches
+        up with a change are one episode, not many."""
+        return max(super().hold_ns(period_ns), int(self.halflife_s * 1e8))
+
+    def decluster_ns(self, period_ns=None):
+        """An excursion of the EWMA residual lasts about a half-life: one peak for the tail fit."""
+        return max(self.hold_ns(period_ns), int(self.halflife_s * 1e9))
+
     def _batch_z(self, values, streak):
-        return ewma_zscore(values, halflife=self._halflife(), threshold=_BIG, streak=streak,
-                           resolve=_RES, std_floor=self.std_floor_, scale="ewm").z
+        return self._z(values, None)[0]
 
-    def _make(self):
-        return EWMAZScore(halflife=self._halflife(), threshold=self.threshold_,
-                          streak=self.streak_, resolve=_resolve(self.threshold_),
-                          std_floor=self.std_floor_, scale="ewm")
+    def _z(self, values, state):
+        """``long_z`` and the EWMA state after ``values``; NaN while the EWMA warms up."""
+        r, after = ewma_residuals(values, self._alpha(), state)
+        fin = np.isfinite(np.asarray(values, np.float64))
+        seen_before = 0 if state is None else state[0]
+        before = seen_before + np.cumsum(fin) - fin  # finite samples absorbed before each one
+        r[before < self._warm()] = np.nan
+        return r / self._scale(), after
 
-    @staticmethod
-    def _extra(r):
-        return {}
+    def fitted_data(self):
+        meta, arrays = super().fitted_data()
+        return meta | {"scale": self.scale_ if np.isfinite(self.scale_) else None}, arrays
+
+    def set_fitted(self, meta, arrays):
+        super().set_fitted(meta, arrays)
+        self.scale_ = float("nan") if meta.get("scale") is None else float(meta["scale"])
+        if not (np.isnan(self.scale_) or self.scale_ >= 0):
+            raise ValueError(f"drift detector: scale must be a number >= 0, got {self.scale_}")
 
     def new_state(self):
         return DriftState(self)
+
+
+class DriftState(DetectorState):
+    """The EWMA (count, ref, md), the last ``streak - 1`` values of ``|long_z|`` and the hold."""
+
+    def __init__(self, det: DriftDetector):
+        self.det = det
+        self.ewma = None
+        self.tail = []
+        self.last_hit = None
+
+    def update_many(self, times_ns, values) -> DetectorOutput:
+        d = self.det
+        t = np.asarray(times_ns, np.int64)
+        z, self.ewma = d._z(values, self.ewma)
+        k = d.streak_ - 1
+        both = np.concatenate([np.asarray(self.tail, np.float64), z])
+        stat = streak_min(both, d.streak_)[len(self.tail):]
+        raw = stat > d.threshold_
+        self.tail = [float(v) for v in np.nan_to_num(np.abs(both), nan=0.0)[len(both) - k:]] \
+            if k > 0 else []
+        alarm, self.last_hit = hold_alarm(t, raw, d.hold_ns(), self.last_hit)
+        return DetectorOutput(d, t, z, alarm, d.threshold_)
+
+    def get_data(self):
+        return ({"ewma": self.ewma, "last_hit": self.last_hit},
+                {"tail": np.asarray(self.tail, np.float64)})
+
+    def set_data(self, meta, arrays):
+        e = meta.get("ewma")
+        self.ewma = None if e is None else [int(e[0]), float(e[1]), float(e[2])]
+        tail = np.asarray(arrays.get("tail", np.empty(0)), np.float64)
+        if tail.ndim != 1 or len(tail) > max(0, self.det.streak_ - 1):
+            raise ValueError("drift state: the streak tail has the wrong shape")
+        self.tail = [float(v) for v in tail]
+        self.last_hit = None if meta.get("last_hit") is None else int(meta["last_hit"])
