@@ -314,7 +314,7 @@ def raw_bound(ix: Influx, db: str, out_db: str, start: int, end: int, step: int,
             m = len(part)
             cols = {}
             for name, dt in fields.items():
-                if dt == bool:
+                if dt.kind == "b":
                     cols[name] = part.values > 1e9
                 elif dt.kind in "iu":
                     cols[name] = np.zeros(m, np.int64)
@@ -453,7 +453,7 @@ def report(args, fol, bf) -> None:
               "samples")
         print(f"  {'repeat':<7}{'stream s':>10}{'samples/s':>12}{'raw s':>9}{'raw read':>10}"
               f"{'encode':>8}{'write':>8}{'% of raw':>10}")
-        for i, (ts, tr, totals, parts) in enumerate(bf["rows"]):
+        for i, (ts, tr, _totals, parts) in enumerate(bf["rows"]):
             print(f"  {i + 1:<7}{ts:>10.1f}{bf['n'] / ts:>12,.0f}{tr:>9.1f}{parts['read']:>10.1f}"
                   f"{parts['encode']:>8.1f}{parts['write']:>8.1f}{tr / ts:>10.0%}")
         best = max(tr / ts for ts, tr, _, _ in bf["rows"])

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import config
 from ..series import GAP_FACTOR
-from ..zscore import ZScoreBatch, _above_limit, _blocked, _direct
+from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct
 from .base import DetectorOutput
 from .flatline import FlatLineDetector
 from .zscores import DriftDetector, ZScoreDetector
@@ -580,30 +580,85 @@ class ZScoreBlock(_GuardMixin, Block):
             jobs_len.append(np.array([rest]))
 
     def _score_jobs(self, mat, pos, nout, z):
-        """Score every (B+g)-block of ``mat`` as :func:`~pipeline.zscore._blocked` would alone.
-
-        ``_blocked`` reads its blocks at a stride of ``B`` from one array, so
-        consecutive blocks share ``g`` values: the jobs sit ``S`` blocks apart
-        (``S * B >= B + g``) and the blocks between them are fillers whose
-        output is dropped.  A block's scores depend on its own values only (the
-        screens that pick the exact fallback are per block in effect), so the
-        fillers change nothing.
-        """
-        g, B, w, lag = self._g, self._B, self._w, self._lag
-        S = -(-(B + g) // B)
+        """Score the first ``nout`` windows of every (B+g)-block of ``mat`` into ``z[pos:]``."""
         for a in range(0, len(mat), _JOBS):
-            m = mat[a:a + _JOBS]
-            J = len(m)
-            nb = (J - 1) * S + 1
-            src = np.zeros((J - 1) * S * B + B + g)
-            np.lib.stride_tricks.as_strided(src, (J, B + g), (S * B * 8, 8))[:] = m
-            out = np.empty(nb * B)
+            m = np.ascontiguousarray(mat[a:a + _JOBS])
+            cnt = nout[a:a + len(m)]
             with np.errstate(divide="ignore", invalid="ignore"):
-                _blocked(src, 0, nb, w, lag, self._floor, out)
-            cnt = nout[a:a + J]
+                zb = _blocked_rows(m, cnt, self._w, self._lag, self._floor)
             within = _ranges(cnt)
-            z[np.repeat(pos[a:a + J], cnt) + within] = \
-                out[np.repeat(np.arange(J) * S * B, cnt) + within]
+            z[np.repeat(pos[a:a + len(m)], cnt) + within] = \
+                zb[np.repeat(np.arange(len(m)), cnt), within]
+
+
+def _blocked_rows(ext, nused, w, lag, std_floor):
+    """:func:`pipeline.zscore._blocked` of each row of ``ext`` on its own; only the first
+    ``nused[b]`` outputs of row ``b`` are exact (the others are left as computed).
+
+    The same operations in the same order as ``_blocked`` called with that one
+    block, which is how the per-key kernel scores it: the block's reference and
+    prefix sums, its screen, and for the windows the screen flags the error
+    bound, the floor and the exact two-pass fallback.  The flagged windows that
+    no one reads (the padding after the new samples) are not recomputed.
+    """
+    nb, width = ext.shape
+    B = width - w - lag
+    K = B + w
+    sub = ext[:, ::16]
+    ref = np.add.reduce(sub, axis=1)
+    ref /= sub.shape[1]
+    dd = np.empty((nb, K + lag), np.complex128)
+    d = dd.real
+    np.subtract(ext, ref[:, None], out=d)
+    np.multiply(d[:, :K], d[:, :K], out=dd.imag[:, :K])
+    p = np.empty((nb, K + 1), np.complex128)
+    p[:, 0] = 0.0
+    np.cumsum(dd[:, :K], axis=1, out=p[:, 1:])
+    p1 = p.real
+    p2 = p.imag
+    s1 = p1[:, w:K] - p1[:, :B]
+    m2 = p2[:, w:K] - p2[:, :B]
+    tot = p2[:, K]
+    md = s1 / w
+    num = d[:, w + lag:] - md
+    s1 *= md
+    m2 -= s1
+    c2 = 2.0 * _EPS * (K + 2)
+    mdm = np.maximum(md.max(axis=1), -md.min(axis=1))
+    # the screen of _blocked called with this block alone
+    e1 = c2 * np.sqrt(K * tot)
+    e2 = c2 * tot + 2.0 * mdm * e1
+    fl = std_floor + config.EPS_STD * np.maximum(1.0, np.abs(ref) + mdm)
+    lim = np.maximum(np.maximum(e2 / (_TOL * (w - 1)), np.square(e1 / (w * _TOL))), fl * fl)
+    lim *= w - 1
+    screen = ~(m2.min(axis=1) >= lim)
+    cand = None
+    if screen.any():  # again per block, with each block's actual max |P1| and max |md|
+        e1b = c2 * np.maximum(p1.max(axis=1), -p1.min(axis=1))
+        e2b = c2 * tot + 2.0 * mdm * e1b
+        limb = np.maximum(np.maximum(e2b / (_TOL * (w - 1)), (e1b / (w * _TOL)) ** 2), fl * fl)
+        cand = ~(m2 >= (limb * (w - 1))[:, None])
+        cand &= screen[:, None] & (np.arange(B)[None, :] < np.asarray(nused)[:, None])
+    m2 *= 1.0 / (w - 1)
+    s = np.sqrt(m2, out=m2)
+    zb = num / s
+    if cand is None or not cand.any():
+        return zb
+    r, c = np.nonzero(cand)
+    rows, inv = np.unique(r, return_inverse=True)
+    end = c + w
+    e1 = c2 * np.maximum.accumulate(np.abs(p1[rows]), axis=1)[inv, end]
+    mdc = md[r, c]
+    e2 = c2 * p2[r, end] + 2.0 * np.abs(mdc) * e1
+    thr = np.sqrt(np.maximum(e2 / (_TOL * (w - 1)), (e1 / (w * _TOL)) ** 2))
+    flc = std_floor + config.EPS_STD * np.maximum(1.0, np.abs(ref[r] + mdc))
+    sc = np.fmax(s[r, c], flc)
+    zb[r, c] = num[r, c] / sc
+    bad = sc < thr
+    if bad.any():
+        rb, cb = r[bad], c[bad]
+        zb[rb, cb] = _direct(ext.ravel(), rb * width + cb, np.full(rb.size, w), w, lag, std_floor)
+    return zb
 
 
 def _ranges(lengths) -> np.ndarray:

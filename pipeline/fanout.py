@@ -1,0 +1,141 @@
+"""Fan-out helpers of the stream: one encode for every key of a batch, and which keys to read.
+
+:func:`encode_rows` writes the line protocol of many series keys at once:
+each key's escaped ``measurement,tags`` prefix is computed (and every name
+checked) once per key and kept (:class:`Prefixes`), a field whose value is
+the same on every point (a threshold) is formatted once, and every line is
+one ``%`` template.  The bytes are those of
+:func:`pipeline.influx.encode_lines` for each key apart (``tests/test_fanout.py``).
+
+:func:`plan_follow` picks, at each poll of a fan-out series, the keys read
+together (one grouped read from their lowest mark) and the keys read one by
+one (new keys from their origin, stalled keys, keys with a clock far ahead).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .influx import _field_formatter, check_times, escape_tag, series_prefix
+
+__all__ = ["Prefixes", "encode_rows", "plan_follow"]
+
+
+class Prefixes:
+    """The line-protocol prefix of each row of a fleet, per measurement, computed once.
+
+    ``tags_of(row)`` gives a row's tags; :meth:`get` returns the prefixes of
+    some rows, or raises ``(row, InfluxNameError)`` via ``bad`` for rows whose
+    names InfluxDB could not store.
+    """
+
+    def __init__(self, tags_of):
+        self.tags_of = tags_of
+        self._cache: dict[str, list] = {}
+        self._fields: dict[str, list] = {}
+
+    def get(self, measurement: str, rows, field_keys) -> tuple[np.ndarray, dict]:
+        """``(prefixes as an object array by row, {row: error})`` for ``rows``."""
+        cache = self._cache.setdefault(measurement, [])
+        fk = sorted(field_keys)
+        if self._fields.get(measurement) != fk:  # new fields: key lengths change
+            cache.clear()
+            self._fields[measurement] = fk
+        errors = {}
+        need = int(np.max(rows)) + 1 if len(rows) else 0
+        if len(cache) < need:
+            cache.extend([None] * (need - len(cache)))
+        for r in np.unique(rows).tolist():
+            if cache[r] is None:
+                try:
+                    cache[r] = series_prefix(measurement, self.tags_of(r), fk)
+                except ValueError as e:
+                    errors[r] = e
+        return np.array(cache, dtype=object), errors
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._fields.clear()
+
+
+def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
+    """Line protocol for points of many keys: ``prefix[rows[i]] fields times[i]``.
+
+    ``fields`` maps field keys to arrays as long as ``times``; as in
+    :func:`~pipeline.influx.encode_lines`, non-finite floats are left out of
+    their line and a point with no field left is dropped.
+
+    >>> p = np.array(["m,k=a", "m,k=b"], dtype=object)
+    >>> encode_rows(p, np.array([1, 0]), np.array([5, 6]),
+    ...             {"x": np.array([0.5, 1.0]), "t": np.array([2.0, 2.0])})
+    ['m,k=b t=2.0,x=0.5 5', 'm,k=a t=2.0,x=1.0 6']
+    """
+    times = np.asarray(times)
+    if times.dtype.kind not in "iu":
+        raise ValueError(f"times must be integers (ns since epoch), got dtype {times.dtype}")
+    check_times(times)
+    n = len(times)
+    if n == 0:
+        return []
+    parts, cols = [], []
+    for key in sorted(fields):
+        arr = np.asarray(fields[key])
+        if arr.shape != (n,):
+            raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
+        k = escape_tag(key, "field key") + "="
+        if arr.dtype.kind == "f" and arr[0] == arr[-1] and np.isfinite(arr[0]) \
+                and (arr == arr[0]).all():
+            parts.append((k + repr(float(arr[0]))).replace("%", "%%"))  # a constant: once
+        else:
+            parts.append(k.replace("%", "%%") + "%s")
+            cols.append(_field_formatter(arr))
+    pre = prefix[np.asarray(rows, np.int64)].tolist()
+    tl = times.tolist()
+    if not any(None in c for c in cols):
+        template = "%s " + ",".join(parts) + " %s"
+        return [template % row for row in zip(pre, *cols, tl, strict=True)]
+    lines = []
+    for i, t in enumerate(tl):  # some floats are not finite: leave them out of their line
+        body, c = [], 0
+        for p in parts:
+            if p.endswith("%s"):
+                v = cols[c][i]
+                c += 1
+                if v is None:
+                    continue
+                body.append(p[:-2].replace("%%", "%") + v)
+            else:
+                body.append(p.replace("%%", "%"))
+        if body:
+            lines.append(f"{pre[i]} {','.join(body)} {t}")
+    return lines
+
+
+def plan_follow(last: np.ndarray, active: np.ndarray, half_ns: int, solo: set,
+                quiet: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows read together and rows read alone at this poll.
+
+    The group is the keys whose marks lie within ``half_ns`` above the lowest
+    mark near the median (so a few keys far behind or ahead do not hold the
+    others back or get starved by them); ``solo`` rows (starved in the last
+    grouped read) and every other active key are read alone, except quiet
+    ones (their last lone read found nothing) until ``quiet[row] <= now``.
+
+    >>> last = np.array([100, 101, 102, 5, 10**9])
+    >>> g, a = plan_follow(last, np.ones(5, bool), 50, set(), np.zeros(5), 0.0)
+    >>> g.tolist(), a.tolist()
+    ([0, 1, 2], [3, 4])
+    """
+    rows = np.flatnonzero(active)
+    if len(rows) == 0:
+        return rows, rows
+    marks = last[rows]
+    srt = np.sort(marks)
+    m0 = srt[np.searchsorted(srt, srt[len(srt) // 2] - half_ns, side="left")]
+    in_group = (marks >= m0) & (marks <= m0 + half_ns)
+    if solo:
+        in_group &= ~np.isin(rows, np.fromiter(solo, np.int64, len(solo)))
+    group = rows[in_group]
+    alone = rows[~in_group]
+    alone = alone[quiet[alone] <= now]
+    return group, alone
