@@ -28,13 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_data", "read_data", "DataFileError"]
+__all__ = ["write_data", "read_data", "DataFileError", "OldFormatError"]
 
 _META = "__meta__"
 
 
 class DataFileError(ValueError):
     """The file is not a readable data file (truncated, corrupt, foreign, pickled)."""
+
+
+class OldFormatError(DataFileError):
+    """A file of this project written before data files had their metadata member."""
 
 
 def _create_temp(path: Path, mode: int) -> tuple[int, str]:
@@ -73,14 +77,19 @@ def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
 def read_data(path) -> tuple[dict, dict]:
     """Read ``(meta, arrays)`` written by :func:`write_data`; :class:`DataFileError` if not."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DataFileError("a single numpy array (.npy), not an .npz archive")
+        with z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, DataFileError):
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise DataFileError(f"not a data file written by this project ({type(e).__name__}: "
                             f"{str(e)[:200]})") from None
     raw = arrays.pop(_META, None)
+    if raw is None and "meta" in arrays and "centroids" in arrays:
+        raise OldFormatError("a model file of an older version (a single K-Means model)")
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise DataFileError("no metadata member: not a file written by this version")
     try:

@@ -19,7 +19,7 @@ Example::
     python -m pipeline.evaluate --model models/ekg.npz series.csv events.csv --rules ekg
 
 The point-level helpers ``flag_events``/``match_events`` the demo uses are
-re-exported from :mod:`pipeline.events`.
+re-exported from :mod:`pipeline.flags`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .events import EventRules, Events, Labels, Match, compare, flag_events, match_events
+from .events import EventRules, Labels, compare
+from .flags import Events, Match, flag_events, match_events
 from .model_io import ModelFileError, load_model
 from .series import validate_series
 

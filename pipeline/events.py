@@ -59,17 +59,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .event_score import EventScore, Report
+
 __all__ = ["EventRules", "Labels", "EventScore", "Report", "alarm_episodes", "group_episodes",
-           "score_episodes", "score_alarms", "score_keyed", "compare",
-           "Events", "flag_events", "Match", "match_events"]
+           "score_episodes", "score_alarms", "score_keyed", "compare"]
 
 S = 10**9
-HOUR_NS = 3600 * S
 
 
 @dataclass(frozen=True)
@@ -252,162 +252,14 @@ def group_episodes(starts, ends, merge_gap_ns: int):
 
 
 # ---------------------------------------------------------------------------
-# scores
+# scoring
 # ---------------------------------------------------------------------------
-@dataclass
-class EventScore:
-    """Event-level outcome of one detector (or one pool of cases/keys).
-
-    Per label: ``label_type``, ``found``, ``delay_ns`` (NaN when missed).
-    Per alarm event: ``event_start_ns``, ``event_end_ns``, ``event_false``.
-    Times: ``normal_ns`` (scored time outside widened labels) and
-    ``alarm_normal_ns`` (alarm-event time inside it).
-    """
-
-    label_type: np.ndarray
-    found: np.ndarray
-    delay_ns: np.ndarray
-    event_start_ns: np.ndarray
-    event_end_ns: np.ndarray
-    event_false: np.ndarray
-    normal_ns: int
-    alarm_normal_ns: int
-    name: str = ""
-    notes: list = field(default_factory=list)
-
-    n_labels = property(lambda self: len(self.found))
-    n_found = property(lambda self: int(np.count_nonzero(self.found)))
-    n_events = property(lambda self: len(self.event_false))
-    n_false_alarms = property(lambda self: int(np.count_nonzero(self.event_false)))
-
-    @property
-    def recall(self) -> float:
-        """Share of labels found; NaN without labels."""
-        return self.n_found / self.n_labels if self.n_labels else math.nan
-
-    @property
-    def precision(self) -> float:
-        """Share of alarm events that match a label; NaN without alarm events."""
-        return (self.n_events - self.n_false_alarms) / self.n_events if self.n_events else math.nan
-
-    @property
-    def f1(self) -> float:
-        """Harmonic mean of event recall and precision (0 when both are 0, NaN when either is NaN)."""
-        r, p = self.recall, self.precision
-        if math.isnan(r) or math.isnan(p):
-            return math.nan
-        return 2 * r * p / (r + p) if r + p > 0 else 0.0
-
-    @property
-    def normal_hours(self) -> float:
-        return self.normal_ns / HOUR_NS
-
-    @property
-    def false_alarms_per_hour(self) -> float:
-        """False alarm events per hour of normal time; NaN without normal time."""
-        return self.n_false_alarms / self.normal_hours if self.normal_ns > 0 else math.nan
-
-    @property
-    def alarm_share(self) -> float:
-        """Share of normal time inside alarm events; NaN without normal time."""
-        return self.alarm_normal_ns / self.normal_ns if self.normal_ns > 0 else math.nan
-
-    @property
-    def median_delay_s(self) -> float:
-        """Median detection delay over the found labels, in seconds; NaN when none was found."""
-        d = self.delay_ns[self.found]
-        return float(np.median(d)) / S if len(d) else math.nan
-
-    def recall_by_type(self) -> dict[str, tuple[int, int]]:
-        """``{type: (found, labelled)}``, types sorted."""
-        return {str(ty): (int(np.count_nonzero(self.found[self.label_type == ty])),
-                          int(np.count_nonzero(self.label_type == ty)))
-                for ty in sorted(set(self.label_type.tolist()))}
-
-    @classmethod
-    def pool(cls, scores, name: str = "") -> EventScore:
-        """One score over several cases or keys: labels, events and times added up."""
-        scores = list(scores)
-
-        def cat(attr, dtype):
-            parts = [getattr(s, attr) for s in scores]
-            return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
-
-        return cls(cat("label_type", object), cat("found", bool), cat("delay_ns", float),
-                   cat("event_start_ns", np.int64), cat("event_end_ns", np.int64),
-                   cat("event_false", bool), sum(s.normal_ns for s in scores),
-                   sum(s.alarm_normal_ns for s in scores), name or (scores[0].name if scores else ""),
-                   [n for s in scores for n in s.notes])
-
-    def to_dict(self) -> dict:
-        """Plain numbers (JSON-ready): counts, rates, delays, recall by type."""
-        def num(v):
-            return None if isinstance(v, float) and math.isnan(v) else v
-
-        return {"name": self.name, "labels": self.n_labels, "found": self.n_found,
-                "events": self.n_events, "false_alarms": self.n_false_alarms,
-                "recall": num(self.recall), "precision": num(self.precision), "f1": num(self.f1),
-                "normal_hours": self.normal_hours,
-                "false_alarms_per_hour": num(self.false_alarms_per_hour),
-                "alarm_share": num(self.alarm_share), "median_delay_s": num(self.median_delay_s),
-                "recall_by_type": {k: list(v) for k, v in self.recall_by_type().items()}}
-
-    def summary(self) -> str:
-        """One line: found, false alarms and their rate, delay."""
-        return (f"{self.name + ': ' if self.name else ''}found {self.n_found} of {self.n_labels} "
-                f"labelled events (recall {_pct(self.recall)}); {self.n_events} alarm events, "
-                f"{self.n_false_alarms} false ({_num(self.false_alarms_per_hour, '.2f')} per hour of "
-                f"{self.normal_hours:.2f} normal hours, {_pct(self.alarm_share, 2)} of it in alarm); "
-                f"median delay {_num(self.median_delay_s, '.2f')} s")
-
-    def table(self) -> str:
-        return Report({self.name or "detector": self}).table()
-
-
-def _pct(v: float, digits: int = 0) -> str:
-    return "-" if math.isnan(v) else f"{100 * v:.{digits}f}%"
-
-
-def _num(v: float, fmt: str) -> str:
-    return "-" if math.isnan(v) else format(v, fmt)
-
-
-@dataclass
-class Report:
-    """Rows of :class:`EventScore` by name (detectors, and ``any``: their union)."""
-
-    rows: dict[str, EventScore]
-    title: str = ""
-
-    def table(self) -> str:
-        """A fixed-width text table, then recall by fault type."""
-        head = (f"{'detector':<16}{'found':>9}{'recall':>8}{'events':>8}{'false':>7}{'prec.':>7}"
-                f"{'F1':>6}{'FA/h':>8}{'alarm%':>8}{'delay s':>9}")
-        lines = [self.title] if self.title else []
-        lines += [head, "-" * len(head)]
-        for name, s in self.rows.items():
-            lines.append(f"{name:<16}{f'{s.n_found}/{s.n_labels}':>9}{_pct(s.recall):>8}"
-                         f"{s.n_events:>8}{s.n_false_alarms:>7}{_pct(s.precision):>7}"
-                         f"{_num(s.f1, '.2f'):>6}{_num(s.false_alarms_per_hour, '.2f'):>8}"
-                         f"{_pct(s.alarm_share, 2):>8}{_num(s.median_delay_s, '.2f'):>9}")
-        any_row = next(iter(self.rows.values()), None)
-        if any_row is not None and any_row.n_labels:
-            lines.append(f"(normal time {any_row.normal_hours:.2f} h)")
-            types = list(any_row.recall_by_type())
-            lines.append(f"{'found by type':<16}" + "".join(f"{t[:10]:>11}" for t in types))
-            for name, s in self.rows.items():
-                by = s.recall_by_type()
-                cells = ("/".join(map(str, by.get(t, (0, 0)))) for t in types)
-                lines.append(f"{name:<16}" + "".join(f"{c:>11}" for c in cells))
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"title": self.title, "rows": {k: v.to_dict() for k, v in self.rows.items()}}
-
-
 def score_episodes(ep_starts, ep_ends, labels: Labels, start_ns: int, end_ns: int,
-                   rules: EventRules = EventRules(), name: str = "") -> EventScore:
-    """Score episodes (sorted, disjoint, inside the span) of one key against its labels."""
+                   rules: EventRules = EventRules(), name: str = "", flags=None) -> EventScore:
+    """Score episodes (sorted, disjoint, inside the span) of one key against its labels.
+
+    ``flags``: optional ``(times_ns, score)`` of the flagged points, for the events' peaks.
+    """
     if not end_ns > start_ns:
         raise ValueError(f"the scored span must not be empty, got [{start_ns}, {end_ns})")
     gap, before, after = rules.ns
@@ -433,29 +285,66 @@ def score_episodes(ep_starts, ep_ends, labels: Labels, start_ns: int, end_ns: in
     np.logical_or.at(ev_true, gid, ep_true)
     in_span = _measure_inside(ev_s, ev_e, np.array([start_ns]), np.array([end_ns]))
     alarm_normal = in_span - _measure_inside(ev_s, ev_e, u_s, u_e)
+    peak = np.full(len(ev_s), np.nan)
+    if flags is not None and len(flags[0]) and len(ev_s):
+        ft, fs = flags
+        inside = np.searchsorted(ev_s, ft, side="right") - 1
+        ok = (inside >= 0) & np.isfinite(fs)
+        peak[:] = -np.inf
+        np.maximum.at(peak, inside[ok], np.abs(fs[ok]))
+        peak[np.isneginf(peak)] = np.nan
     return EventScore(labels.type, found, delay, ev_s, ev_e, ~ev_true, int(normal_ns),
-                      int(alarm_normal), name)
+                      int(alarm_normal), name, event_peak=peak)
+
+
+def _as_run(run, period_ns):
+    """``(times, alarm, period_ns, score)`` of a run: a tuple ``(times, alarm[, period_ns])`` or any
+    object with ``times`` and ``alarm`` (and optionally ``period_ns``, ``score``), such as a
+    detector's output."""
+    if hasattr(run, "times") and hasattr(run, "alarm"):
+        return run.times, run.alarm, getattr(run, "period_ns", period_ns), getattr(run, "score", None)
+    if isinstance(run, tuple) and len(run) in (2, 3):
+        return run[0], run[1], run[2] if len(run) == 3 else period_ns, None
+    raise ValueError("a detector run is (times_ns, alarm), (times_ns, alarm, period_ns) or an object "
+                     f"with .times and .alarm, got {type(run).__name__}")
 
 
 def _run_episodes(run, start_ns, end_ns, period_ns):
-    if isinstance(run, tuple) and len(run) == 3:
-        times, alarm, period_ns = run
-    else:
-        times, alarm = run
-    return alarm_episodes(times, alarm, period_ns, start_ns, end_ns)
+    """Episodes of a run and its flagged ``(times, score)`` inside the span (score None: no peaks)."""
+    times, alarm, period_ns, score = _as_run(run, period_ns)
+    s, e = alarm_episodes(times, alarm, period_ns, start_ns, end_ns)
+    flags = None
+    if score is not None:
+        t = np.asarray(times, dtype=np.int64).ravel()
+        sc = np.asarray(score, dtype=np.float64).ravel()
+        if sc.shape != t.shape:
+            raise ValueError(f"score must have one value per point, got {len(sc)} for {len(t)} points")
+        m = np.asarray(alarm, dtype=bool).ravel() & (t >= start_ns) & (t < end_ns)
+        flags = (t[m], sc[m])
+    return s, e, flags
 
 
 def score_alarms(times_ns, alarm, labels: Labels, start_ns: int, end_ns: int,
                  rules: EventRules = EventRules(), period_ns: int | None = None,
-                 name: str = "") -> EventScore:
+                 name: str = "", score=None) -> EventScore:
     """Score one detector run (``times_ns`` + bool ``alarm``) against labels over ``[start_ns, end_ns)``.
 
     ``end_ns`` is usually the last sample's time plus one period.  Labels
-    must overlap the span (see :meth:`Labels.within`).
+    must overlap the span (see :meth:`Labels.within`).  ``score`` (one per
+    point, optional) gives each alarm event its peak ``|score|``.
     """
     _check_within(labels, start_ns, end_ns)
-    s, e = alarm_episodes(times_ns, alarm, period_ns, start_ns, end_ns)
-    return score_episodes(s, e, labels, start_ns, end_ns, rules, name)
+    run = (times_ns, alarm, period_ns) if score is None else _Run(times_ns, alarm, period_ns, score)
+    s, e, flags = _run_episodes(run, start_ns, end_ns, period_ns)
+    return score_episodes(s, e, labels, start_ns, end_ns, rules, name, flags)
+
+
+@dataclass
+class _Run:
+    times: np.ndarray
+    alarm: np.ndarray
+    period_ns: int | None
+    score: np.ndarray
 
 
 def _check_within(labels: Labels, start_ns: int, end_ns: int) -> None:
@@ -488,7 +377,9 @@ def compare(detectors: Mapping, labels: Labels, start_ns: int, end_ns: int,
     """Score several detectors and their union (an alert fires when any of them fires).
 
     ``detectors`` maps a name to a run ``(times_ns, alarm)`` (or
-    ``(times_ns, alarm, period_ns)``), or, for fleets, to ``{key: run}``
+    ``(times_ns, alarm, period_ns)``, or an object with ``times``, ``alarm``
+    and optionally ``period_ns`` and ``score``, like a detector's output),
+    or, for fleets, to ``{key: run}``
     (then ``labels.key`` names the key of each label).  The union row merges
     the detectors' episodes per key before grouping them into events.
 
@@ -529,94 +420,12 @@ def _score_detectors(detectors, labels, start_ns, end_ns, rules, period_ns, unio
         eps = {}
         for name, r in runs.items():
             eps[name] = (_run_episodes(r[key], start_ns, end_ns, period_ns) if key in r
-                         else (np.empty(0, np.int64), np.empty(0, np.int64)))
-            per[name].append(score_episodes(*eps[name], lab, start_ns, end_ns, rules, name))
+                         else (np.empty(0, np.int64), np.empty(0, np.int64), None))
+            per[name].append(score_episodes(*eps[name][:2], lab, start_ns, end_ns, rules, name,
+                                            eps[name][2]))
         if union:
-            us = np.concatenate([s for s, _ in eps.values()]) if eps else np.empty(0, np.int64)
-            ue = np.concatenate([e for _, e in eps.values()]) if eps else np.empty(0, np.int64)
+            us = np.concatenate([v[0] for v in eps.values()]) if eps else np.empty(0, np.int64)
+            ue = np.concatenate([v[1] for v in eps.values()]) if eps else np.empty(0, np.int64)
             s, e, _ = _merge(us, ue, 0)
             per[union].append(score_episodes(s, e, lab, start_ns, end_ns, rules, union))
     return Report({name: EventScore.pool(v, name) for name, v in per.items()}, title)
-
-
-# ---------------------------------------------------------------------------
-# point-level helpers used by the demo and the notebook (symmetric tolerance)
-# ---------------------------------------------------------------------------
-@dataclass
-class Events:
-    """Flagged points merged into events: ``starts``/``ends`` (ns) and their peak score."""
-
-    starts: np.ndarray
-    ends: np.ndarray
-    peaks: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-
-def flag_events(times_ns, scores, threshold: float, merge_ns: int) -> Events:
-    """Merge points with ``score > threshold`` that lie within ``merge_ns`` of each other.
-
-    Examples
-    --------
-    >>> ev = flag_events([0, 10, 20, 30, 100, 110], [5, 9, 9, 1, 9, 2], threshold=8, merge_ns=15)
-    >>> ev.starts.tolist(), ev.ends.tolist(), ev.peaks.tolist()
-    ([10, 100], [20, 100], [9.0, 9.0])
-    """
-    t = np.asarray(times_ns, dtype=np.int64)
-    s = np.asarray(scores, dtype=np.float64)
-    if t.shape != s.shape:
-        raise ValueError(f"times_ns and scores must have the same shape, got {t.shape} and {s.shape}")
-    hit = s > threshold  # NaN never flags
-    th, sh = t[hit], s[hit]
-    if len(th) == 0:
-        return Events(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    new = np.flatnonzero(np.diff(th) > merge_ns) + 1
-    first = np.r_[0, new]
-    last = np.r_[new - 1, len(th) - 1]
-    peaks = np.maximum.reduceat(sh, first)
-    return Events(th[first], th[last], peaks)
-
-
-@dataclass
-class Match:
-    """The outcome of :func:`match_events`."""
-
-    n_labelled: int
-    n_found: int
-    n_events: int
-    n_false_alarms: int
-    found: np.ndarray  # bool per labelled interval
-    false_alarm: np.ndarray  # bool per event
-
-    @property
-    def recall(self) -> float:
-        return self.n_found / self.n_labelled if self.n_labelled else float("nan")
-
-    @property
-    def precision(self) -> float:
-        return (self.n_events - self.n_false_alarms) / self.n_events if self.n_events else float("nan")
-
-    def summary(self) -> str:
-        return (f"found {self.n_found} of {self.n_labelled} labelled anomalies "
-                f"(recall {self.recall:.0%}); {self.n_events} flagged events, "
-                f"{self.n_false_alarms} of them false alarms")
-
-
-def match_events(events: Events, label_starts_ns, label_ends_ns, tolerance_ns: int = 0) -> Match:
-    """Match flagged events with labelled intervals (overlap, widened by ``tolerance_ns``).
-
-    Examples
-    --------
-    >>> ev = Events(np.array([10, 100]), np.array([20, 100]), np.array([9.0, 9.0]))
-    >>> m = match_events(ev, [15, 50], [30, 60])
-    >>> m.n_found, m.n_false_alarms, m.summary()
-    (1, 1, 'found 1 of 2 labelled anomalies (recall 50%); 2 flagged events, 1 of them false alarms')
-    """
-    ls = np.asarray(label_starts_ns, dtype=np.int64) - tolerance_ns
-    le = np.asarray(label_ends_ns, dtype=np.int64) + tolerance_ns
-    # overlap[i, j]: event i overlaps label j
-    overlap = (events.starts[:, None] <= le[None, :]) & (events.ends[:, None] >= ls[None, :])
-    found = overlap.any(axis=0) if len(events) else np.zeros(len(ls), bool)
-    false_alarm = ~overlap.any(axis=1) if len(ls) else np.ones(len(events), bool)
-    return Match(len(ls), int(found.sum()), len(events), int(false_alarm.sum()), found, false_alarm)

@@ -30,6 +30,7 @@ import argparse
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +40,7 @@ import pandas as pd
 
 from .config import MAX_TIME_NS, MIN_TIME_NS
 from .influx import (
+    WRITE_BATCH,
     Influx,
     InfluxAuthError,
     InfluxError,
@@ -46,6 +48,7 @@ from .influx import (
     InfluxSettings,
     InfluxUnavailableError,
     check_name,
+    encode_lines,
     quote_ident,
     series_prefix,
 )
@@ -270,17 +273,34 @@ def read_csv_series(
 
 
 def write_loaded(influx: Influx, db: str, measurement: str, series: LoadedSeries,
-                 field: str = "value", tags: dict[str, str] | None = None) -> int:
+                 field: str = "value", tags: dict[str, str] | None = None,
+                 batch_size: int = WRITE_BATCH, create: bool = True) -> int:
     """Write a validated series into ``db`` (created if missing); return the points written.
+
+    Batches are encoded while the previous one is being written (one writer
+    thread, one request at a time, in order), so the server's work hides the
+    encoding (``bench/bench_load.py``).
 
     Raises
     ------
     InfluxError
-        The server is unreachable or refuses the write; re-running completes
-        the load (same series and timestamps overwrite).
+        The server is unreachable or refuses the write; the batches before it
+        were written, and re-running completes the load (same series and
+        timestamps overwrite).
     """
-    influx.create_database(db)
-    return influx.write_series(db, measurement, series.times_ns, {field: series.values}, tags)
+    if create:  # False when the database is known to exist (a user may write but not create)
+        influx.create_database(db)
+    written, pending = 0, None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for i in range(0, len(series.times_ns), batch_size):
+            sl = slice(i, i + batch_size)
+            lines = encode_lines(measurement, series.times_ns[sl], {field: series.values[sl]}, tags)
+            if pending is not None:
+                written += pending.result()
+            pending = writer.submit(influx.write_lines, db, lines, None, batch_size)
+        if pending is not None:
+            written += pending.result()
+    return written
 
 
 def load_csv(path: str | Path, db: str, measurement: str, field: str = "value",
@@ -457,9 +477,8 @@ def main(argv=None) -> int:
     ix = Influx(settings)
     try:
         exists = check_server(ix, args.db, args.measurement, args.field, series.times_ns)
-        if not exists:
-            ix.create_database(args.db)
-        n = ix.write_series(args.db, args.measurement, series.times_ns, {args.field: series.values}, tags)
+        n = write_loaded(ix, args.db, args.measurement, series, args.field, tags,
+                         create=not exists)
     except LoadError as e:
         print(f"error: {e}\nNothing was written.", file=sys.stderr)
         return 2

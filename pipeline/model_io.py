@@ -42,7 +42,7 @@ import sklearn
 
 import pipeline
 
-from .datafile import DataFileError, read_data, write_data
+from .datafile import DataFileError, OldFormatError, read_data, write_data
 from .detectors import Detector
 
 __all__ = ["save_model", "load_model", "check_writable", "ModelFile", "ModelFileError",
@@ -200,6 +200,9 @@ def load_model(path) -> ModelFile:
         raise _fail(path, "does not exist" if not path.exists() else "is not a regular file")
     try:
         meta, arrays = read_data(path)
+    except OldFormatError:
+        raise _fail(path, "was written by an older version of this project (a single K-Means "
+                          "model, before detector lists and alarm budgets)") from None
     except DataFileError as e:
         raise _fail(path, f"cannot be read as a model file: {e}") from None
     except OSError as e:

@@ -23,7 +23,7 @@ half-written behind.
 name       database (version)             rate    labels
 =========  =============================  ======  ====================================
 a02        Apnea-ECG, record a02 (1.0.0)  100 Hz  apnea minutes (``.apn``)
-apnea-ecg  Apnea-ECG, ``--record``        100 Hz  apnea minutes (learning set only)
+apnea-ecg  Apnea-ECG, ``--record``        100 Hz  apnea minutes (where ``.apn`` exists)
 mitdb      MIT-BIH Arrhythmia (1.0.0)     360 Hz  beats and rhythms (``.atr``), MLII
 =========  =============================  ======  ====================================
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import socket
 import threading
@@ -213,6 +214,9 @@ def _physionet(mirror: str, timeout: float):
         raise FetchNetworkError(f"{e.url} does not exist (404)") from None
     except (requests.RequestException, _url.NetFileError) as e:
         raise FetchNetworkError(f"{type(e).__name__}: {_first_line(e)}") from None
+    except (ValueError, IndexError) as e:  # an answer that is not a WFDB file
+        raise FetchNetworkError(f"the answer is not a readable WFDB record: {_first_line(e)}; "
+                                "is --mirror a PhysioNet mirror?") from None
     finally:
         download.config.db_index_url = old_url
         if session is not None:
@@ -471,8 +475,9 @@ def add_fetch_args(p) -> None:
 def load_command(f: Fetched, name: str, db: str = "ekg", measurement: str = "ekg",
                  start: str = LOAD_START) -> str:
     """The ``python -m pipeline.load`` command that loads a fetched series."""
-    return (f"python -m pipeline.load {f.series} --db {db} --measurement {measurement} "
-            f"--field value --tag source={name} --start {start}")
+    q = shlex.quote
+    return (f"python -m pipeline.load {q(str(f.series))} --db {q(db)} --measurement "
+            f"{q(measurement)} --field value --tag source={q(name)} --start {q(start)}")
 
 
 def run_fetch(args) -> int:
@@ -490,6 +495,9 @@ def run_fetch(args) -> int:
         return fail(f"--timeout must be > 0 seconds, got {args.timeout}", 2)
     try:
         settings = settings_from_args(args) if args.load else None
+    except ValueError as e:  # INFLUXDB_PORT=abc, --port 0...
+        return fail(f"InfluxDB settings: {e}", 2)
+    try:
         rec = read_recording(args.name, args.record, args.lead, args.samples, args.from_dir,
                              args.mirror, args.timeout)
         fetched = write_recording(rec, args.out, args.half_width)
@@ -497,11 +505,13 @@ def run_fetch(args) -> int:
         return fail(f"cannot reach PhysioNet at {args.mirror} ({e}); check your internet "
                     "connection or proxy (HTTPS_PROXY), or use --from-dir with records "
                     "downloaded before; nothing was written", 1)
-    except (FetchError, ValueError) as e:
+    except FetchError as e:
         return fail(str(e), 2)
     except OSError as e:
         return fail(f"cannot write to {args.out}: {e.strerror or e}; pass a writable --out; "
                     "nothing was written", 1)
+    except KeyboardInterrupt:
+        return fail("interrupted; nothing was written", 130)
     db = rec.database
     print(f"wrote {fetched.folder}/: {db.title} record {rec.record}, lead {rec.lead}, "
           f"{len(rec.values):,} samples at {rec.rate:g} Hz ({len(rec.values) / rec.rate:,.1f} s), "

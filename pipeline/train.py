@@ -151,6 +151,8 @@ def train(train_times, train_values, val_times, val_values, *, out,
     """
     if out is None:
         raise TrainError("give the model file to write (out=...)")
+    if not list(detectors):
+        raise TrainError(f"give at least one detector (from {', '.join(DEFAULT_DETECTORS)})")
     budget = budget if isinstance(budget, Budget) else Budget(float(budget))
     try:
         check_writable(out)

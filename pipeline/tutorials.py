@@ -43,18 +43,16 @@ __all__ = ["Flags", "kmeans_tutorial", "plexus_zscore", "plexus_tutorial", "eval
 
 @dataclass
 class Flags:
-    """One detector run: point ``times_ns``, bool ``alarm``, its ``score``, ``threshold`` and point spacing."""
+    """One detector run: point ``times`` (ns), bool ``alarm``, its ``score``, ``threshold`` and point spacing.
 
-    times_ns: np.ndarray
+    :func:`pipeline.events.compare` takes it as a run (event peaks from ``score``).
+    """
+
+    times: np.ndarray
     alarm: np.ndarray
     score: np.ndarray
     threshold: float
     period_ns: int
-
-    @property
-    def run(self):
-        """``(times_ns, alarm, period_ns)`` as :func:`pipeline.events.compare` takes it."""
-        return self.times_ns, self.alarm, self.period_ns
 
 
 def kmeans_tutorial(train, x, period_ns: int, t0_ns: int = 0, n_clusters: int = 150, segment_len: int = 32,
@@ -67,9 +65,9 @@ def kmeans_tutorial(train, x, period_ns: int, t0_ns: int = 0, n_clusters: int = 
     >>> x = np.tile(beat, 40)
     >>> y = x.copy(); y[640:644] += 3.0
     >>> f = kmeans_tutorial(x, y, period_ns=10, n_clusters=4)
-    >>> f.period_ns, int(f.times_ns[0])      # 16 samples of 10 ns; the first centre is sample 16
+    >>> f.period_ns, int(f.times[0])      # 16 samples of 10 ns; the first centre is sample 16
     (160, 160)
-    >>> (f.times_ns[f.alarm] // 10).tolist()  # the segment centred on the bump at samples 640-643
+    >>> (f.times[f.alarm] // 10).tolist()  # the segment centred on the bump at samples 640-643
     [640]
     """
     model = KMeansReconstructor(n_clusters=n_clusters, segment_len=segment_len, train_slide=train_slide,
@@ -151,11 +149,11 @@ def _case_runs(case) -> dict:
     runs = {}
     if case.suite == "ekg":
         _, train = case.part("train")
-        runs["kmeans_tutorial"] = kmeans_tutorial(train, case.values, p).run
-        runs["plexus_tutorial"] = plexus_tutorial(case.values, p).run
+        runs["kmeans_tutorial"] = kmeans_tutorial(train, case.values, p)
+        runs["plexus_tutorial"] = plexus_tutorial(case.values, p)
     else:
-        runs["plexus_tutorial"] = {k: plexus_tutorial(v, p).run for k, v in zip(case.keys, case.values,
-                                                                                  strict=True)}
+        runs["plexus_tutorial"] = {k: plexus_tutorial(v, p) for k, v in zip(case.keys, case.values,
+                                                                              strict=True)}
     return runs
 
 

@@ -455,3 +455,64 @@ def naive_episodes(times, alarm, score):
             out.append(("recovery", t, s, start, peak))
             start = None
     return out
+
+
+# ---------------------------------------------------------------------------
+# detectors: flat runs, held alarms, alarm events
+# ---------------------------------------------------------------------------
+def naive_flat_runs(times, values, tol, period, carry=None, gap_factor=1.5):
+    """Seconds on one value, one sample at a time; returns ``(flat_s, carry)`` like ``flat_runs``.
+
+    A run goes on while the step from the previous sample is at most ``tol``, the time step is
+    below ``gap_factor`` periods and the value is finite; a non-finite value scores NaN and
+    ends the run.
+    """
+    import math
+
+    run_start, last_t, last_v = carry if carry is not None else (None, None, math.nan)
+    flat = []
+    for t, v in zip(times, values, strict=True):
+        t, v = int(t), float(v)
+        goes_on = (last_t is not None and run_start is not None and math.isfinite(v)
+                   and abs(v - last_v) <= tol and t - last_t < gap_factor * period)
+        if not goes_on:
+            run_start = t
+        flat.append((t - run_start) / 1e9 if math.isfinite(v) else math.nan)
+        if not math.isfinite(v):
+            run_start = None
+        last_t, last_v = t, v
+    return flat, (run_start, last_t, last_v)
+
+
+def naive_hold_alarm(times, raw, hold_ns, last_hit=None):
+    """An alarm is on while the last raw hit lies at most ``hold_ns`` back; ``(alarm, last_hit)``."""
+    alarm = []
+    for t, r in zip(times, raw, strict=True):
+        if r:
+            last_hit = int(t)
+        alarm.append(last_hit is not None and int(t) - last_hit <= hold_ns)
+    return alarm, last_hit
+
+
+def naive_alarm_events(times, stat, threshold, gap_ns):
+    """Peaks of the clusters of ``stat > threshold``: a hit more than ``gap_ns`` after the
+    previous hit starts a new event (NaN never hits)."""
+    peaks, last = [], None
+    for t, s in zip(times, stat, strict=True):
+        if s > threshold:  # False for NaN
+            if last is None or int(t) - last > gap_ns:
+                peaks.append(float(s))
+            else:
+                peaks[-1] = max(peaks[-1], float(s))
+            last = int(t)
+    return peaks
+
+
+def naive_runs_of_true(flags):
+    """Maximal runs of True: the alarm events a person sees."""
+    n, prev = 0, False
+    for f in flags:
+        if f and not prev:
+            n += 1
+        prev = bool(f)
+    return n

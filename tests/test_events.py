@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.events import EventRules, Labels, alarm_episodes, compare, score_alarms, score_keyed
+from pipeline.events import (
+    EventRules,
+    EventScore,
+    Labels,
+    alarm_episodes,
+    compare,
+    score_alarms,
+    score_keyed,
+)
 
 from naive import naive_event_scores
 
@@ -190,3 +198,31 @@ def test_fast_scoring_equals_the_tick_by_tick_reference(runs, labels, n, gap, be
     assert list(zip(fast.event_start_ns.tolist(), fast.event_end_ns.tolist(),
                     fast.event_false.tolist(), strict=True)) == ref["events"]
     assert (fast.normal_ns, fast.alarm_normal_ns) == (ref["normal"], ref["alarm_normal"])
+
+
+def test_event_peaks_from_scores_and_detector_outputs_as_runs():
+    from dataclasses import dataclass
+
+    t = np.arange(100) * S
+    score = np.zeros(100)
+    score[[10, 11, 13, 50]] = [2.0, -5.0, 3.0, 4.0]
+    alarm = score != 0
+    # events [10, 12) + [13, 14) joined by the 1 s gap: peak max(|2|, |-5|, |3|) = 5; [50, 51): 4
+    sc = score_alarms(t, alarm, Labels.from_seconds([10], [11], ["spike"]), 0, 100 * S, score=score)
+    assert sc.event_peak.tolist() == [5.0, 4.0]
+    assert np.isnan(score_alarms(t, alarm, Labels.from_seconds([], [], []), 0, 100 * S).event_peak).all()
+
+    @dataclass
+    class Output:  # the shape of a detector's output (times, score, threshold, alarm)
+        times: np.ndarray
+        score: np.ndarray
+        threshold: float
+        alarm: np.ndarray
+
+    rep = compare({"z": Output(t, score, 1.0, alarm), "plain": (t, alarm)},
+                  Labels.from_seconds([10], [11], ["spike"]), 0, 100 * S)
+    assert rep.rows["z"].event_peak.tolist() == [5.0, 4.0]
+    assert np.isnan(rep.rows["plain"].event_peak).all() and np.isnan(rep.rows["any"].event_peak).all()
+    assert EventScore.pool([rep.rows["z"], rep.rows["plain"]]).event_peak.shape == (4,)
+    with pytest.raises(ValueError, match="a detector run is"):
+        compare({"bad": [t, alarm]}, Labels.from_seconds([], [], []), 0, 100 * S)

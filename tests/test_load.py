@@ -10,9 +10,11 @@ from pipeline.load import (
     TIME_UNITS,
     LoadError,
     _decimal_to_ns,
+    load_csv,
     main,
     parse_time_column,
     read_csv_series,
+    write_loaded,
 )
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -337,3 +339,18 @@ def test_fast_time_parser_equals_the_exact_one_row_at_a_time(texts, unit):
             parse_time_column(col, unit, "f.csv", "t")
         return
     np.testing.assert_array_equal(parse_time_column(col, unit, "f.csv", "t"), want)
+
+
+def test_load_csv_in_many_batches_writes_every_point_exactly(tmp_path, influx, fresh_db):
+    """write_loaded encodes a batch while the previous one is written: all arrive, exactly."""
+    n = 12_345
+    vals = np.round(np.random.default_rng(2).standard_normal(n), 5)
+    path = _write(tmp_path / "s.csv", "time_s,value\n"
+                  + "".join(f"{k // 100}.{k % 100:02d},{v!r}\n" for k, v in enumerate(vals.tolist())))
+    series = read_csv_series(path, start="2026-01-01T00:00:00Z")
+    assert write_loaded(influx, fresh_db, "m", series, "v", {"source": "x"}, batch_size=1000) == n
+    r = influx.read_field(fresh_db, "m", "v", tags={"source": "x"})
+    np.testing.assert_array_equal(r.times, T0 + np.arange(n) * 10_000_000)
+    np.testing.assert_array_equal(r.values, vals)
+    s2, written = load_csv(path, fresh_db, "m2", influx=influx, start="2026-01-01T00:00:00Z")
+    assert written == n and influx.count(fresh_db, "m2", "value") == n

@@ -353,11 +353,7 @@ def _v1_kmeans(path):
         (_flipped_byte, r"cannot be read as a model file: .*BadZipFile: Bad CRC-32"),
         (_not_npz, "cannot be read as a model file"),
         (_empty, "cannot be read as a model file"),
-        pytest.param(_npy, "cannot be read as a model file", marks=pytest.mark.xfail(
-            strict=True, raises=TypeError, reason=(
-                "pipeline/datafile.py read_data: np.load of a single .npy file returns an ndarray, "
-                "`with np.load(...) as z` raises TypeError (not a context manager), which "
-                "read_data and load_model do not catch: a traceback instead of ModelFileError"))),
+        (_npy, "cannot be read as a model file"),
         (_edited_centroids, "is corrupted or was edited: content hash"),
         (_edited_threshold, "is corrupted or was edited: content hash"),
         (_missing_member, "is corrupted or was edited: content hash"),
@@ -370,7 +366,7 @@ def _v1_kmeans(path):
         (_unknown_detector, r"is incompatible with this version .*unknown detector 'crystal-ball'"),
         (_garbage_meta, "cannot be read as a model file: damaged metadata"),
         (_pickled_meta, "cannot be read as a model file"),
-        (_v1_kmeans, "cannot be read as a model file"),
+        (_v1_kmeans, "was written by an older version of this project"),
     ],
 )
 def test_broken_files_raise_model_file_error(saved, damage, what):
@@ -383,10 +379,6 @@ def test_broken_files_raise_model_file_error(saved, damage, what):
     assert isinstance(exc.value, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline/model_io.py load_model: the OLD_FORMATS branch ('written by an older version of "
-    "this project') is unreachable for a real v1 file: read_data refuses it first because it has "
-    "no '__meta__' member, so the user reads 'not a file written by this version' instead"))
 def test_v1_kmeans_file_is_named_as_an_older_version(saved):
     path, _ = saved
     _v1_kmeans(path)

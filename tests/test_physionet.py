@@ -6,9 +6,11 @@ for PhysioNet (``--mirror``).  The one test that aims at the real PhysioNet chec
 what a machine without network sees.
 """
 
+import contextlib
 import functools
 import http.server
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -163,19 +165,28 @@ def test_load_failure_keeps_the_files_and_says_how_to_load(records, tmp_path, ca
 # --------------------------------------------------------------------------
 # downloads: a loopback stand-in for PhysioNet, a closed port, a silent server
 # --------------------------------------------------------------------------
-@pytest.fixture
-def mirror(records):
+@contextlib.contextmanager
+def _serve(directory):
+    """A loopback HTTP server for ``directory``, standing in for PhysioNet; yields its URL."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
     srv = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(records["root"])))
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
-    yield f"http://127.0.0.1:{srv.server_port}/"
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}/"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def mirror(records):
+    with _serve(records["root"]) as url:
+        yield url
 
 
 def test_download_gives_the_same_files_as_a_local_folder(records, mirror, tmp_path, capsys):
@@ -193,6 +204,17 @@ def test_a_record_missing_on_the_server_is_a_clear_error(mirror, tmp_path, capsy
     assert rc == 1
     assert "mitdb/1.0.0/209.hea does not exist (404)" in err and "nothing was written" in err
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_a_server_answering_something_else_is_a_clear_error(tmp_path, capsys):
+    site = tmp_path / "site" / "mitdb" / "1.0.0"
+    site.mkdir(parents=True)
+    (site / "208.hea").write_text("<html><body>Please log in to the hotel wifi</body></html>\n")
+    with _serve(tmp_path / "site") as url:
+        rc, _, err = _fetch(capsys, "mitdb", "--mirror", url, "--out", tmp_path / "data")
+    assert rc == 1
+    assert "the answer is not a readable WFDB record" in err and "nothing was written" in err
+    assert not (tmp_path / "data").exists()
 
 
 def test_closed_port_fails_fast_and_writes_nothing(tmp_path, capsys):
@@ -315,3 +337,30 @@ def test_format_seconds_round_trips_through_the_loader_exactly(tmp_path):
         np.testing.assert_array_equal(read_csv_series(path).times_ns, ns)
         want = [round(k * 10**9 / rate) for k in range(5000)]
         np.testing.assert_array_equal(ns, want)
+
+
+def test_a_record_without_annotations_gives_no_events_file(records, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for ext in ("hea", "dat"):
+        (bare / f"208.{ext}").write_bytes((records["mitdb"] / f"208.{ext}").read_bytes())
+    rc, out, _ = _fetch(capsys, "mitdb", "--from-dir", bare, "--out", tmp_path / "data")
+    assert rc == 0 and "events: none (record 208 has no .atr annotations)" in out
+    assert sorted(p.name for p in (tmp_path / "data" / "mitdb208").iterdir()) == [
+        "mitdb208.csv", "mitdb208.json"]
+
+
+def test_the_printed_load_command_loads_it(records, tmp_path, capsys, influx, influx_env,
+                                           fresh_db):
+    from pipeline.load import main as load_main
+
+    rc, out, _ = _fetch(capsys, "a02", "--from-dir", records["apnea"], "--out",
+                        tmp_path / "a folder with spaces", "--db", fresh_db, "--samples", 500)
+    assert rc == 0
+    command = out.split("load it with:\n", 1)[1].strip()
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "pipeline.load"]
+    assert load_main(argv[3:]) == 0
+    r = influx.read_field(fresh_db, "ekg", "value", tags={"source": "a02_500"})
+    np.testing.assert_array_equal(r.times, T0 + np.arange(500) * 10_000_000)
+    np.testing.assert_array_equal(r.values, records["d_apnea"][:500] / 200)

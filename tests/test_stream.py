@@ -90,15 +90,17 @@ def assert_equals_batch(ix, out_db, model_file, t, v, tags=None):
 def assert_same_output(ix, db_a, db_b, model_file, tags=None):
     """Two runs wrote the same points, field by field."""
     for meas, names in out_fields(model_file).items():
+        n = 0
         for name in names:
             a = ix.read_field(db_a, meas, name, tags=tags)
             b = ix.read_field(db_b, meas, name, tags=tags)
-            assert len(a) > 0 or name in ("z", "zscore", "long_z"), name
+            n += len(a)
             np.testing.assert_array_equal(a.times, b.times, err_msg=name)
             if meas == "ERROR":
                 np.testing.assert_array_equal(a.values, b.values, err_msg=name)
             else:
                 np.testing.assert_allclose(a.values, b.values, rtol=1e-12, atol=1e-12, err_msg=name)
+        assert n > 0, f"nothing written to {db_a}.{meas}"
 
 
 def n_scored(ix, out_db, tags=None):
@@ -480,13 +482,8 @@ def test_bad_config_is_a_clear_error(cli, tmp_path, toml, message):
         assert "python -m pipeline.train" in r.stderr  # and it says what to do instead
 
 
-def test_bad_config_and_corrupt_model_in_a_new_process_have_no_traceback(tmp_path, influx_env,
-                                                                        loaded):
-    """The same checks as above, across a real process boundary (logging set up by main)."""
-    path = tmp_path / "bad.toml"
-    path.write_text(_ONE + "zscore = { window = 30 }\n")
-    r = _run(["--config", str(path), "--max-polls", "1"], influx_env)
-    assert r.returncode == 2 and "tables are gone" in r.stderr and "Traceback" not in r.stderr
+def test_corrupt_model_in_a_new_process_is_a_clear_error(tmp_path, influx_env, loaded):
+    """Across a real process boundary (logging set up by main), as a user runs it."""
     bad = tmp_path / "m.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
     r = _run(["--db", loaded, "--measurement", "ekg", "--model", str(bad), "--max-polls", "1"],

@@ -192,9 +192,6 @@ def test_cli_budget_flags_exclude_each_other(ekg_csv, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline/train.py: `--detectors ,` (or train(detectors=[])) writes a model file with no "
-    "detector and exits 0; the stream then refuses it. An empty list should be a TrainError"))
 def test_cli_empty_detector_list_is_a_clear_error(ekg_csv, tmp_path, capsys):
     out = tmp_path / "m.npz"
     rc = main(["--csv", ekg_csv, "--detectors", ",", "--out", str(out)])

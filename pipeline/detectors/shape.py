@@ -113,7 +113,13 @@ class ShapeState(DetectorState):
         self.last_hit = None
 
     def update_many(self, times_ns, values) -> DetectorOutput:
+        """Score the segments these samples complete.  Non-finite samples are left out: like a
+        gap, no segment spans one (NaN in, no score out, never an alarm)."""
         d = self.det
+        values = np.asarray(values, np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            times_ns, values = np.asarray(times_ns, np.int64)[finite], values[finite]
         seg = self.scorer.update(d.model_, times_ns, values)
         raw = seg.errors > d.threshold_
         alarm, self.last_hit = hold_alarm(seg.times, raw, d.hold_ns(), self.last_hit)
