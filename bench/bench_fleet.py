@@ -214,9 +214,10 @@ model = "{model_path}"
             time.sleep(0.005)
         wix.write_lines(SRC_DB, fleet_lines(prefixes, t_first, fleet_values(0, n)))
         written[t_first] = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.stream", "--config", str(cfg),
-                                 "--start", str(t_start)], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+        prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+        proc = subprocess.Popen([sys.executable, *prof, "-m", "pipeline.stream", "--config",
+                                 str(cfg), "--start", str(t_start)], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
         t_wall0 = time.perf_counter()
         next_sample = 0.0
         for k in range(1, secs):
@@ -228,7 +229,8 @@ model = "{model_path}"
             written[ts] = time.perf_counter()
             el = time.perf_counter() - t_wall0
             if el >= next_sample:
-                samples.append((el, proc_cpu_s(proc.pid), proc_rss_mb(proc.pid)))
+                samples.append((el, proc_cpu_s(proc.pid), proc_rss_mb(proc.pid),
+                                proc_cpu_s(srv.proc.pid), sum(os.times()[:2])))
                 next_sample += args.sample_every
             if proc.poll() is not None:
                 raise RuntimeError(f"the stream exited early ({proc.returncode}); see "
@@ -238,7 +240,8 @@ model = "{model_path}"
         while time.perf_counter() < deadline and last not in counter.done:
             time.sleep(0.05)
         samples.append((time.perf_counter() - t_wall0, proc_cpu_s(proc.pid),
-                        proc_rss_mb(proc.pid)))
+                        proc_rss_mb(proc.pid), proc_cpu_s(srv.proc.pid), sum(os.times()[:2])))
+        load = os.getloadavg()[0]
     finally:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -254,15 +257,19 @@ model = "{model_path}"
         counter.shutdown()
     out_text = (root / "follow.log").read_text()
     lat = np.array([counter.done[t] - written[t] for t in sorted(written) if t in counter.done])
+    lat_t = np.array([(t - t_start) / SEC for t in sorted(written) if t in counter.done])
     s = np.array(samples)
     warm = s[:, 0] >= min(args.warmup, s[-1, 0] / 2)
-    cpu_share = ((s[-1, 1] - s[warm][0, 1]) / (s[-1, 0] - s[warm][0, 0])
-                 if warm.sum() >= 2 else float("nan"))
+    span = s[-1, 0] - s[warm][0, 0] if warm.sum() >= 2 else float("nan")
+    cpu_share = (s[-1, 1] - s[warm][0, 1]) / span
+    influxd_share = (s[-1, 3] - s[warm][0, 3]) / span
+    bench_share = (s[-1, 4] - s[warm][0, 4]) / span
     slope = (float(np.polyfit(s[warm, 0] / 60, s[warm, 2], 1)[0]) if warm.sum() > 2 else 0.0)
     for db in (SRC_DB, err):
         ix.drop_database(db)
     return {"n": n, "secs": secs, "written": len(written), "complete": len(lat),
-            "lat": lat, "cpu_share": cpu_share, "cpu_total": s[-1, 1], "rss": s[:, 2],
+            "lat": lat, "lat_t": lat_t, "cpu_share": cpu_share, "influxd_share": influxd_share,
+            "bench_share": bench_share, "load": load, "cpu_total": s[-1, 1], "rss": s[:, 2],
             "t": s[:, 0], "slope": slope, "points": counter.points, "log": out_text,
             "rate": counter.points / max(1e-9, s[-1, 0])}
 
@@ -373,7 +380,7 @@ def _slice_ns(stream, n_keys: int, batch: int) -> int:
     """The stream's read slice for ``n_keys`` keys read together (the same slices for the bound)."""
     s = stream.cfg.series[0]
     try:
-        return int(stream._slice_ns(s, T0, n_keys))
+        return int(stream._slice_ns(s, n_keys))
     except TypeError:  # the stream of before fleets: batch periods whatever the keys
         return int(SEC * batch)
 
@@ -396,6 +403,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=200_000, help="stream batch_samples")
     p.add_argument("--repeats", type=int, default=1, help="backfill repeats (interleaved)")
     p.add_argument("--skip-follow", action="store_true")
+    p.add_argument("--profile", metavar="PATH", help="follow: run the stream under cProfile "
+                   "and write its stats to PATH")
     p.add_argument("--skip-backfill", action="store_true")
     args = p.parse_args(argv)
 
@@ -436,9 +445,17 @@ def report(args, fol, bf) -> None:
               f"p95 {pct(lat, 95):.2f} s, p99 {pct(lat, 99):.2f} s, max "
               f"{(lat.max() if len(lat) else float('nan')):.2f} s; target p99 <= poll + 1 s: "
               f"{met(len(lat) > 0 and pct(lat, 99) <= args.poll + 1.0)}")
+        after = lat[fol["lat_t"] >= args.warmup]
+        print(f"  lag after {args.warmup:g} s of warm-up: p50 {pct(after, 50):.2f} s, p99 "
+              f"{pct(after, 99):.2f} s, max {(after.max() if len(after) else float('nan')):.2f} s;"
+              f" worst seconds: " + ", ".join(
+                  f"{fol['lat_t'][i]:.0f} s: {lat[i]:.1f}" for i in np.argsort(-lat)[:5]))
         print(f"  CPU of the stream process: {fol['cpu_share']:.1%} of one core "
               f"(target <= 100 %: {met(fol['cpu_share'] <= 1.0)}), {fol['cpu_total']:.1f} CPU s "
-              "in total")
+              f"in total, {fol['cpu_share'] / max(1e-9, fol['rate']) * 1e6:.1f} us of CPU per "
+              f"sample; influxd {fol['influxd_share']:.1%}, this script (the writer) "
+              f"{fol['bench_share']:.1%}; load average at the end {fol['load']:.1f} on "
+              f"{os.cpu_count()} CPUs")
         rss = fol["rss"]
         idx = np.linspace(0, len(rss) - 1, min(6, len(rss))).astype(int)
         print("  RSS (MB) over time: " + ", ".join(f"{fol['t'][i]:.0f} s {rss[i]:.0f}"
