@@ -18,7 +18,7 @@ import numpy as np
 
 from .influx import _field_formatter, check_times, escape_tag, series_prefix
 
-__all__ = ["Prefixes", "encode_rows", "plan_follow"]
+__all__ = ["Prefixes", "encode_rows", "plan_follow", "feed_alerts", "count_late"]
 
 
 class Prefixes:
@@ -139,3 +139,76 @@ def plan_follow(last: np.ndarray, active: np.ndarray, half_ns: int, solo: set,
     alone = rows[~in_group]
     alone = alone[quiet[alone] <= now]
     return group, alone
+
+
+def feed_alerts(alerts, series: str, f, outs, tags_of) -> None:
+    """Give the alert engine one batch of a fleet: only the keys whose alarms changed.
+
+    A key is fed a detector's output when that output has an alarm point, or
+    when the key's previous output ended in alarm (an episode may end here);
+    the key with the newest output is always fed, so the engine's clock (its
+    per-minute summaries) moves.  Keys with neither would change nothing in
+    the engine.  Every key is fed when a Plexus forwarder takes the series'
+    scores (it forwards them all).  ``f.open`` carries each key's last alarm
+    (True when unknown, after a restart: then the key is fed once).
+    """
+    every = any(fw.series == series for fw in alerts.forwarders)
+    for i, out in enumerate(outs):
+        has = np.diff(out.starts) > 0
+        if not has.any():
+            continue
+        ends = np.maximum(out.starts[1:] - 1, 0)
+        if every:
+            feed = has
+        else:
+            any_alarm = np.zeros(len(has), bool)
+            any_alarm[has] = np.add.reduceat(out.alarm, out.starts[:-1][has]) > 0
+            feed = has & (any_alarm | f.open[out.rows, i])
+            newest = np.flatnonzero(has)[int(np.argmax(out.times[ends[has]]))]
+            feed[newest] = True
+        for j in np.flatnonzero(feed).tolist():
+            row = int(out.rows[j])
+            o = out.key_output(j)
+            o.measurement = out.measurement
+            alerts.feed(series, f.keys[row], tags_of(row), f.version, [o])
+        f.open[out.rows[has], i] = out.alarm[ends[has]]
+
+
+def count_late(reader, s, f) -> tuple[int, dict]:
+    """Late points of a fleet: InfluxDB's counts per key and closed bucket beyond what the
+    stream scored there (:class:`~pipeline.fleet.LateCounter`); one query.
+
+    Returns ``(total, {row: [late points, first bucket]})``.
+    """
+    lc = f.late
+    rows = np.flatnonzero(f.active() & (lc.first != np.iinfo(np.int64).min))
+    if not len(rows):
+        return 0, {}
+    lo, hi = lc.window(f.last, rows)
+    ok = lo < hi
+    ok &= hi >= hi.max() - lc.n_buckets  # keys far behind the others are not counted
+    rows, lo, hi = rows[ok], lo[ok], hi[ok]
+    if not len(rows):
+        return 0, {}
+    w = lc.width_ns
+    groups, times, counts = reader.count_buckets(s.db, s.measurement, s.field, int(lo.min()) * w,
+                                                 int(hi.max()) * w, w, s.tags, s.fan_out)
+    if not len(times):
+        return 0, {}
+    grow = f.rows_of(groups.tolist()) if s.fan_out else np.zeros(len(times), np.int64)
+    lo_all = np.full(len(f), np.iinfo(np.int64).max)
+    hi_all = np.full(len(f), np.iinfo(np.int64).min)
+    lo_all[rows], hi_all[rows] = lo, hi
+    bk = times // w
+    known = grow >= 0
+    inwin = np.zeros(len(times), bool)
+    inwin[known] = (bk[known] >= lo_all[grow[known]]) & (bk[known] < hi_all[grow[known]])
+    late = lc.compare(grow[inwin], bk[inwin], counts[inwin])
+    hit = late > 0
+    per: dict = {}
+    for r, b, n in zip(grow[inwin][hit].tolist(), bk[inwin][hit].tolist(), late[hit].tolist(),
+                       strict=True):
+        k = per.setdefault(r, [0, b])
+        k[0] += n
+        k[1] = min(k[1], b)
+    return int(late.sum()), per

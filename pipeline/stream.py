@@ -48,9 +48,7 @@ Gaps, bad values, late points
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -60,17 +58,17 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointStore, SeriesState
-from .fanout import Prefixes, encode_rows, plan_follow
-from .fleet import NONE, Batch, Fleet, LateCounter, factorize
+from .fanout import Prefixes, count_late, encode_rows, feed_alerts, plan_follow
+from .fleet import Batch, Fleet, LateCounter, factorize
 from .influx import (
     Influx,
     InfluxError,
     InfluxQueryError,
     InfluxUnavailableError,
 )
-from .load import add_influx_args, settings_from_args
-from .model_io import ModelFile, ModelFileError, load_model
-from .series import format_timestamp, parse_timestamp
+from .model_io import ModelFile, load_model
+from .series import format_timestamp
+from .stream_cli import MAX_FLAGGED, _alarm_counts, main, parse_time, summary_text
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -80,17 +78,13 @@ from .stream_config import (
 )
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
-           "load_config", "main"]
+           "load_config", "main", "parse_time", "summary_text"]
 
 log = logging.getLogger("pipeline.stream")
 
-MAX_FLAGGED = 1000
-"""Anomalous segments remembered for the summary (memory stays flat)."""
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 KEY_REFRESH_S = 30.0
 """Fan-out keys are listed again this often in follow mode (new sensors appear)."""
-EVENT_GAP_S = 1.0
-"""Flagged segments closer than this are one event in the summary."""
 QUIET_S = 30.0
 """A fan-out key whose lone read found nothing is read alone again after this long (sooner if
 it shows up in the grouped read)."""
@@ -437,31 +431,7 @@ class Stream:
         return len(b)
 
     def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
-        """Give the alert engine the keys whose alarms changed, or may have (an episode open
-        before); every key when a Plexus forwarder takes this series' scores."""
-        every = any(fw.series == s.name for fw in self.alerts.forwarders)
-        tags_of = self._tags_of(s, f)
-        for i, out in enumerate(outs):
-            lengths = np.diff(out.starts)
-            has = lengths > 0
-            if every:
-                feed = has
-            else:
-                ends = np.maximum(out.starts[1:] - 1, 0)
-                any_alarm = np.zeros(len(lengths), bool)
-                if len(out):
-                    any_alarm[has] = np.add.reduceat(out.alarm, out.starts[:-1][has]) > 0
-                feed = has & (any_alarm | f.open[out.rows, i])
-                if has.any():  # the newest output moves the engine's clock (its minute summaries)
-                    newest = np.flatnonzero(has)[int(np.argmax(out.times[ends[has]]))]
-                    feed[newest] = True
-            for j in np.flatnonzero(feed).tolist():
-                row = int(out.rows[j])
-                o = out.key_output(j)
-                o.measurement = out.measurement
-                self.alerts.feed(s.name, f.keys[row], tags_of(row), f.version, [o])
-            if has.any():
-                f.open[out.rows[has], i] = out.alarm[np.maximum(out.starts[1:] - 1, 0)][has]
+        feed_alerts(self.alerts, s.name, f, outs, self._tags_of(s, f))
 
     def _log_gaps(self, s: SeriesConfig, key: str, gaps) -> None:
         """Count and log the breaks a detector found (segment detectors report them)."""
@@ -721,41 +691,10 @@ class Stream:
 
     def _check_late(self, s: SeriesConfig, f: Fleet) -> int:
         """Count the points of closed buckets that arrived after their key moved past them."""
-        L = f.late
-        rows = np.flatnonzero(f.active() & (L.first != NONE))
-        if not len(rows):
-            return 0
-        lo, hi = L.window(f.last, rows)
-        ok = lo < hi
-        ok &= hi >= hi.max() - L.n_buckets  # keys far behind the others are not counted
-        rows, lo, hi = rows[ok], lo[ok], hi[ok]
-        if not len(rows):
-            return 0
-        w = L.width_ns
-        groups, times, counts = self.reader.count_buckets(
-            s.db, s.measurement, s.field, int(lo.min()) * w, int(hi.max()) * w, w, s.tags,
-            s.fan_out)
-        if not len(times):
-            return 0
-        grow = f.rows_of(groups.tolist()) if s.fan_out else np.zeros(len(times), np.int64)
-        lo_all = np.full(len(f), np.iinfo(np.int64).max)
-        hi_all = np.full(len(f), np.iinfo(np.int64).min)
-        lo_all[rows], hi_all[rows] = lo, hi
-        bk = times // w
-        known = grow >= 0
-        inwin = np.zeros(len(times), bool)
-        inwin[known] = (bk[known] >= lo_all[grow[known]]) & (bk[known] < hi_all[grow[known]])
-        late = L.compare(grow[inwin], bk[inwin], counts[inwin])
-        total = int(late.sum())
+        total, per = count_late(self.reader, s, f)
         if total:
             self.totals["late"] += total
-            hit = late > 0
-            per = {}
-            for r, b_, n in zip(grow[inwin][hit].tolist(), bk[inwin][hit].tolist(),
-                                late[hit].tolist(), strict=True):
-                k = per.setdefault(r, [0, b_])
-                k[0] += n
-                k[1] = min(k[1], b_)
+            w = f.late.width_ns
             shown = ", ".join(f"{_label(s, f.keys[r])} {n} from {_fmt(b_ * w)}"
                               for r, (n, b_) in list(per.items())[:5])
             more = f" and {len(per) - 5} more keys" if len(per) > 5 else ""
@@ -820,168 +759,8 @@ class Stream:
         log.info(msg)
 
 
+
 _fmt = format_timestamp
-
-
-def parse_time(text: str, what: str = "time") -> int:
-    """ISO 8601 (no zone means UTC), integer ns since the epoch, or ``now``.
-
-    >>> parse_time("2026-01-01T00:00:00Z")
-    1767225600000000000
-    """
-    try:
-        return parse_timestamp(text, what=what)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.stream",
-                                description=__doc__.split("\n\n")[0].replace("``", ""),
-                                epilog="Modes: --start and --end = backfill; otherwise follow. "
-                                       "See the README for a worked example.")
-    p.add_argument("--config", help="TOML file with [[series]], [output], [stream] tables")
-    p.add_argument("--start", help="backfill/follow start (ISO 8601, ns, or now)")
-    p.add_argument("--end", help="backfill end, exclusive; given -> backfill mode, else follow")
-    p.add_argument("--reset", action="store_true", help="delete checkpoints and start over")
-    p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
-    g = p.add_argument_group("one series from the command line (instead of --config)")
-    g.add_argument("--db")
-    g.add_argument("--measurement")
-    g.add_argument("--field", default="value")
-    g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="source tag filter (repeatable)")
-    g.add_argument("--fan-out", metavar="TAG", help="one state per value of this tag")
-    g.add_argument("--sample-rate", type=float, help="Hz (default: from the model, or inferred)")
-    g.add_argument("--model", help="model file from python -m pipeline.train")
-    o = p.add_argument_group("output and loop (override the config file)")
-    o.add_argument("--out-db", help="error database (default error_ekg)")
-    o.add_argument("--out-measurement", help="segment score measurement (default ERROR)")
-    o.add_argument("--zscore-measurement",
-                   help="per-sample detectors' measurement (default zscore)")
-    o.add_argument("--checkpoint-dir", help="default var/checkpoints")
-    o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
-    o.add_argument("--batch-samples", type=int,
-                   help="points per read, all fan-out keys of the read together (default 200000)")
-    o.add_argument("--shard", metavar="K/N",
-                   help="score only shard K of N of the series keys (stable hash; checkpoints in "
-                        "<checkpoint dir>/shard-K-of-N)")
-    add_influx_args(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
-    return p
-
-
-def summary_text(totals: dict, flagged, limit: int = 20) -> str:
-    secs = totals.get("seconds", 0) or 1e-9
-    lines = [
-        f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
-        f"({totals['samples'] / secs:,.0f} samples/s)",
-        f"  segments: {totals['segments']:,}",
-        f"  alarm points per detector: {_alarm_counts(totals)}",
-        f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
-        f"malformed values skipped: {totals['malformed']}, late points (not scored live): "
-        f"{totals.get('late', 0):,}, InfluxDB retries: {totals['retries']}",
-        f"  points written: {totals['points_written']:,}"
-        + (f", alert notifications: {totals['notifications']:,}" if totals.get("notifications")
-           else ""),
-    ]
-    if flagged:
-        events = _events(flagged)
-        more = " (from the first 1,000 alarm points)" if len(flagged) >= MAX_FLAGGED else ""
-        lines.append(f"  alarm events{more}: alarm points of one detector less than "
-                     f"{EVENT_GAP_S:g} s apart, merged; series, detector, start .. end, points, "
-                     "peak |score|:")
-        for name, det, t0, t1, n, peak in events[:limit]:
-            lines.append(f"    {name}  {det:<9s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
-        if len(events) > limit:
-            lines.append(f"    ... {len(events) - limit} more")
-    return "\n".join(lines)
-
-
-def _alarm_counts(totals) -> str:
-    counts = totals.get("alarm_points") or {}
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
-
-
-def _events(flagged):
-    """Merge alarm points of one series key and detector that lie less than EVENT_GAP_S apart."""
-    out, cur = [], None
-    for name, key, det, t, e in sorted(flagged):
-        label = f"{name}[{key}]" if key else name
-        if cur and cur[0] == label and cur[1] == det and t - cur[3] < EVENT_GAP_S * 1e9:
-            cur[3], cur[4], cur[5] = t, cur[4] + 1, max(cur[5], e)
-        else:
-            cur = [label, det, t, t, 1, e]
-            out.append(cur)
-    return [tuple(c) for c in out]
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    stop = threading.Event()
-
-    def _on_signal(signum, _frame):
-        log.info("received %s: finishing the current batch, then exiting",
-                 signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    closers = []
-    try:
-        return _main(args, stop, closers)
-    finally:
-        for close in closers:
-            close()
-
-
-def _main(args, stop, closers) -> int:
-    try:
-        cfg = load_config(args.config, args)
-        start = parse_time(args.start, "--start") if args.start else None
-        end = parse_time(args.end, "--end") if args.end else None
-        if end is not None and start is None:
-            raise ConfigError("--end needs --start (backfill mode)")
-        if end is not None and end <= start:
-            raise ConfigError(f"--end must be after --start, got {args.start} .. {args.end}")
-        influx = Influx(settings_from_args(args))
-        influx.ping()  # fail fast: a one-shot command must not wait forever for a wrong address
-        stream = Stream(cfg, influx, stop)
-        closers.append(stream.close)
-        if args.reset:
-            log.info("removed %d checkpoints from %s", stream.store.reset(), stream.root)
-        if end is not None:
-            log.info("backfill %s .. %s", _fmt(start), _fmt(end))
-            totals = stream.backfill(start, end, progress=sys.stderr.isatty())
-        else:
-            log.info("follow mode from %s, polling every %.3g s%s",
-                     "the checkpoints, else " + ("now" if start is None else _fmt(start)),
-                     cfg.poll_interval, f", shard {cfg.shard}" if cfg.shard else "")
-            totals = stream.follow(start, max_polls=args.max_polls)
-    except (ConfigError, ModelFileError) as e:
-        log.error("%s", e)
-        return 2
-    except ValueError as e:  # settings from the environment (INFLUXDB_PORT=abc, ...)
-        log.error("%s", e)
-        return 2
-    except InfluxUnavailableError as e:
-        if stop.is_set():
-            log.error("stopped while InfluxDB was unreachable: %s", e)
-            return 0
-        log.error("%s", e)
-        return 1
-    except InfluxQueryError as e:
-        log.error("%s", e)
-        return 1
-    except OSError as e:  # a checkpoint could not be written (disk full, permissions)
-        log.error("cannot write a checkpoint: %s; the scores of the last batch were written and "
-                  "will be rewritten identically on restart", e)
-        return 1
-    print(summary_text(totals, stream.flagged))
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -376,3 +376,50 @@ def loaded_ekg(influx, fresh_db, ekg):
 
 def test_period_constant_is_the_models(sensor_model_file):
     assert sensor_model_file.period_ns == STEP and PERIOD == 1e9 / RATE
+
+
+# -- alerts: only keys whose alarms changed are fed, with the same notifications -------------
+def test_fleet_alerts_equal_feeding_every_key_its_whole_output(influx, fresh_db, tmp_path,
+                                                               sensor_model_path,
+                                                               sensor_model_file):
+    from pipeline.alerts import parse_alerts_config
+    from pipeline.alerts.rules import AlertEngine
+    from pipeline.datasets import synthetic_temperature
+
+    temp = synthetic_temperature(hours=3, n_sensors=4, seed=5)
+    t_all = T0 + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
+    series = {}
+    for k in sorted(temp["sensor"].unique()):
+        m = (temp["sensor"] == k).to_numpy()
+        v = temp["value"].to_numpy()[m].copy()
+        v[2000 + 300 * len(series):2000 + 300 * len(series) + 40] = v[1999]  # stuck: flat line
+        series[k] = t_all[m], v
+        influx.write_series(fresh_db, "temp", t_all[m], {"value": v}, {"sensor": k})
+    cfg = fleet_cfg(fresh_db, fresh_db + "_o", sensor_model_path, tmp_path / "ck", batch=500)
+    cfg.alerts = parse_alerts_config({"max_per_minute": 1000, "destination": [{"type": "log"}]},
+                                     environ={})
+    stream = Stream(cfg, influx)
+    got = []
+    real = stream.alerts.commit
+    stream.alerts.commit = lambda final=False: got.extend(real(final)) or []
+    try:
+        stream.follow(start_ns=T0, max_polls=60)
+    finally:
+        stream.close(drain_s=1)
+    assert stream.totals["samples"] == sum(len(t) for t, _ in series.values())
+    eng = AlertEngine(max_per_minute=1000)
+    for k, (t, v) in series.items():
+        for d in sensor_model_file.enabled:
+            out = d.new_state().update_many(t, v)
+            out.measurement = "zscore"
+            eng.feed("temp", k, {"sensor": k, "series": "temp",
+                                 "model": sensor_model_file.version}, sensor_model_file.version,
+                     out)
+    want = eng.flush()
+
+    def key(n):
+        return (n.kind, n.key, n.detector, n.time_ns, n.text)
+
+    assert len(want) >= 8 and {n.kind for n in want} == {"alert", "recovery"}
+    assert {n.detector for n in want} >= {"flatline", "zscore"}
+    assert sorted(map(key, got)) == sorted(map(key, want))
