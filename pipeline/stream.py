@@ -22,10 +22,22 @@ the source's tags, ``series`` (the config name) and ``model`` (the model
 version), and are timestamped from the source points (a segment by its
 centre sample), so re-running a range overwrites instead of duplicating.
 
+Fleets (fan-out)
+----------------
+A series with ``fan_out`` is one :class:`~pipeline.fleet.Fleet`: every key's
+mark and detector state live in arrays, so a poll of 10,000 sensors is one
+grouped read, a few numpy calls per detector (:mod:`pipeline.detectors.block`,
+equal to the per-key states to the bit), one encode, one write and one
+checkpoint file.  Keys far behind the others (new, stalled, a clock ahead)
+are read on their own; a key whose own read found nothing waits 30 s (or
+until it shows up in the grouped read).  A read holds ``batch_samples``
+points over all the keys read together.  ``--shard K/N`` scores the keys of
+shard K of N only (:mod:`pipeline.shard`).
+
 Delivery guarantees
 -------------------
 Scores are written first and the checkpoint (last processed time plus all
-rolling state) is saved after, atomically.  ``kill -9`` between the two
+rolling state, one file per series) is saved after, atomically.  ``kill -9`` between the two
 makes the restart redo that batch, which rewrites identical points: no gap,
 no duplicate.  An unreachable or restarting InfluxDB is retried with
 exponential backoff (0.5 s doubling to 30 s) without advancing anything.
@@ -39,10 +51,22 @@ Gaps, bad values, late points
   with the samples present.
 * Values that are not numbers (strings, booleans) are skipped and counted;
   InfluxDB cannot store NaN.
+* The data's own sample period is checked per key: the median of its first
+  16 steps (across reads) must be within 1 % of the model's period, else the
+  series stops with an error (a fan-out key is quarantined, the others go
+  on).  While steps show a longer period than configured, read slices are
+  stretched to hold at least 1000 samples, with a warning.
 * Follow mode reads ``time > last processed``.  A point that arrives after
-  a newer point of the same series was already processed is *not* scored
-  by follow mode; re-run a backfill over that range to include it (it
-  overwrites the affected outputs; use a separate ``--checkpoint-dir``).
+  a newer point of the same key was already processed is *late*: not scored
+  by follow mode, but counted.  Points are counted per key and bucket of data
+  time as they are scored (``late_window`` / 10 s buckets, default 60 s);
+  every bucket's worth of seconds, one ``COUNT ... GROUP BY time(), tag``
+  query per series compares InfluxDB's counts of the buckets each key has
+  closed (its mark has left them) within the window with what was scored.
+  The excess is logged per key, added to the progress line and the summary.
+  Points later than the window (600 s by default) are not counted.
+  Re-run a backfill over the range to score them (it overwrites the affected
+  outputs; use a separate ``--checkpoint-dir``).
 * Checkpoints win over ``--start`` in follow mode; ``--reset`` deletes them.
 """
 
