@@ -355,8 +355,8 @@ class Stream:
             owned = [k for k in unknown
                      if (self.shard is None or self.shard.owns(s.name, k)) and (s.fan_out or k == "")]
             f.add(owned)  # at the series' origin
-            if not add_unknown:
-                n_rows = len(f) if not s.fan_out else n_rows
+            if add_unknown or not s.fan_out:
+                n_rows = len(f)
         ok_row = np.zeros(len(f), bool)
         ok_row[:n_rows] = True if admit is None else admit[:n_rows]
         if f.quarantined:

@@ -423,3 +423,14 @@ def test_fleet_alerts_equal_feeding_every_key_its_whole_output(influx, fresh_db,
     assert len(want) >= 8 and {n.kind for n in want} == {"alert", "recovery"}
     assert {n.detector for n in want} >= {"flatline", "zscore"}
     assert sorted(map(key, got)) == sorted(map(key, want))
+
+
+def test_backfill_scores_a_key_that_appears_after_the_keys_were_listed(
+        influx, fresh_db, tmp_path, sensor_model_path, sensor_model_file):
+    data = write_fleet(influx, fresh_db, ["a", "b"], np.arange(500))
+    out = fresh_db + "_o"
+    stream = Stream(fleet_cfg(fresh_db, out, sensor_model_path, tmp_path / "ck"), influx)
+    stream._keys = lambda s: ["a"]  # b appeared just after the listing
+    assert stream.backfill(T0, T0 + 10**13)["samples"] == 1000
+    for k, (t, v) in data.items():
+        assert_equals_batch(influx, out, sensor_model_file, t, v, {"sensor": k})
