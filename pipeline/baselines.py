@@ -26,6 +26,15 @@ Sign: ``z`` is signed (positive above the baseline), higher ``|z|`` is more
 anomalous, and ``emitted`` is ``|z|`` while an alert is on.  NaN in, NaN
 out: a non-finite sample scores NaN and does not count.  The streak guard and
 hysteresis are those of :mod:`pipeline.zscore`.
+
+Extreme magnitudes follow the rule of :mod:`pipeline.zscore`: a sample with
+``|x| > config.Z_MAX_ABS`` (1e100) is treated exactly like NaN (counted in
+:attr:`EWMAZScore.n_extreme`), so any finite number is scored or refused
+without an exception.  Parameters are bounded: ``halflife`` at most
+``config.Z_MAX_HALFLIFE`` (1e9 samples), ``min_periods`` at most
+``config.Z_MAX_MIN_PERIODS``, ``std_floor`` at most ``Z_MAX_ABS``.
+:func:`fleet_zscore` refuses an array that looks transposed (more sensors
+than times).
 """
 
 from __future__ import annotations
@@ -36,7 +45,6 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
-from scipy.signal import lfilter
 
 from . import config
 from .zscore import (
@@ -47,9 +55,12 @@ from .zscore import (
     _check_float,
     _check_guard,
     _check_int,
+    _check_std_floor,
     _guard,
     _guard_reset,
     _guard_step,
+    _n_extreme,
+    _usable,
 )
 
 __all__ = [
@@ -68,18 +79,19 @@ _NAN = float("nan")
 _tuple_new = tuple.__new__
 _sqrt = math.sqrt
 _EPS_STD = config.EPS_STD
+_MAX_ABS = config.Z_MAX_ABS
 
 
 # --------------------------------------------------------------------------
 # long horizon: EWMA
 # --------------------------------------------------------------------------
 def _check_ewma(halflife, min_periods, threshold, streak, resolve, std_floor, scale):
-    halflife = _check_float("halflife", halflife, lo=0.0, lo_open=True)
+    halflife = _check_float("halflife", halflife, lo=0.0, lo_open=True, hi=config.Z_MAX_HALFLIFE)
     if min_periods is None:
         min_periods = max(2, math.ceil(halflife))
-    min_periods = _check_int("min_periods", min_periods, 2)
+    min_periods = _check_int("min_periods", min_periods, 2, config.Z_MAX_MIN_PERIODS)
     threshold, streak, resolve = _check_guard(threshold, streak, resolve)
-    std_floor = _check_float("std_floor", std_floor, lo=0.0)
+    std_floor = _check_std_floor(std_floor)
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
     return halflife, min_periods, threshold, streak, resolve, std_floor, scale
@@ -91,11 +103,15 @@ def _ewma_run(x, st, alpha, minp, std_floor, noise):
     Same recurrences, in the same floating-point order, as
     :meth:`EWMAZScore.update` (``scipy.signal.lfilter`` runs them in C).
     """
+    from scipy.signal import lfilter  # lazy: scipy.signal costs seconds at import
+
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"x must be 1-D, got shape {x.shape}")
-    fin = np.isfinite(x)
+    fin = _usable(x)  # finite and |x| <= Z_MAX_ABS
     allfin = bool(fin.all())
+    if not allfin:
+        st["n_extreme"] = st.get("n_extreme", 0) + _n_extreme(x, fin)
     f = x if allfin else x[fin]
     zf = np.full(f.size, np.nan)
     c = 1.0 - alpha
@@ -153,21 +169,29 @@ class EWMAZScore:
 
     Warm-up: ``z`` is NaN until ``min_periods`` finite samples have been
     absorbed (default ``ceil(halflife)``, about 1.44 time constants; the
-    first sample only sets the mean).  A non-finite sample scores NaN, is not
-    absorbed, resets the streak and ends an alert.
+    first sample only sets the mean).  A non-finite sample, or one with
+    ``|x| > config.Z_MAX_ABS``, scores NaN, is not absorbed, resets the
+    streak and ends an alert.
 
     Parameters
     ----------
     halflife : float, default=config.Z_LONG_HALFLIFE
-        Half-life of the baseline in samples (900 = 30 min at 2 s); > 0.
+        Half-life of the baseline in samples (900 = 30 min at 2 s); in
+        (0, config.Z_MAX_HALFLIFE].
     min_periods : int or None, default=None
-        Finite samples absorbed before a z is produced; >= 2.  ``None`` means
-        ``max(2, ceil(halflife))``.
+        Finite samples absorbed before a z is produced; in
+        [2, config.Z_MAX_MIN_PERIODS].  ``None`` means ``max(2, ceil(halflife))``.
     threshold, streak, resolve : see :class:`pipeline.zscore.RollingZScore`.
     std_floor : float, default=0.0
-        Absolute floor of the scale, added to ``EPS_STD * max(1, |mean|)``.
+        Absolute floor of the scale, added to ``EPS_STD * max(1, |mean|)``;
+        in [0, config.Z_MAX_ABS].
     scale : {"noise", "ewm"}, default="noise"
         What the deviation from the mean is divided by (see above).
+
+    Attributes
+    ----------
+    n_extreme : int
+        Finite samples refused so far for ``|x| > config.Z_MAX_ABS``.
 
     See Also
     --------
@@ -184,7 +208,7 @@ class EWMAZScore:
 
     __slots__ = ("halflife", "min_periods", "threshold", "streak", "resolve", "std_floor",
                  "scale", "_thr", "_res", "_alpha", "_count", "_ref", "_md", "_v", "_cw", "_prev",
-                 "_streak", "_alert")
+                 "_streak", "_alert", "_n_extreme")
 
     def __init__(self, halflife=config.Z_LONG_HALFLIFE, min_periods=None,
                  threshold=config.Z_THRESHOLD, streak=config.Z_STREAK,
@@ -200,6 +224,12 @@ class EWMAZScore:
         self._cw = 1.0
         self._streak = 0
         self._alert = False
+        self._n_extreme = 0
+
+    @property
+    def n_extreme(self) -> int:
+        """Finite samples refused for ``|x| > config.Z_MAX_ABS``."""
+        return getattr(self, "_n_extreme", 0)  # 0 in a state pickled before it existed
 
     @property
     def n_seen(self) -> int:
@@ -220,7 +250,9 @@ class EWMAZScore:
             ``(z, streak, alert, emitted)``.
         """
         x = float(x)
-        if x - x != 0.0:
+        if not -_MAX_ABS <= x <= _MAX_ABS:  # NaN, inf, extreme: not absorbed
+            if x - x == 0.0:
+                self._n_extreme = self.n_extreme + 1
             return _guard_reset(self)
         n = self._count
         if n == 0:
@@ -265,6 +297,8 @@ class EWMAZScore:
                   prev=self._prev)
         z = _ewma_run(xs, st, self._alpha, self.min_periods, self.std_floor,
                       self.scale == "noise")
+        if st.get("n_extreme"):
+            self._n_extreme = self.n_extreme + st["n_extreme"]
         s, a, e = _guard(z, _above(z, self.resolve), self.threshold, self.streak,
                          self.resolve, self._streak, self._alert)
         self._count, self._ref, self._md = st["count"], float(st["ref"]), st["md"]
@@ -357,17 +391,24 @@ def fleet_zscore(values, std_floor=0.0, min_sensors=config.Z_FLEET_MIN_SENSORS) 
 
     ``z[t, j] = (v[t, j] - med_t) / max(1.4826 * MAD_t, std_floor + EPS_STD * max(1, |med_t|))``
     with ``med_t`` the median and ``MAD_t`` the median absolute deviation of
-    the finite values of row ``t``.  Non-finite cells are missing: they do not
-    count and score NaN.  Rows with fewer than ``min_sensors`` finite values
-    score NaN.  Use :func:`pipeline.zscore.streak_guard` on a column to alert.
+    the finite values of row ``t``.  Non-finite cells and cells with
+    ``|v| > config.Z_MAX_ABS`` are missing: they do not count and score NaN.
+    Rows with fewer than ``min_sensors`` finite values score NaN.  Use
+    :func:`pipeline.zscore.streak_guard` on a column to alert.
 
     Parameters
     ----------
     values : array_like of float, shape (T, N)
-        N series of the same metric at the same T times (see :func:`fleet_matrix`).
+        N series of the same metric at the same T times (see :func:`fleet_matrix`):
+        a row per time, a column per sensor.  An array with more columns
+        than rows (and more than one row) is refused as probably transposed
+        (``np.vstack`` of per-sensor series gives (N, T): use
+        ``np.column_stack`` or ``values.T``); score fewer times than sensors
+        one row at a time.
     std_floor : float, default=0.0
         Absolute floor of the scale, in the data's unit; set it to the
-        sensors' resolution for quantized readings, where the MAD is often 0.
+        sensors' resolution for quantized readings, where the MAD is often 0;
+        in [0, config.Z_MAX_ABS].
     min_sensors : int, default=config.Z_FLEET_MIN_SENSORS
         Finite values a row needs; >= 3 (with 2 sensors every |z| is 0.67).
 
@@ -380,15 +421,26 @@ def fleet_zscore(values, std_floor=0.0, min_sensors=config.Z_FLEET_MIN_SENSORS) 
     --------
     >>> v = [[20.0, 20.1, 19.9, 20.0, 23.0],
     ...      [20.1, 20.0, np.nan, 19.9, 23.1]]
-    >>> fleet_zscore(v).round(1).tolist()
-    [[0.0, 0.7, -0.7, 0.0, 20.2], [0.3, -0.3, nan, -1.0, 20.6]]
+    >>> fleet_zscore(v[:1]).round(1).tolist()  # one time, five sensors
+    [[0.0, 0.7, -0.7, 0.0, 20.2]]
+    >>> fleet_zscore(v)  # two times, five sensors: looks transposed
+    Traceback (most recent call last):
+    ...
+    ValueError: values must be (times, sensors), a row per time; got shape (2, 5)...
     """
-    std_floor = _check_float("std_floor", std_floor, lo=0.0)
+    std_floor = _check_std_floor(std_floor)
     min_sensors = _check_int("min_sensors", min_sensors, 3)
     v = np.array(values, dtype=np.float64)
     if v.ndim != 2:
         raise ValueError(f"values must be 2-D (times, sensors), got shape {v.shape}")
-    v[~np.isfinite(v)] = np.nan
+    n_times, n_sensors = v.shape
+    if n_times > 1 and n_sensors > n_times:
+        raise ValueError(
+            f"values must be (times, sensors), a row per time; got shape {v.shape}: more "
+            f"sensors ({n_sensors}) than times ({n_times}) looks like (sensors, times). Pass "
+            "values.T (np.column_stack(series), not np.vstack(series)); to score fewer times "
+            "than sensors, pass one row (one time) at a time")
+    v[~_usable(v)] = np.nan
     ok = np.count_nonzero(~np.isnan(v), axis=1) >= min_sensors
     z = np.full(v.shape, np.nan)
     if not ok.any():

@@ -28,6 +28,18 @@ Z_RESOLVE = 2.0
 EPS_STD = 1e-9
 """Relative std floor: std is floored at ``EPS_STD * max(1, |mean|)`` plus
 the absolute ``STD_FLOOR`` of the detector, never silently 0."""
+Z_MAX_ABS = 1e100
+"""Every z-score detector (rolling, EWMA, fleet) treats a sample with
+``|x| > Z_MAX_ABS`` like NaN: not part of any baseline, ``z = NaN``, never
+an alert, counted in ``n_extreme`` by the streaming detectors.  Squares of
+deviations (<= 4e200) summed over the largest window, and the rounding-error
+bounds computed from those sums, then stay far below float64's 1.8e308; at
+1e150 the error bounds of a 1e6-sample window already overflow.  No sensor
+reads 1e100: such a value is a decoding error or a sentinel.  The absolute
+``std_floor`` of every detector is bounded by it too."""
+Z_MAX_WINDOW = 1_000_000
+"""Largest rolling window (and lag) in samples: the baseline is kept in
+memory (8 MB of float64 at this size; 1e10 asked for 74 GiB)."""
 
 # --- regular series -----------------------------------------------------
 JITTER_TOL = 0.1
@@ -46,6 +58,12 @@ the (chunk, k) distance block small (k=150: 4.9 MB) and memory bounded;
 # --- long and fleet baselines (pipeline/baselines.py) ------------------------
 Z_LONG_HALFLIFE = 900
 """EWMA baseline half-life in samples (900 = 30 min at a 2 s cadence)."""
+Z_MAX_HALFLIFE = 1e9
+"""Largest EWMA half-life in samples (63 years at a 2 s cadence, 32 days at
+360 Hz); beyond it the smoothing factor ``1 - 2**(-1/halflife)`` loses its
+precision in float64 (and is 0 from about 1e16)."""
+Z_MAX_MIN_PERIODS = 1_000_000_000
+"""Largest EWMA warm-up (``min_periods``) in samples."""
 Z_FLEET_MIN_SENSORS = 3
 """Finite sensors needed at a time for a fleet (median/MAD) z-score."""
 

@@ -10,9 +10,17 @@
    alarm budget of one false alarm per day; the same for the temperature
    fleet on two normal sensors;
 4. runs ``pipeline.stream`` in backfill mode over everything, writing
-   each detector's scores and alarms into the ``error_ekg`` database;
+   each detector's scores and alarms into the ``error_ekg`` database, with
+   an ``[alerts]`` table (the Python alert path): a ``log`` destination
+   (written to ``<out>/alerts.log``) and the ``chronograf`` history;
 5. reads the scores back and prints what was flagged, scored honestly
-   against the labels (found, missed, false alarms), and saves a picture.
+   against the labels (found, missed, false alarms), and saves a picture;
+6. prints the alert notifications the stream raised and reads them back
+   from ``chronograf.autogen.alerts`` (Chronograf's Alert History).
+
+Each run starts with an empty alert outbox (``<out>/checkpoints/alerts.json``),
+so a second run alerts again; the history points it writes replace the first
+run's (same times and tags).
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .alerts import parse_alerts_config
+from .alerts.messages import format_duration, format_time
 from .baselines import fleet_zscore
 from .datasets import synthetic_temperature
 from .evaluate import flag_events, match_events
-from .influx import Influx, InfluxError, InfluxSettings
+from .influx import Influx, InfluxError, InfluxSettings, quote_ident
 from .influxd import DEFAULT_DIR, InfluxdError, LocalInfluxd, ping
 from .load import LoadError, read_csv_series
 from .model_io import ModelFileError, load_model
@@ -130,17 +140,28 @@ def run(settings: InfluxSettings, out: Path, db: str = "ekg", error_db: str = "e
     print(f"   temperature fleet, trained on the normal sensors {', '.join(normal)}:")
     print("   " + sres.summary().replace("\n", "\n   "))
 
-    t = _step(f"3. stream (backfill) both series into {error_db}")
+    t = _step(f"3. stream (backfill) both series into {error_db}, alerting through [alerts]")
     cfg = StreamConfig(
         series=[SeriesConfig(name="ekg", db=db, measurement="ekg", tags={"source": "synthetic"},
                              model=str(model_path)),
                 SeriesConfig(name="temperature", db="sensors", measurement="temperature",
                              fan_out="sensor", model=str(sensor_path))],
         output=OutputConfig(db=error_db), checkpoint_dir=str(out / "checkpoints"))
+    # what [alerts] in a stream config file says, given as the parsed table
+    cfg.alerts = parse_alerts_config({"max_per_minute": 5, "destination": [
+        {"type": "log", "logger": ALERT_LOGGER}, {"type": "chronograf"}]}, environ={})
+    alert_log = _alert_log(out / "alerts.log")
+    _clear_outbox(Path(cfg.checkpoint_dir) / "alerts.json")
     stream = Stream(cfg, ix)
-    totals = stream.backfill(T0, T0 + 24 * 3600 * S, resume=False)
-    print(f"   {totals['samples']:,} samples scored, {totals['points_written']:,} points written "
-          f"in {totals['seconds']:.1f} s")
+    raised: list = []
+    stream.alerts.subscribe(raised.extend)
+    try:
+        totals = stream.backfill(T0, T0 + 24 * 3600 * S, resume=False)
+    finally:
+        stream.close(drain_s=30)  # the history is written before it is read back below
+        alert_log.close()
+    print(f"   {totals['samples']:,} samples scored, {totals['points_written']:,} points written, "
+          f"{len(raised)} alert notifications in {totals['seconds']:.1f} s")
 
     _step("4. what was flagged (read back from InfluxDB)")
     labels = pd.read_csv(LABELS)
@@ -194,10 +215,99 @@ def run(settings: InfluxSettings, out: Path, db: str = "ekg", error_db: str = "e
     png = out / "ekg_anomalies.png"
     ekg_t = ekg.times_ns
     _plot(png, ekg_t, ekg.values, seg.times, seg.values, res_threshold, labels)
+    _step("5. alerts raised by the stream (the Python path: docs/alerts.md)")
+    _print_alerts(raised, out / "alerts.log")
+    _print_history(ix, raised)
     print(f"\npicture: {png}")
     print(f"scores: database {error_db!r}, measurements ERROR (per segment) and zscore "
-          "(per sample); alert on them with tickscripts/*.tick")
+          "(per sample); alerts: Chronograf > Alerting > Alert History (database chronograf), "
+          "or Kapacitor with tickscripts/*.tick")
     return 0
+
+
+ALERT_LOGGER = "pipeline.demo.alerts"
+"""The demo's log destination writes here; :func:`_alert_log` sends it to a file."""
+
+
+def _alert_log(path: Path) -> logging.Handler:
+    """Route the log destination's lines to ``path`` (not the terminal): one line each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(ALERT_LOGGER)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def _clear_outbox(path: Path) -> None:
+    """A fresh demo run alerts again: the engine state (what it saw) lives in the outbox."""
+    for p in (path, path.with_name(path.name + ".journal"), path.with_name(path.name + ".tmp")):
+        p.unlink(missing_ok=True)
+
+
+def _episodes(raised: list) -> list[tuple]:
+    """Pair each ALERT with its RECOVERY: ``(alert, recovery or None)`` in time order."""
+    open_, out = {}, []
+    for n in raised:
+        if n.kind == "alert":
+            open_[n.alert_id] = len(out)
+            out.append([n, None])
+        elif n.kind == "recovery" and n.alert_id in open_:
+            out[open_.pop(n.alert_id)][1] = n
+    return [tuple(e) for e in out]
+
+
+def _print_alerts(raised: list, log_path: Path, limit: int = 30) -> None:
+    kinds = [n.kind for n in raised]
+    people = [n for n in raised if not n.suppressed]
+    print(f"   {len(raised)} notifications: {kinds.count('alert')} alerts, "
+          f"{kinds.count('recovery')} recoveries, {kinds.count('summary')} flood summaries; "
+          f"{len(raised) - len(people)} suppressed by the flood guard (history only); the log "
+          f"destination wrote the {len(people)} for people to {log_path}")
+    eps = _episodes(raised)
+    print(f"   {len(eps)} episodes (one ALERT, then one RECOVERY each): start (UTC), detector, "
+          "series, peak score / threshold, duration:")
+    for a, r in eps[:limit]:
+        where = a.series + (f" {a.key}" if a.key else "")
+        peak = a.value if r is None or r.peak is None else r.peak
+        lasted = "still on" if r is None else format_duration(r.duration_ns)
+        flag = "  (suppressed)" if a.suppressed else ""
+        print(f"     {format_time(a.time_ns):<28s} {a.label:<10s} {where:<16s} "
+              f"{a.score_field:<9s} {peak:>8.4g} / {a.threshold:<8.4g} {lasted}{flag}")
+    if len(eps) > limit:
+        print(f"     ... {len(eps) - limit} more")
+    for n in raised:
+        if n.kind == "summary":
+            print(f"   {n.text}")
+
+
+def _print_history(ix: Influx, raised: list) -> None:
+    """Count the history points per level and detector, as written to chronograf.autogen.alerts."""
+    series = sorted({n.series for n in raised})
+    if not series:
+        return
+    q = (f"SELECT count({quote_ident('value')}) FROM {quote_ident('alerts')} WHERE "
+         + " OR ".join(f"{quote_ident('series')} = $s{i}" for i in range(len(series)))
+         + f" GROUP BY {quote_ident('level')}, {quote_ident('detector')}")
+    res = ix.query_json(q, "chronograf", {f"s{i}": s for i, s in enumerate(series)})
+    got = {(r["tags"]["level"], r["tags"]["detector"]): r["values"][0][1] for r in res}
+    want: dict = {}
+    for n in raised:
+        if n.kind != "summary":
+            want[(n.level, n.detector)] = want.get((n.level, n.detector), 0) + 1
+    print("   read back from chronograf.autogen.alerts (Chronograf's Alert History), points per "
+          "level and detector:")
+    for (level, det), c in sorted(got.items()):
+        print(f"     {level:<9s} {det:<9s} {c:5d}"
+              + ("" if c == want.get((level, det)) else f"   (raised {want.get((level, det), 0)})"))
+    ok = got == want
+    print(f"     {'the same as raised' if ok else 'NOT the same as raised'}: "
+          f"{sum(want.values())} alerts and recoveries, suppressed ones included")
 
 
 def main(argv=None) -> int:

@@ -255,6 +255,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _cmdline(pid: int) -> list[str] | None:
+    """The command line of ``pid`` from ``/proc`` ([] for a zombie, None if it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [os.fsdecode(a) for a in raw.split(b"\0") if a]
+
+
+def is_our_influxd(pid: int, root) -> bool:
+    """True when ``pid`` runs ``influxd run -config <root>/influxd.conf``, as :class:`LocalInfluxd`
+    starts it: a pid file's PID may have been reused by any program after a reboot or crash."""
+    argv = _cmdline(pid)
+    if not argv or Path(argv[0]).name != "influxd":
+        return False
+    conf = str(Path(root).resolve() / "influxd.conf")
+    return any(a == "-config" and b == conf for a, b in zip(argv, argv[1:], strict=False))
+
+
+def _describe(pid: int) -> str:
+    argv = _cmdline(pid)
+    if argv is None:
+        return "a process whose command line cannot be read"
+    if not argv:
+        return "a process without a command line (exiting)"
+    text = " ".join(argv)
+    return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.influxd",
@@ -268,17 +297,32 @@ def main(argv=None) -> int:
     root = Path(args.dir)
     running = _read_pidfile(root)
 
+    ours = bool(running) and _alive(running[0]) and is_our_influxd(running[0], root)
+
     if args.action == "status":
-        if running and _alive(running[0]) and ping(running[1]):
+        if ours and ping(running[1]):
             print(f"influxd running, pid {running[0]}, http://127.0.0.1:{running[1]}")
             return 0
         print("influxd not running" + (f" (stale pid file in {root})" if running else ""))
         return 3
 
+    pidfile = root / "influxd.pid"
     if args.action == "stop":
-        if not running or not _alive(running[0]):
-            print("influxd not running")
-            (root / "influxd.pid").unlink(missing_ok=True)
+        if not running:
+            print("influxd not running" + (f" (unreadable pid file {pidfile} removed)"
+                                           if pidfile.exists() else ""))
+            pidfile.unlink(missing_ok=True)
+            return 0
+        if not _alive(running[0]):
+            print(f"influxd not running (pid {running[0]} is gone; stale pid file removed)")
+            pidfile.unlink(missing_ok=True)
+            return 0
+        if not ours:
+            print(f"influxd not running: pid {running[0]} in {pidfile} is not the influxd started "
+                  f"in {root.resolve()} but {_describe(running[0])}; it was left alone and the "
+                  "stale pid file removed. If that directory's server still runs under another "
+                  "pid, stop it with `kill <pid>`.")
+            pidfile.unlink(missing_ok=True)
             return 0
         os.kill(running[0], signal.SIGTERM)
         for _ in range(300):
@@ -293,7 +337,7 @@ def main(argv=None) -> int:
         return 0
 
     # start
-    if running and _alive(running[0]) and ping(running[1]):
+    if ours and ping(running[1]):
         print(f"influxd already running, pid {running[0]}, http://127.0.0.1:{running[1]}")
         return 0
     try:

@@ -31,7 +31,14 @@ Sign convention: ``z`` is signed (positive above the baseline); higher
 ``|z|`` is more anomalous, and the emitted score is ``|z|`` while an alert is
 on, 0 otherwise.  NaN in, NaN out: a non-finite sample gets ``z = NaN``, is
 not added to the baseline, resets the streak and ends an alert.  A NaN never
-raises an alert.  "Above" a limit ``v`` means ``|z| > v + 1e-9 * max(1, v)``,
+raises an alert.
+
+Extreme magnitudes: a finite sample with ``|x| > config.Z_MAX_ABS`` (1e100)
+is treated exactly like NaN (and counted in :attr:`RollingZScore.n_extreme`),
+so no square or sum of squares can overflow and any finite number is scored
+or refused without an exception.  Subnormal numbers are ordinary samples.
+The parameters are bounded too: ``window`` and ``lag`` at most
+``config.Z_MAX_WINDOW`` (1,000,000), ``std_floor`` at most ``Z_MAX_ABS``.  "Above" a limit ``v`` means ``|z| > v + 1e-9 * max(1, v)``,
 so that exact ties (common with quantized readings) decide the same way in
 every implementation.
 
@@ -76,6 +83,12 @@ passes over it (every ``64 * window`` updates), whatever the error bound says.""
 _BLOCK = 128
 """Outputs per prefix-sum block of the vectorized kernel (at least ``window``)."""
 _CHUNK = 1 << 14
+_BLOCKED_MAX_WINDOW = 1 << 15
+"""Largest window for the blocked prefix-sum kernel.  Its rounding-error bound
+grows like ``eps * window**2``, so from about 56,000 samples on every output
+fails the ``_TOL`` test and is recomputed in O(window) (measured: 4.7 s for
+120k samples at window 60,000, quadratic beyond).  Larger windows are scored
+by the streaming recurrence instead (O(1) per sample, about 2-3 us)."""
 """Outputs per cache-sized chunk of the vectorized kernel."""
 _FEW_ONSETS = 256
 """Up to this many alert onsets in a batch, each alert's end is found by a
@@ -87,6 +100,7 @@ readings, e.g. ``z = -1.5`` exactly for three equal values and one other, or
 ``z = 0`` exactly) then decide the same way in every implementation, whatever
 their last-bit rounding (they agree to 1e-10 relative to ``max(1, |z|)``)."""
 _NAN = float("nan")
+_MAX_ABS = config.Z_MAX_ABS
 
 
 class ZScoreResult(NamedTuple):
@@ -155,12 +169,16 @@ def _check_guard(threshold, streak, resolve):
     return threshold, streak, resolve
 
 
+def _check_std_floor(std_floor):
+    return _check_float("std_floor", std_floor, lo=0.0, hi=config.Z_MAX_ABS)
+
+
 def _check_params(window, min_periods, threshold, streak, resolve, std_floor, lag):
-    window = _check_int("window", window, 2)
+    window = _check_int("window", window, 2, config.Z_MAX_WINDOW)
     min_periods = _check_int("min_periods", min_periods, 2, window, f"window={window}")
     threshold, streak, resolve = _check_guard(threshold, streak, resolve)
-    std_floor = _check_float("std_floor", std_floor, lo=0.0)
-    lag = streak - 1 if lag is None else _check_int("lag", lag, 0)
+    std_floor = _check_std_floor(std_floor)
+    lag = streak - 1 if lag is None else _check_int("lag", lag, 0, config.Z_MAX_WINDOW)
     return window, min_periods, threshold, streak, resolve, std_floor, lag
 
 
@@ -336,7 +354,7 @@ def _direct(src, starts, counts, w, lag, std_floor):
     return out
 
 
-def _blocked(src, s0, nb, w, lag, std_floor, out):
+def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
     """z of ``src[s + w + lag]`` against ``src[s:s+w]`` for ``nb * B`` window
     starts ``s`` from ``s0``, written into ``out``, by blocked prefix sums.
 
@@ -347,6 +365,8 @@ def _blocked(src, s0, nb, w, lag, std_floor, out):
     std floor) to matter; for them the bound is computed exactly, the floor
     applied, and where the bound exceeds ``_TOL`` of the window variance (or
     of the std, for the mean) the window is redone by :func:`_direct`.
+    Only the first ``ncols`` outputs of a block are needed when given (the
+    padded last block): the others are not refined.
     Runs under ``np.errstate(divide="ignore", invalid="ignore")``.
     """
     B = max(_BLOCK, w)
@@ -389,6 +409,8 @@ def _blocked(src, s0, nb, w, lag, std_floor, out):
         flb = std_floor + config.EPS_STD * np.maximum(1.0, np.abs(ref) + mdb)
         limb = np.maximum(np.maximum(e2b / (_TOL * (w - 1)), (e1b / (w * _TOL)) ** 2), flb * flb)
         cand = ~(m2 >= (limb * (w - 1))[:, None])
+        if ncols is not None:
+            cand[:, ncols:] = False  # padding: never read, never worth an O(w) refinement
         screen = bool(cand.any())
     m2 *= 1.0 / (w - 1)
     s = np.sqrt(m2, out=m2)  # NaN where m2 < 0: those are candidates
@@ -460,7 +482,7 @@ def _span(src, s0, s1, w, lag, std_floor, out, marks, off):
         tail[:rest + g] = src[a:s1 + g]
         tail[rest + g:] = src[s1 + g - 1]
         o = np.empty(B)
-        _blocked(tail, 0, 1, w, lag, std_floor, o)
+        _blocked(tail, 0, 1, w, lag, std_floor, o, rest)
         out[nfull * B:] = o[:rest]
         marks.add(out[nfull * B:], off + nfull * B)
 
@@ -503,21 +525,39 @@ def _kernel_body(f, buf, w, lag, minp, std_floor, marks):
     return z
 
 
+def _usable(x):
+    """``|x| <= Z_MAX_ABS`` (False for NaN and inf): the samples a detector scores."""
+    return (x >= -_MAX_ABS) & (x <= _MAX_ABS)
+
+
+def _all_usable(x) -> bool:
+    """Every sample usable (two passes, no temporary; NaN makes max/min NaN)."""
+    return x.size == 0 or (float(x.max()) <= _MAX_ABS and float(x.min()) >= -_MAX_ABS)
+
+
+def _n_extreme(x, usable) -> int:
+    """Finite samples refused for their magnitude."""
+    return int(np.count_nonzero(~usable & np.isfinite(x)))
+
+
 def _run(x, buf, w, lag, minp, std_floor, resolve, threshold):
-    """z for all of ``x`` (non-finite -> NaN), the marks for :func:`_guard`
-    (``nr``, ``hit``) and the new buffer (the last ``w + lag`` finite values)."""
+    """z for all of ``x`` (non-finite or beyond ``Z_MAX_ABS`` -> NaN), the marks
+    for :func:`_guard` (``nr``, ``hit``), the new buffer (the last ``w + lag``
+    usable values) and the number of finite samples refused for their magnitude."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"x must be 1-D, got shape {x.shape}")
+    if w > _BLOCKED_MAX_WINDOW:
+        return _run_streaming(x, buf, w, lag, minp, std_floor, resolve, threshold)
     marks = _Marks(resolve, threshold)
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = float(np.add.reduce(x))
-    if math.isfinite(total):  # all finite (a finite sum overflowing takes the slow path)
+    n_ext = 0
+    if _all_usable(x):
         f = np.ascontiguousarray(x)
         z = _kernel(f, buf, w, lag, minp, std_floor, marks)
         nr, hit = marks.arrays()
     else:
-        fin = np.isfinite(x)
+        fin = _usable(x)
+        n_ext = _n_extreme(x, fin)
         f = x[fin]
         zf = _kernel(f, buf, w, lag, minp, std_floor, marks)
         z = np.full(x.size, np.nan)
@@ -529,7 +569,19 @@ def _run(x, buf, w, lag, minp, std_floor, resolve, threshold):
         new_buf = f[-g:].tolist()
     else:
         new_buf = (list(buf) + f.tolist())[-g:]
-    return z, nr, hit, new_buf
+    return z, nr, hit, new_buf, n_ext
+
+
+def _run_streaming(x, buf, w, lag, minp, std_floor, resolve, threshold):
+    """:func:`_run` for windows beyond the blocked kernel: the streaming
+    recurrence of :meth:`RollingZScore.update`, one sample at a time."""
+    det = RollingZScore(w, minp, threshold, 1, resolve, std_floor, lag)
+    det._set_state(buf, 0, False)
+    update = det.update
+    z = np.fromiter((update(v).z for v in x.tolist()), dtype=np.float64, count=x.size)
+    nr = _above(z, resolve)
+    hit = np.abs(z[nr]) > _above_limit(threshold)
+    return z, nr, hit, det._ring(), det.n_extreme
 
 
 def rolling_zscore(x, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
@@ -544,15 +596,17 @@ def rolling_zscore(x, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
     EPS_STD * max(1, |mean(prev)|))`` where ``prev`` holds the up to
     ``window`` finite samples before ``i`` (skipping the ``lag`` most recent
     ones); ``z[i]`` is NaN while ``prev`` holds fewer than ``min_periods``
-    samples and where ``x[i]`` is not finite (such samples never enter a
-    baseline).
+    samples and where ``x[i]`` is not finite or ``|x[i]| > config.Z_MAX_ABS``
+    (such samples never enter a baseline; ``np.abs(x) > Z_MAX_ABS`` counts
+    them).
 
     Parameters
     ----------
     x : array_like of float, shape (n,)
-        Samples in time order; NaN/inf mark missing samples.
+        Samples in time order; NaN/inf (and ``|x| > Z_MAX_ABS``) mark missing
+        samples.
     window : int, default=config.Z_WINDOW
-        Baseline length in samples; >= 2.
+        Baseline length in samples; in [2, config.Z_MAX_WINDOW].
     min_periods : int, default=config.Z_MIN_PERIODS
         Baseline samples needed before a z is produced; in [2, window].
     threshold : float, default=config.Z_THRESHOLD
@@ -564,10 +618,11 @@ def rolling_zscore(x, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
         in [0, threshold).
     std_floor : float, default=0.0
         Absolute std floor (in the data's unit), added to the relative floor
-        ``EPS_STD * max(1, |mean|)``; >= 0.
+        ``EPS_STD * max(1, |mean|)``; in [0, config.Z_MAX_ABS].
     lag : int or None, default=None
-        Finite samples between the baseline and the scored sample; >= 0;
-        None means ``streak - 1``, so a streak is judged against a baseline
+        Finite samples between the baseline and the scored sample; in
+        [0, config.Z_MAX_WINDOW]; None means ``streak - 1``, so a streak is
+        judged against a baseline
         none of its samples is part of.  With ``lag=0`` the first outlier of
         a level shift enters the baseline of the second and inflates its std,
         so a step of any size gives a streak of 2 at most.
@@ -612,7 +667,7 @@ def rolling_zscore(x, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
     """
     w, minp, thr, k, res, fl, lag = _check_params(window, min_periods, threshold, streak,
                                                   resolve, std_floor, lag)
-    z, nr, hit, _ = _run(x, [], w, lag, minp, fl, res, thr)
+    z, nr, hit, _, _ = _run(x, [], w, lag, minp, fl, res, thr)
     s, a, e = _guard(z, nr, thr, k, res, hit=hit)
     return ZScoreBatch(z, s, a, e)
 
@@ -668,7 +723,8 @@ class RollingZScore:
     Parameters
     ----------
     window : int, default=config.Z_WINDOW
-        Baseline length in samples (15 = 30 s at a 2 s cadence); >= 2.
+        Baseline length in samples (15 = 30 s at a 2 s cadence); in
+        [2, config.Z_MAX_WINDOW].
     min_periods : int, default=config.Z_MIN_PERIODS
         Baseline samples needed before a z is produced; in [2, window].
         Until then ``z`` is NaN (warm-up).
@@ -682,15 +738,19 @@ class RollingZScore:
         in [0, threshold).
     std_floor : float, default=0.0
         Absolute std floor, added to the relative floor
-        ``EPS_STD * max(1, |mean|)``; >= 0.
+        ``EPS_STD * max(1, |mean|)``; in [0, config.Z_MAX_ABS].
     lag : int or None, default=None
-        Finite samples between the baseline and the scored sample; >= 0;
-        None means ``streak - 1`` (see :func:`rolling_zscore`).
+        Finite samples between the baseline and the scored sample; in
+        [0, config.Z_MAX_WINDOW]; None means ``streak - 1`` (see
+        :func:`rolling_zscore`).
 
     Attributes
     ----------
     n_baseline : int
         Samples currently in the baseline (<= window).
+    n_extreme : int
+        Finite samples refused so far for ``|x| > config.Z_MAX_ABS`` (scored
+        NaN, like a NaN).
     current_streak : int
         Streak after the last update.
     alert_on : bool
@@ -721,7 +781,7 @@ class RollingZScore:
 
     __slots__ = ("window", "min_periods", "threshold", "streak", "resolve", "std_floor", "lag",
                  "_thr", "_res", "_buf", "_pos", "_n", "_ref", "_s1", "_s2", "_acc", "_cycles",
-                 "_streak", "_alert")
+                 "_streak", "_alert", "_n_extreme")
 
     def __init__(self, window=config.Z_WINDOW, min_periods=config.Z_MIN_PERIODS,
                  threshold=config.Z_THRESHOLD, streak=config.Z_STREAK,
@@ -741,11 +801,16 @@ class RollingZScore:
         self._cycles = 0
         self._streak = 0
         self._alert = False
+        self._n_extreme = 0
 
     # -- state ---------------------------------------------------------------
     @property
     def n_baseline(self) -> int:
         return self._n
+
+    @property
+    def n_extreme(self) -> int:
+        return getattr(self, "_n_extreme", 0)  # 0 in a state pickled before it existed
 
     @property
     def current_streak(self) -> int:
@@ -761,14 +826,22 @@ class RollingZScore:
         return self._buf[p:] + self._buf[:p]
 
     def _rebuild(self):
-        """Exact sums over the baseline, around its sample nearest the mean."""
+        """Exact sums over the baseline, around its sample nearest the mean (the first
+        such sample; numpy for long baselines, the same IEEE operations)."""
         base = self._ring()[:self._n]
         m0 = math.fsum(base) / len(base)
-        ref = min(base, key=lambda v: abs(v - m0))
-        ds = [v - ref for v in base]
+        if len(base) > 256:
+            arr = np.array(base)
+            ref = base[int(np.argmin(np.abs(arr - m0)))]
+            ds = (arr - ref).tolist()
+            sq = (np.array(ds) ** 2).tolist()
+        else:
+            ref = min(base, key=lambda v: abs(v - m0))
+            ds = [v - ref for v in base]
+            sq = [d * d for d in ds]
         self._ref = ref
         self._s1 = math.fsum(ds)
-        self._s2 = s2 = math.fsum([d * d for d in ds])
+        self._s2 = s2 = math.fsum(sq)
         self._acc = s2
         self._cycles = 0
 
@@ -790,7 +863,8 @@ class RollingZScore:
         Parameters
         ----------
         x : float
-            The new sample; NaN or inf marks a missing sample.
+            The new sample; NaN, inf or ``|x| > config.Z_MAX_ABS`` marks a
+            missing sample.
 
         Returns
         -------
@@ -798,7 +872,9 @@ class RollingZScore:
             ``(z, streak, alert, emitted)``.
         """
         x = float(x)
-        if x - x != 0.0:  # NaN or inf: not stored, resets the streak, ends an alert
+        if not -_MAX_ABS <= x <= _MAX_ABS:  # NaN, inf, extreme: not stored, resets, ends alert
+            if x - x == 0.0:
+                self._n_extreme = self.n_extreme + 1
             return _guard_reset(self)
         n = self._n
         s1 = self._s1
@@ -817,6 +893,9 @@ class RollingZScore:
                 ref = self._ref
                 md = s1 / n
                 m2 = s2 - s1 * md
+                mean = ref + md  # the floor too: the old mean may have been off (cancellation)
+                fl = self.std_floor + _EPS_STD * (mean if mean > 1.0 else
+                                                   (-mean if mean < -1.0 else 1.0))
             s = _sqrt(m2 / (n - 1)) if m2 > 0.0 else 0.0
             z = ((x - ref) - md) / (s if s > fl else fl)
             res = _guard_step(self, z)
@@ -879,8 +958,11 @@ class RollingZScore:
         ZScoreBatch
         """
         x = np.asarray(xs, dtype=np.float64)
-        z, nr, hit, new_buf = _run(x, self._ring(), self.window, self.lag, self.min_periods,
-                                   self.std_floor, self.resolve, self.threshold)
+        z, nr, hit, new_buf, n_ext = _run(x, self._ring(), self.window, self.lag,
+                                          self.min_periods, self.std_floor, self.resolve,
+                                          self.threshold)
+        if n_ext:
+            self._n_extreme = self.n_extreme + n_ext
         s, a, e = _guard(z, nr, self.threshold, self.streak, self.resolve, self._streak,
                          self._alert, hit)
         if x.size:

@@ -194,4 +194,4 @@ def test_fleet_matrix_and_validation():
         fleet_zscore([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="^min_sensors must be >= 3, got 2"):
         fleet_zscore(np.zeros((2, 4)), min_sensors=2)
-    assert np.isnan(fleet_zscore(np.full((3, 4), np.nan))).all()
+    assert np.isnan(fleet_zscore(np.full((5, 4), np.nan))).all()

@@ -25,12 +25,41 @@ def test_demo_end_to_end(influx, influx_env, tmp_path):
     assert "dropout  at  197.27 s: found by flat line" in out  # the flat line sees dropouts
     assert re.search(r"s00\s+0\s+\d+ from 1\.00 h", out)  # the spike raises the z-score alarm
     assert (tmp_path / "ekg_anomalies.png").stat().st_size > 10_000
-    # re-running overwrites instead of duplicating
+    alerts = _alerts(out, influx, tmp_path)
+    assert "[CRITICAL]" not in r.stderr  # the log destination writes to its file
+    # re-running overwrites instead of duplicating, and alerts again (a fresh outbox)
     n = influx.count("error_ekg", "ERROR", "max_error")
     r = subprocess.run([sys.executable, "-m", "pipeline.demo", "--out", str(tmp_path)],
                        env=influx_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert influx.count("error_ekg", "ERROR", "max_error") == n
+    assert _alerts(r.stdout, influx, tmp_path) == alerts
+
+
+def _alerts(out, influx, tmp_path):
+    """Step 5: the notifications the stream raised, listed and read back from the history."""
+    assert "5. alerts raised by the stream" in out
+    n, a, rec, summ, supp, people = map(int, re.search(
+        r"(\d+) notifications: (\d+) alerts, (\d+) recoveries, (\d+) flood summaries; (\d+) "
+        r"suppressed by the flood guard \(history only\); the log destination wrote the (\d+)",
+        out).groups())
+    assert a == rec >= 10 and n == a + rec + summ and people == n - supp
+    # one line per episode: the EKG's shape anomalies, the flat line's dropouts, s00's spike
+    episodes = re.findall(r"^     (2026-\S+Z) +(shape|flat line|z-score|drift) +(ekg|temperature)"
+                          r"( s\d\d)? ", out, re.M)
+    assert len(episodes) == a
+    assert ("2026-01-01T01:00:00Z", "z-score", "temperature", " s00") in episodes
+    assert {("shape", "ekg"), ("flat line", "ekg")} <= {(e[1], e[2]) for e in episodes}
+    assert all(e[0] >= "2026-01-01T00:03" for e in episodes if e[2] == "ekg")  # none when normal
+    # the log destination's file: one line per notification for people
+    lines = (tmp_path / "alerts.log").read_text().splitlines()
+    assert len(lines) == people and lines[0].startswith("WARNING [CRITICAL] ")
+    # the history read back, and queried here again: every alert and recovery, once
+    assert f"the same as raised: {a + rec} alerts and recoveries" in out
+    res = influx.query_json("""SELECT count(value) FROM alerts WHERE "series" = 'ekg' OR """
+                            """"series" = 'temperature' GROUP BY level""", "chronograf")
+    assert {s["tags"]["level"]: s["values"][0][1] for s in res} == {"CRITICAL": a, "OK": rec}
+    return n, a, rec
 
 
 def test_demo_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):

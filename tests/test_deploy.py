@@ -1,16 +1,20 @@
 """Deployment files: docker-compose parses and mounts what exists; TICKscripts match the stream.
 
 Kapacitor cannot run here, so TICKscripts are checked structurally against the names the
-stream really writes (pipeline.stream defaults), which is what breaks when either side changes.
+stream really writes: each registered detector's own description (``pipeline.detectors.REGISTRY``:
+``label``, ``score_field``, ``threshold_field``, ``alarm_field``, ``per_sample``) and the
+stream's output defaults.  A new detector without a TICKscript, or a renamed field, fails here.
 """
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from pipeline.stream import OutputConfig, load_config
+from pipeline.detectors import REGISTRY
+from pipeline.stream import ConfigError, OutputConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = sorted((ROOT / "tickscripts").rglob("*.tick"))  # batch/: not auto-loaded by Kapacitor
@@ -57,18 +61,32 @@ def _var(text, name):
     return re.search(rf"^var {name} = '([^']*)'", text, re.M).group(1)
 
 
-# What the stream writes (docs: SCHEMA of the detectors). The lead's detectors will expose this
-# table; until then it is written out here and every TICKscript is checked against it.
-DETECTORS = {
-    "shape": dict(label="shape", measurement="ERROR", score="max_error", threshold="threshold",
-                  alarm="anomaly"),
-    "zscore": dict(label="z-score", measurement="zscore", score="z", threshold="z_threshold",
-                   alarm="alert"),
-    "drift": dict(label="drift", measurement="zscore", score="long_z", threshold="long_threshold",
-                  alarm="long_alert"),
-    "flatline": dict(label="flat line", measurement="zscore", score="flat_s",
-                     threshold="flat_threshold", alarm="flat_alert"),
-}
+def _written(cls) -> dict:
+    """Where and under which names the stream writes one detector class (its own description:
+    segment detectors go to the segment measurement, per-sample ones to the z-score one)."""
+    out = OutputConfig()
+    return dict(label=cls.label, score=cls.score_field, threshold=cls.threshold_field,
+                alarm=cls.alarm_field,
+                measurement=out.zscore_measurement if cls.per_sample else out.measurement)
+
+
+DETECTORS = {name: _written(cls) for name, cls in REGISTRY.items()}
+"""Every registered detector, as ``pipeline.detectors`` describes it: what each script must read."""
+
+
+def test_the_detector_descriptions_are_what_the_stream_writes(model_file, sensor_model_file):
+    """The table above is the detectors' own class attributes; the stream writes exactly those
+    names (a DetectorOutput's fields) into those measurements."""
+    assert set(DETECTORS) == {"shape", "zscore", "drift", "flatline"}
+    assert DETECTORS["shape"]["measurement"] == "ERROR"
+    assert {DETECTORS[n]["measurement"] for n in ("zscore", "drift", "flatline")} == {"zscore"}
+    for d in [*model_file.enabled, *sensor_model_file.enabled]:
+        w = DETECTORS[d.name]
+        fields = set(d.new_state().update_many((np.arange(3) * d.period_ns_).astype(np.int64),
+                                               np.zeros(3)).fields())
+        assert {w["score"], w["threshold"], w["alarm"]} <= fields
+        assert w["label"] == d.label
+
 
 # Property methods each node really has, from Kapacitor 1.7's pipeline/tick/*.go (the code that
 # turns a pipeline back into TICKscript lists every property of every node).
@@ -99,7 +117,9 @@ def _detector(path):
 
 
 def test_every_detector_has_a_tickscript():
-    assert {_detector(p) for p in TICKS} == set(DETECTORS)
+    streamed = [p for p in TICKS if "|query(" not in p.read_text()]
+    assert sorted(_detector(p) for p in streamed) == sorted(REGISTRY)  # one stream task each
+    assert {_detector(p) for p in TICKS} == set(REGISTRY)
     assert any("|query(" in p.read_text() for p in TICKS)  # a batch variant too
 
 
@@ -202,3 +222,19 @@ def test_example_config_parses():
     assert [s.name for s in cfg.series] == ["ekg", "temperature"]
     assert cfg.series[0].sample_period_ns == pytest.approx(1e9 / 360)
     assert cfg.series[0].model and cfg.series[1].fan_out == "sensor"
+
+
+def test_example_config_alerts_table_parses_when_uncommented(tmp_path, monkeypatch):
+    text = (ROOT / "examples" / "stream.toml").read_text()
+    head, commented = text.split("# [alerts]\n")
+    table = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#")
+                      for line in ("# [alerts]\n" + commented).splitlines())
+    path = tmp_path / "stream.toml"
+    path.write_text(head + table)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.example/services/x")
+    cfg = load_config(str(path))
+    assert [d.type for d in cfg.alerts.destinations] == ["slack", "log", "chronograf"]
+    assert cfg.alerts.max_per_minute == 5 and cfg.alerts.tries == 5
+    monkeypatch.delenv("SLACK_WEBHOOK_URL")
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL is not set"):
+        load_config(str(path))

@@ -14,13 +14,13 @@ from pipeline.influx import (
     InfluxSettings,
     InfluxUnavailableError,
     ReadResult,
-    _name_problem,
     _parse_csv,
     _parse_tag_column,
     encode_lines,
     quote_ident,
 )
 from pipeline.influxd import free_port
+from pipeline.line_protocol import _name_problem
 
 from naive import line_protocol, naive_by_group
 

@@ -193,3 +193,7 @@ class LogDestination(Destination):
         level = logging.INFO if n.kind == RECOVERY else logging.WARNING
         self.log.log(level, "%s (id %s)", n.text, n.id)
 
+    def send_many(self, notes) -> None:
+        for n in notes:
+            self.send(n)
+

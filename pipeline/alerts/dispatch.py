@@ -43,13 +43,15 @@ from ._http import DeliveryError
 from .config import AlertsConfigError
 from .messages import Notification
 
-__all__ = ["Outbox", "Dispatcher", "RetryPolicy", "OutboxError", "KEEP_DELIVERED"]
+__all__ = ["Outbox", "Dispatcher", "RetryPolicy", "OutboxError", "KEEP_DELIVERED", "MAX_BATCH"]
 
 log = logging.getLogger("pipeline.alerts.dispatch")
 
 OUTBOX_VERSION = 1
 KEEP_DELIVERED = 5000
 """Ids of finished notifications remembered, to drop regenerated duplicates."""
+MAX_BATCH = 1000
+"""Notifications handed at once to a destination that takes batches (history, log)."""
 
 
 class OutboxError(AlertsConfigError):
@@ -135,7 +137,7 @@ class Outbox:
                         raise ValueError(f"version {doc.get('version')!r}")
                     self.engine_state = doc.get("engine")
                     self.entries = {
-                        e["n"]["id"]: {"n": Notification.from_dict(e["n"]),
+                        e["n"]["id"]: {"n": Notification.from_dict(e["n"]), "d": e["n"],
                                        "pending": list(e["pending"]), "failed": list(e["failed"])}
                         for e in doc["entries"]}
                     self.delivered = collections.OrderedDict.fromkeys(doc["delivered"])
@@ -159,8 +161,8 @@ class Outbox:
             if engine_state is not None:
                 self.engine_state = engine_state
             doc = {"version": OUTBOX_VERSION, "engine": self.engine_state,
-                   "entries": [{"n": e["n"].to_dict(), "pending": e["pending"],
-                                "failed": e["failed"]} for e in self.entries.values()],
+                   "entries": [{"n": e["d"], "pending": e["pending"], "failed": e["failed"]}
+                               for e in self.entries.values()],
                    "delivered": list(self.delivered)}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _write_private(self.path, json.dumps(doc, allow_nan=False).encode("utf-8"))
@@ -193,7 +195,9 @@ class Outbox:
                 if not dests:
                     self._finish(n.id)
                     continue
-                self.entries[n.id] = {"n": n, "pending": list(dests), "failed": []}
+                # the JSON form is made once: a save costs O(entries), not O(entries x fields)
+                self.entries[n.id] = {"n": n, "d": n.to_dict(), "pending": list(dests),
+                                      "failed": []}
                 new.append(n)
             excess = len(self.entries) - self.max_entries
             if excess > 0:
@@ -207,15 +211,21 @@ class Outbox:
 
     def mark(self, nid: str, dest: str, ok: bool) -> None:
         """Record one delivery (``ok``) or give-up (not ``ok``), durably, in the journal."""
+        self.mark_many([nid], dest, ok)
+
+    def mark_many(self, nids, dest: str, ok: bool) -> None:
+        """:meth:`mark` for several notifications at once: one write and one fsync."""
         with self.lock:
             if self._journal is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 self._journal = os.fdopen(fd, "a", encoding="utf-8")
-            self._journal.write(json.dumps({"id": nid, "dest": dest, "ok": ok}) + "\n")
+            self._journal.write("".join(json.dumps({"id": nid, "dest": dest, "ok": ok}) + "\n"
+                                        for nid in nids))
             self._journal.flush()
             os.fsync(self._journal.fileno())
-            self._apply_mark(nid, dest, ok)
+            for nid in nids:
+                self._apply_mark(nid, dest, ok)
 
     def retry_failed(self, dest: str) -> list[Notification]:
         """Move ``dest``'s failed notifications back to pending; return them, oldest first."""
@@ -277,7 +287,12 @@ class Outbox:
 
 
 class _Worker(threading.Thread):
-    """Sends to one destination, in order, with the retry rule of this module."""
+    """Sends to one destination, in order, with the retry rule of this module.
+
+    A destination with a ``send_many(notifications)`` method (the history, the log) gets
+    everything queued, up to :data:`MAX_BATCH`, in one call, recorded with one journal fsync;
+    the retry rule then applies to the batch as a whole.
+    """
 
     def __init__(self, dest, outbox: Outbox, policy: RetryPolicy, stop: threading.Event):
         super().__init__(name=f"alerts-{dest.name}", daemon=True)
@@ -286,6 +301,7 @@ class _Worker(threading.Thread):
         self.cond = threading.Condition()
         self.busy = False
         self.down = False
+        self.batched = callable(getattr(dest, "send_many", None))
 
     def put(self, n: Notification) -> None:
         with self.cond:
@@ -303,26 +319,34 @@ class _Worker(threading.Thread):
                     self.cond.wait(0.5)
                 if self.stop.is_set():
                     return
-                n = self.queue.popleft()
+                batch = [self.queue.popleft()]
+                while self.batched and self.queue and len(batch) < MAX_BATCH:
+                    batch.append(self.queue.popleft())
                 self.busy = True
             try:
-                self._deliver(n)
+                self._deliver(batch)
             finally:
                 with self.cond:
                     self.busy = False
 
-    def _deliver(self, n: Notification) -> None:
+    def _deliver(self, batch: list[Notification]) -> None:
         delays = [] if self.down else self.policy.delays()
         reason = ""
+        ids = [n.id for n in batch]
+        what = f"alert {ids[0]}" if len(ids) == 1 else \
+            f"{len(ids)} alerts ({ids[0]} .. {ids[-1]})"
         for attempt in range(len(delays) + 1):
             try:
-                self.dest.send(n)
+                if len(batch) == 1:
+                    self.dest.send(batch[0])
+                else:
+                    self.dest.send_many(batch)
             except DeliveryError as e:
                 reason = str(e)
             except Exception as e:  # noqa: BLE001 - a broken destination must not kill the thread
                 reason = f"{self.dest.name}: {type(e).__name__}"
             else:
-                self.outbox.mark(n.id, self.dest.name, True)
+                self.outbox.mark_many(ids, self.dest.name, True)
                 if self.down:
                     self.down = False
                     for old in self.outbox.retry_failed(self.dest.name):
@@ -332,14 +356,14 @@ class _Worker(threading.Thread):
                 return
             if attempt < len(delays):
                 if attempt == 0:
-                    log.warning("alert %s: delivery to %s failed (%s); retrying %d more times",
-                                n.id, self.dest.name, reason, len(delays))
+                    log.warning("%s: delivery to %s failed (%s); retrying %d more times",
+                                what, self.dest.name, reason, len(delays))
                 if self.stop.wait(delays[attempt]):
                     return  # stopping: stays pending in the outbox, sent at the next start
         self.down = True
-        self.outbox.mark(n.id, self.dest.name, False)
-        log.error("alert %s not delivered to %s after %d tries (%s); kept in %s and sent again "
-                  "at the next start or when %s answers again", n.id, self.dest.name,
+        self.outbox.mark_many(ids, self.dest.name, False)
+        log.error("%s not delivered to %s after %d tries (%s); kept in %s and sent again "
+                  "at the next start or when %s answers again", what, self.dest.name,
                   len(delays) + 1, reason, self.outbox.path, self.dest.name)
 
 
@@ -369,6 +393,7 @@ class Dispatcher:
         self.outbox.forget_destinations(set(self.workers))
         for name, w in self.workers.items():
             self.outbox.retry_failed(name)
+            w.queue.clear()  # submitted before the start: the outbox has them (no doubles)
             for n in self.outbox.waiting(name):
                 w.put(n)
             w.start()

@@ -124,6 +124,8 @@ class AlertManager:
                                                timeout=cfg.timeout, environ=env)
                                for p in cfg.plexus]
         self._metrics: list = []
+        self._fed = False
+        self._listeners: list = []
         if start:
             self.start()
 
@@ -144,9 +146,18 @@ class AlertManager:
         for out in outputs:
             if self.cfg.detectors is None or out.name in self.cfg.detectors:
                 self.engine.feed(series, key, tags, model, out)
+                self._fed = True
             for f in self.forwarders:
                 if f.series == series and f.detector == out.name:
                     self._metrics.append((f, f.points(out, key, tags)))
+
+    def subscribe(self, fn) -> None:
+        """Call ``fn(notifications)`` after each :meth:`commit` that raised some (all of them:
+        summaries and flood-suppressed ones too), once they are safe in the outbox.
+
+        ``fn`` runs on the stream's thread and must be quick (e.g. ``list.extend``).
+        """
+        self._listeners.append(fn)
 
     def route(self, n: Notification) -> list[str]:
         """Names of the destinations that take ``n``."""
@@ -161,10 +172,14 @@ class AlertManager:
         including those only the history takes).
         """
         notes = self.engine.flush(final=final)
-        routed = [(n, self.route(n)) for n in notes]
-        new = {n.id for n in self.outbox.add(routed)}
-        self.outbox.save(self.engine.state_dict())
-        self.dispatcher.submit([(n, d) for n, d in routed if n.id in new])
+        if notes or self._fed:  # an idle poll changes nothing: no file write
+            routed = [(n, self.route(n)) for n in notes]
+            new = {n.id for n in self.outbox.add(routed)}
+            self.outbox.save(self.engine.state_dict())
+            self.dispatcher.submit([(n, d) for n, d in routed if n.id in new])
+            self._fed = False
+            for fn in self._listeners:
+                fn(notes)
         metrics, self._metrics = self._metrics, []
         for f, pts in metrics:
             f.submit(pts)

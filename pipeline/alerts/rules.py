@@ -145,11 +145,14 @@ class AlertEngine:
             return  # a replay: everything here was seen
         mark_key = (series, det)
         self._marks[mark_key] = max(self._marks.get(mark_key, -(2**63)), int(times[-1]))
+        a = alarm[i0:]
+        if st["open"] is None and not a.any():  # the common case: quiet, nothing to record
+            st["last"] = int(times[-1])
+            return
         info = {"series": series, "key": key, "tags": {str(k): str(v) for k, v in tags.items()},
                 "model": model, "detector": det, "label": output.label,
                 "score_field": output.score_field, "threshold_field": output.threshold_field,
                 "measurement": output.measurement}
-        a = alarm[i0:]
         prev = np.concatenate(([st["open"] is not None], a[:-1]))
         starts = np.flatnonzero(a & ~prev) + i0
         ends = np.flatnonzero(~a & prev) + i0
@@ -298,8 +301,9 @@ def _update_peak(ep: dict, scores: np.ndarray) -> None:
     if len(scores) == 0:
         return
     mag = np.abs(scores)
-    if np.all(np.isnan(mag)):
-        return
-    i = int(np.nanargmax(mag))
-    if ep["peak"] is None or abs(scores[i]) > abs(ep["peak"]):
+    mag = np.where(mag == mag, mag, -1.0)  # NaN never peaks (cheaper than nanargmax)
+    i = int(mag.argmax())
+    if mag[i] < 0:
+        return  # all NaN
+    if ep["peak"] is None or mag[i] > abs(ep["peak"]):
         ep["peak"] = float(scores[i])

@@ -129,10 +129,24 @@ class DetectorOutput:
         raise AttributeError(attr)
 
     def fields(self) -> dict:
-        """The fields to write, under the detector's field names."""
+        """The fields to write, under the detector's field names.
+
+        A per-sample detector writes its threshold only on its alarm points (where an alert
+        message shows it); elsewhere the field is left out (NaN), which saves a quarter of the
+        stream's per-sample output.  The threshold is in the model file too.  A segment
+        detector writes it on every point (the tutorial's schema).
+
+        >>> from pipeline.detectors import FlatLineDetector
+        >>> o = DetectorOutput(FlatLineDetector(), np.arange(5), np.zeros(5),
+        ...                    np.array([False, False, True, False, False]), 2.0)
+        >>> o.fields()["flat_threshold"].tolist()
+        [nan, nan, 2.0, nan, nan]
+        """
         d = self.detector
-        out = {d.score_field: self.score, d.threshold_field: np.full(len(self), self.threshold),
-               d.alarm_field: self.alarm}
+        thr = np.full(len(self), self.threshold)
+        if d.per_sample and len(self):
+            thr[~np.asarray(self.alarm, bool)] = np.nan
+        out = {d.score_field: self.score, d.threshold_field: thr, d.alarm_field: self.alarm}
         out.update(self.extra)
         return out
 
