@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .influx import _field_formatter, check_times, escape_tag, series_prefix
+from .line_protocol import _field_formatter, _literal, check_times, escape_tag, series_prefix
 
 __all__ = ["Prefixes", "encode_rows", "plan_follow", "feed_alerts", "count_late"]
 
@@ -61,14 +61,16 @@ class Prefixes:
 def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
     """Line protocol for points of many keys: ``prefix[rows[i]] fields times[i]``.
 
-    ``fields`` maps field keys to arrays as long as ``times``; as in
-    :func:`~pipeline.influx.encode_lines`, non-finite floats are left out of
-    their line and a point with no field left is dropped.
+    As :func:`~pipeline.line_protocol.encode_lines` for each key apart, in
+    the order of the points: non-finite floats are left out of their line
+    (a point with no field left is dropped); the points lacking the same
+    fields are rendered with one ``%`` template, in which a column that holds
+    one value throughout (a threshold) is a literal.
 
     >>> p = np.array(["m,k=a", "m,k=b"], dtype=object)
     >>> encode_rows(p, np.array([1, 0]), np.array([5, 6]),
-    ...             {"x": np.array([0.5, 1.0]), "t": np.array([2.0, 2.0])})
-    ['m,k=b t=2.0,x=0.5 5', 'm,k=a t=2.0,x=1.0 6']
+    ...             {"x": np.array([0.5, np.nan]), "t": np.array([2.0, 2.0])})
+    ['m,k=b t=2.0,x=0.5 5', 'm,k=a t=2.0 6']
     """
     times = np.asarray(times)
     if times.dtype.kind not in "iu":
@@ -77,38 +79,41 @@ def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
     n = len(times)
     if n == 0:
         return []
-    parts, cols = [], []
+    cols = []
     for key in sorted(fields):
         arr = np.asarray(fields[key])
         if arr.shape != (n,):
             raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
-        k = escape_tag(key, "field key") + "="
-        if arr.dtype.kind == "f" and arr[0] == arr[-1] and np.isfinite(arr[0]) \
-                and (arr == arr[0]).all():
-            parts.append((k + repr(float(arr[0]))).replace("%", "%%"))  # a constant: once
-        else:
-            parts.append(k.replace("%", "%%") + "%s")
-            cols.append(_field_formatter(arr))
-    pre = prefix[np.asarray(rows, np.int64)].tolist()
-    tl = times.tolist()
-    if not any(None in c for c in cols):
-        template = "%s " + ",".join(parts) + " %s"
-        return [template % row for row in zip(pre, *cols, tl, strict=True)]
-    lines = []
-    for i, t in enumerate(tl):  # some floats are not finite: leave them out of their line
-        body, c = [], 0
-        for p in parts:
-            if p.endswith("%s"):
-                v = cols[c][i]
-                c += 1
-                if v is None:
-                    continue
-                body.append(p[:-2].replace("%%", "%") + v)
+        cols.append((escape_tag(key, "field key") + "=", arr))
+    pre = prefix[np.asarray(rows, np.int64)]
+    pattern = np.zeros(n, np.int64)  # which fields each point lacks
+    for k, (_, arr) in enumerate(cols):
+        if arr.dtype.kind == "f":
+            pattern |= (~np.isfinite(arr)).astype(np.int64) << k
+    whole = not pattern.any()
+    out = None if whole else np.empty(n, dtype=object)
+    for pat in ([0] if whole else np.unique(pattern).tolist()):
+        idx = None if whole else np.flatnonzero(pattern == pat)
+        present = [(key, arr if idx is None else arr[idx]) for k, (key, arr) in enumerate(cols)
+                   if not pat & (1 << k)]
+        if not present:
+            continue
+        parts, values = [], []
+        for key, arr in present:
+            lit = _literal(arr)
+            if lit is not None:
+                parts.append((key + lit).replace("%", "%%"))
             else:
-                body.append(p.replace("%%", "%"))
-        if body:
-            lines.append(f"{pre[i]} {','.join(body)} {t}")
-    return lines
+                parts.append(key.replace("%", "%%") + "%s")
+                values.append(_field_formatter(arr))
+        template = "%s " + ",".join(parts) + " %s"
+        p = (pre if idx is None else pre[idx]).tolist()
+        t = (times if idx is None else times[idx]).tolist()
+        lines = [template % row for row in zip(p, *values, t, strict=True)]
+        if out is None:
+            return lines
+        out[idx] = lines
+    return [] if out is None else [x for x in out.tolist() if x is not None]
 
 
 def plan_follow(last: np.ndarray, active: np.ndarray, half_ns: int, solo: set,

@@ -329,7 +329,8 @@ def test_shards_together_write_exactly_what_one_process_writes(influx, fresh_db,
             b = influx.read_field(many, meas, name, group_by="sensor")
             ga, gb = a.by_group(), b.by_group()
             assert sorted(ga) == sorted(gb), name
-            assert sorted(ga) == keys or name == "long_z"  # drift warms up for 900 samples
+            if name in ("flat_s", "z", "alert"):  # (drift warms up for 900 samples; thresholds
+                assert sorted(ga) == keys  # are written on alarm points only)
             for key in ga:
                 np.testing.assert_array_equal(ga[key].times, gb[key].times, err_msg=name)
                 np.testing.assert_array_equal(ga[key].values, gb[key].values, err_msg=name)

@@ -77,12 +77,10 @@ class BlockOutput:
         return len(self.times)
 
     def fields(self) -> dict:
-        """The fields to write, under the detector's field names (all keys)."""
-        d = self.detector
-        out = {d.score_field: self.score, d.threshold_field: np.full(len(self), self.threshold),
-               d.alarm_field: self.alarm}
-        out.update(self.extra)
-        return out
+        """The fields to write, under the detector's field names (all keys), exactly as
+        :meth:`DetectorOutput.fields` gives them for one key."""
+        return DetectorOutput(self.detector, self.times, self.score, self.alarm, self.threshold,
+                              self.extra).fields()
 
     def key_output(self, j: int) -> DetectorOutput:
         """The :class:`DetectorOutput` of the ``j``-th key of the update."""
