@@ -92,7 +92,7 @@ from .influx import (
 )
 from .model_io import ModelFile, load_model
 from .series import format_timestamp
-from .stream_cli import MAX_FLAGGED, _alarm_counts, main, parse_time, summary_text
+from .stream_cli import MAX_FLAGGED, _alarm_counts, build_parser, main, parse_time, summary_text
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -102,7 +102,7 @@ from .stream_config import (
 )
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
-           "load_config", "main", "parse_time", "summary_text"]
+           "load_config", "main", "build_parser", "parse_time", "summary_text"]
 
 log = logging.getLogger("pipeline.stream")
 
