@@ -1,17 +1,21 @@
 """Checkpoints of ``python -m pipeline.stream``: where each series stands, and its rolling state.
 
-One file per (series, fan-out tag value), written atomically (temporary
-file, fsync, rename) *after* the scores it covers were written to InfluxDB.
-A ``kill -9`` at any moment therefore leaves either the old or the new
-checkpoint, never a torn one, and a restart redoes at most one batch,
-rewriting identical points (same series, tags and timestamps overwrite).
+One file per configured series holds every fan-out key of it (a
+:class:`~pipeline.fleet.Fleet`: the keys, their marks and the detectors'
+states as arrays), written atomically (temporary file, fsync, rename)
+*after* the scores it covers were written to InfluxDB.  A ``kill -9`` at any
+moment therefore leaves either the old or the new checkpoint, never a torn
+one, and a restart redoes at most one batch, rewriting identical points
+(same series, tags and timestamps overwrite).  One file per series, not per
+key: a fleet of 10,000 sensors polled every second writes one file a poll,
+not 10,000.
 
 A checkpoint holds data only (:mod:`pipeline.datafile`: JSON plus numpy
 arrays, no pickle), so a checkpoint from someone else cannot run code when
-the stream starts; files have mode ``0o600``.  Each detector's streaming
-state is stored with :meth:`~pipeline.detectors.base.DetectorState.get_data`
-and restored onto a fresh state of the same model.  Checkpoints from older
-versions (pickles) are refused with a message that says ``--reset``.
+the stream starts; files have mode ``0o600``.  Checkpoints from older
+versions: pickles are refused with a message that says ``--reset``; the
+per-key files of version 2 are read once and folded into the series' file
+(:meth:`CheckpointStore.legacy`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 from .datafile import DataFileError, read_data, write_data
 from .stream_config import ConfigError
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
+LEGACY_VERSION = 2
 
 
 @dataclass
@@ -56,20 +61,18 @@ class SeriesState:
 
 
 class CheckpointStore:
-    """A directory of checkpoint files, one per series key."""
+    """A directory of checkpoint files, one per series (version 2: one per series key)."""
 
     def __init__(self, root):
         self.root = Path(root)
 
-    def path(self, series: str, key: str) -> Path:
+    def path(self, series: str, key: str = "") -> Path:
+        """The file of a series (``key=""``), or a version 2 file of one fan-out key."""
         h = hashlib.sha256(f"{series}\0{key}".encode()).hexdigest()[:16]
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{series}-{key}")[:60]
         return self.root / f"{safe}-{h}.ckpt"
 
-    def load(self, series: str, key: str) -> SeriesState | None:
-        p = self.path(series, key)
-        if not p.exists():
-            return None
+    def _read(self, p: Path) -> tuple[dict, dict]:
         try:
             with open(p, "rb") as f:
                 head = f.read(2)
@@ -78,9 +81,37 @@ class CheckpointStore:
                                   "(a pickle, which this version never loads); run with --reset "
                                   "to start over")
             meta, arrays = read_data(p)
-            if meta.get("version") != CHECKPOINT_VERSION:
-                raise ConfigError(f"checkpoint {p} is from another version of pipeline.stream; "
-                                  "run with --reset to start over")
+        except ConfigError:
+            raise
+        except (DataFileError, OSError) as e:
+            raise ConfigError(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); "
+                              "delete it, or run with --reset to start over") from None
+        if meta.get("version") not in (CHECKPOINT_VERSION, LEGACY_VERSION):
+            raise ConfigError(f"checkpoint {p} is from another version of pipeline.stream; "
+                              "run with --reset to start over")
+        return meta, arrays
+
+    def load_fleet(self, series: str):
+        """``(meta, arrays)`` of the series' file, a :class:`SeriesState` if it is a version 2
+        file of an unfanned series, or None if there is none."""
+        p = self.path(series)
+        if not p.exists():
+            return None
+        meta, arrays = self._read(p)
+        if meta["version"] == LEGACY_VERSION:
+            return self._legacy_state(p, meta, arrays)
+        if meta.get("series") != series:
+            raise ConfigError(f"checkpoint {p} belongs to series {meta.get('series')!r}, not "
+                              f"{series!r}; run with --reset to start over")
+        return meta, arrays
+
+    def save_fleet(self, fleet) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta, arrays = fleet.get_data()
+        write_data(self.path(fleet.name), {"version": CHECKPOINT_VERSION, **meta}, arrays)
+
+    def _legacy_state(self, p: Path, meta: dict, arrays: dict) -> SeriesState:
+        try:
             saved = []
             for i, d in enumerate(meta["detectors"]):
                 pre = f"{i}."
@@ -91,24 +122,48 @@ class CheckpointStore:
                                period_checked=bool(meta["period_checked"]),
                                model_version=meta["model_version"],
                                n_samples=int(meta["n_samples"]), saved=saved)
-        except ConfigError:
-            raise
-        except (DataFileError, OSError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); "
                               "delete it, or run with --reset to start over") from None
 
-    def save(self, st: SeriesState) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        dets, arrays = [], {}
-        for i, ds in enumerate(st.detectors):
-            meta, arr = ds.get_data()
-            dets.append({"name": ds.det.name, "state": meta})
-            arrays.update({f"{i}.{k}": a for k, a in arr.items()})
-        write_data(self.path(st.series, st.key), {
-            "version": CHECKPOINT_VERSION, "series": st.series, "key": st.key,
-            "origin_ns": st.origin_ns, "last_time_ns": st.last_time_ns,
-            "period_checked": st.period_checked, "model_version": st.model_version,
-            "n_samples": st.n_samples, "detectors": dets}, arrays)
+    def legacy(self, series: str) -> list[tuple[Path, SeriesState]]:
+        """Version 2 files of the fan-out keys of ``series`` in this directory."""
+        out = []
+        if not self.root.exists():
+            return out
+        own = self.path(series)
+        for p in sorted(self.root.glob("*.ckpt")):
+            if p == own:
+                continue
+            meta, arrays = self._read(p)
+            if meta["version"] == LEGACY_VERSION and meta.get("series") == series:
+                out.append((p, self._legacy_state(p, meta, arrays)))
+        return out
+
+    def load(self, series: str, key: str = "") -> SeriesState | None:
+        """Where one key of a series stands (for people and tests; the stream loads fleets).
+
+        ``detectors`` are left empty; ``saved`` holds each detector's per-key state data.
+        """
+        data = self.load_fleet(series)
+        if data is None:
+            p = self.path(series, key)
+            if key and p.exists():
+                meta, arrays = self._read(p)
+                return self._legacy_state(p, meta, arrays)
+            return None
+        if isinstance(data, SeriesState):
+            return data if data.key == key else None
+        meta, arrays = data
+        try:
+            i = meta["keys"].index(key)
+        except ValueError:
+            return None
+        return SeriesState(series=series, key=key, origin_ns=int(arrays["origin"][i]),
+                           last_time_ns=int(arrays["last"][i]),
+                           period_checked=bool(arrays["checked"][i]),
+                           model_version=meta["model_version"],
+                           n_samples=int(arrays["n_samples"][i]))
 
     def probe(self) -> None:
         """Create the directory and check that it is writable, before any score is written."""
@@ -134,9 +189,10 @@ class CheckpointStore:
         """Delete every checkpoint here and in backfill subdirectories; return how many."""
         n = 0
         if self.root.exists():
-            for p in [*self.root.rglob("*.ckpt"), *self.root.rglob("*.tmp")]:
-                p.unlink()
-                n += p.suffix == ".ckpt"
+            for d in [self.root, *self.root.glob("backfill-*")]:
+                for p in [*d.glob("*.ckpt"), *d.glob("*.tmp"), *d.glob(".*.tmp")]:
+                    p.unlink()
+                    n += p.suffix == ".ckpt"
             for d in self.root.glob("backfill-*"):
                 try:
                     d.rmdir()

@@ -504,6 +504,37 @@ class Influx:
         series = self.query_json(q, db, params)
         return sorted({row[1] for s in series for row in s.get("values", [])})
 
+    def count_buckets(self, db: str, measurement: str, field_name: str, start_ns: int,
+                      end_ns: int, every_ns: int, tags: Mapping[str, str] | None = None,
+                      group_by: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points per time bucket of ``every_ns`` over ``[start_ns, end_ns)`` (per tag value).
+
+        One ``COUNT ... GROUP BY time(), tag fill(none)`` query, read as CSV.
+        Returns ``(groups, bucket starts in ns, counts)``; empty buckets are
+        left out; ``groups`` holds ``""`` without ``group_by``.
+        """
+        self.require_database(db)
+        conds, params = _tag_conditions(tags)
+        conds = ["time >= $t_start", "time < $t_end", *conds]
+        params.update(t_start=int(start_ns), t_end=int(end_ns))
+        by = f"time({int(every_ns)}ns)" + (f", {quote_ident(group_by)}" if group_by else "")
+        q = (f"SELECT COUNT({quote_ident(field_name)}::field) FROM {quote_ident(measurement)} "
+             f"WHERE {' AND '.join(conds)} GROUP BY {by} fill(none)")
+        body = self.query_csv(q, db, params)
+        empty = (np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64))
+        if not body.strip():
+            return empty
+        df = pd.read_csv(io.BytesIO(body), header=0, names=["name", "tags", "time", "count"],
+                         dtype={"name": str, "tags": str, "time": np.int64, "count": np.int64},
+                         keep_default_na=False, na_values=[], engine="c")
+        if group_by:
+            tagcol = df["tags"].astype(str)
+            uniq = {t: _parse_tag_column(t).get(group_by, "") for t in pd.unique(tagcol)}
+            groups = tagcol.map(uniq).to_numpy(object)
+        else:
+            groups = np.full(len(df), "", object)
+        return groups, df["time"].to_numpy(np.int64), df["count"].to_numpy(np.int64)
+
     def count(self, db: str, measurement: str, field_name: str, tags=None) -> int:
         conds, params = _tag_conditions(tags)
         q = f"SELECT COUNT({quote_ident(field_name)}::field) FROM {quote_ident(measurement)}"

@@ -22,10 +22,22 @@ the source's tags, ``series`` (the config name) and ``model`` (the model
 version), and are timestamped from the source points (a segment by its
 centre sample), so re-running a range overwrites instead of duplicating.
 
+Fleets (fan-out)
+----------------
+A series with ``fan_out`` is one :class:`~pipeline.fleet.Fleet`: every key's
+mark and detector state live in arrays, so a poll of 10,000 sensors is one
+grouped read, a few numpy calls per detector (:mod:`pipeline.detectors.block`,
+equal to the per-key states to the bit), one encode, one write and one
+checkpoint file.  Keys far behind the others (new, stalled, a clock ahead)
+are read on their own; a key whose own read found nothing waits 30 s (or
+until it shows up in the grouped read).  A read holds ``batch_samples``
+points over all the keys read together.  ``--shard K/N`` scores the keys of
+shard K of N only (:mod:`pipeline.shard`).
+
 Delivery guarantees
 -------------------
 Scores are written first and the checkpoint (last processed time plus all
-rolling state) is saved after, atomically.  ``kill -9`` between the two
+rolling state, one file per series) is saved after, atomically.  ``kill -9`` between the two
 makes the restart redo that batch, which rewrites identical points: no gap,
 no duplicate.  An unreachable or restarting InfluxDB is retried with
 exponential backoff (0.5 s doubling to 30 s) without advancing anything.
@@ -39,18 +51,28 @@ Gaps, bad values, late points
   with the samples present.
 * Values that are not numbers (strings, booleans) are skipped and counted;
   InfluxDB cannot store NaN.
+* The data's own sample period is checked per key: the median of its first
+  16 steps (across reads) must be within 1 % of the model's period, else the
+  series stops with an error (a fan-out key is quarantined, the others go
+  on).  While steps show a longer period than configured, read slices are
+  stretched to hold at least 1000 samples, with a warning.
 * Follow mode reads ``time > last processed``.  A point that arrives after
-  a newer point of the same series was already processed is *not* scored
-  by follow mode; re-run a backfill over that range to include it (it
-  overwrites the affected outputs; use a separate ``--checkpoint-dir``).
+  a newer point of the same key was already processed is *late*: not scored
+  by follow mode, but counted.  Points are counted per key and bucket of data
+  time as they are scored (``late_window`` / 10 s buckets, default 60 s);
+  every bucket's worth of seconds, one ``COUNT ... GROUP BY time(), tag``
+  query per series compares InfluxDB's counts of the buckets each key has
+  closed (its mark has left them) within the window with what was scored.
+  The excess is logged per key, added to the progress line and the summary.
+  Points later than the window (600 s by default) are not counted.
+  Re-run a backfill over the range to score them (it overwrites the affected
+  outputs; use a separate ``--checkpoint-dir``).
 * Checkpoints win over ``--start`` in follow mode; ``--reset`` deletes them.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -60,16 +82,17 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointStore, SeriesState
+from .fanout import Prefixes, count_late, encode_rows, feed_alerts, plan_follow
+from .fleet import Batch, Fleet, LateCounter, factorize
 from .influx import (
     Influx,
     InfluxError,
     InfluxQueryError,
     InfluxUnavailableError,
-    encode_lines,
 )
-from .load import add_influx_args, settings_from_args
-from .model_io import ModelFile, ModelFileError, load_model
-from .series import format_timestamp, parse_timestamp
+from .model_io import ModelFile, load_model
+from .series import format_timestamp
+from .stream_cli import MAX_FLAGGED, _alarm_counts, build_parser, main, parse_time, summary_text
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -79,17 +102,20 @@ from .stream_config import (
 )
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
-           "load_config", "main"]
+           "load_config", "main", "build_parser", "parse_time", "summary_text"]
 
 log = logging.getLogger("pipeline.stream")
 
-MAX_FLAGGED = 1000
-"""Anomalous segments remembered for the summary (memory stays flat)."""
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 KEY_REFRESH_S = 30.0
 """Fan-out keys are listed again this often in follow mode (new sensors appear)."""
-EVENT_GAP_S = 1.0
-"""Flagged segments closer than this are one event in the summary."""
+QUIET_S = 30.0
+"""A fan-out key whose lone read found nothing is read alone again after this long (sooner if
+it shows up in the grouped read)."""
+LATE_BUCKETS = 10
+"""The late window is counted in this many buckets of data time."""
+MIN_SLICE_SAMPLES = 1000
+"""A read slice is never expected to hold fewer samples (at the period the data shows)."""
 
 
 def _load_model(path: str) -> ModelFile:
@@ -137,7 +163,9 @@ class Stream:
         self.influx = influx
         self.reader = Influx(influx.settings)
         self.stop = stop or threading.Event()
-        self.store = CheckpointStore(cfg.checkpoint_dir)
+        self.shard = cfg.shard
+        self.root = Path(cfg.checkpoint_dir) / (cfg.shard.dirname if cfg.shard else "")
+        self.store = CheckpointStore(self.root)
         self.models = {s.name: _load_model(s.model) for s in cfg.series}
         for s in cfg.series:
             m = self.models[s.name]
@@ -149,22 +177,22 @@ class Stream:
             if not (s.sample_period_ns or m.period_ns):
                 raise ConfigError(f"series {s.name}: the model file does not record its sample "
                                   "period; give sample_rate (Hz) or sample_period (s)")
-        self.states: dict[tuple[str, str], SeriesState] = {}
-        self.quarantined: dict[tuple[str, str], str] = {}
-        # the sample period of each series where it is known up front (always, with a model);
-        # the others are probed from the data once (_series_period)
-        self._periods: dict[str, float] = {
-            s.name: s.sample_period_ns or self.models[s.name].period_ns
-            for s in cfg.series if s.sample_period_ns or self.models[s.name]}
+        self._periods = {s.name: float(s.sample_period_ns or self.models[s.name].period_ns)
+                         for s in cfg.series}
+        self.fleets: dict[str, Fleet] = {}
+        self._prefixes: dict[str, Prefixes] = {}
         self._t_log = time.monotonic()
         self._n_logged = 0
         self._t_keys: dict[str, float] = {}
-        self._origins: dict[str, int] = {}
         self._solo: dict[str, set] = {}
+        self._quiet: dict[str, np.ndarray] = {}
+        self._warned_slice: set = set()
         self._t_missing = 0.0
+        self._t_late = time.monotonic()
+        self._following = False
         self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
-                       "quarantined": 0, "alarm_points": {}}
+                       "quarantined": 0, "late": 0, "alarm_points": {}}
         self.flagged: list[tuple[str, str, str, int, float]] = []
         self.alerts = None
         self.notifications = 0
@@ -172,7 +200,7 @@ class Stream:
             from .alerts import AlertManager
 
             self.alerts = AlertManager(cfg.alerts, influx=influx, state_path=(
-                cfg.alerts.outbox or Path(cfg.checkpoint_dir) / "alerts.json"), start=False)
+                cfg.alerts.outbox or self.root / "alerts.json"), start=False)
 
     # -- retry -----------------------------------------------------------
     def _retry(self, what: str, fn, *args, **kwargs):
@@ -191,167 +219,252 @@ class Stream:
                 delay = min(delay * 2, BACKOFF_MAX)
 
     # -- state -----------------------------------------------------------
-    def _state(self, s: SeriesConfig, key: str, origin: int, resume: bool,
-               fresh_on_change: bool = False) -> SeriesState:
-        """The state of one series key: in memory, else from its checkpoint, else new at ``origin``."""
-        k = (s.name, key)
-        st = self.states.get(k)
-        if st is not None:
-            return st
-        st = self.store.load(s.name, key) if resume else None
-        label = _label(s, key)
+    def marks(self) -> dict:
+        """``{(series, key): last processed time (ns)}`` of every key known so far."""
+        return {(name, k): int(t) for name, f in self.fleets.items()
+                for k, t in zip(f.keys, f.last.tolist(), strict=True)}
+
+    def _fleet(self, s: SeriesConfig, origin: int, resume: bool,
+               fresh_on_change: bool = False) -> Fleet:
+        """The fleet of a series: in memory, else from its checkpoint, else new at ``origin``."""
+        f = self.fleets.get(s.name)
+        if f is not None:
+            return f
         m = self.models[s.name]
-        if st is not None and st.model_version != m.version:
-            if fresh_on_change:
+        f = Fleet(s.name, m, origin)
+        f.period_ns = self._periods[s.name]
+        if self._following and self.cfg.late_window > 0:
+            width = max(1, int(self.cfg.late_window * 1e9 / LATE_BUCKETS))
+            f.late = LateCounter(width, LATE_BUCKETS)
+        data = self.store.load_fleet(s.name) if resume else None
+        legacy = []
+        if isinstance(data, SeriesState):
+            legacy, data = [(None, data)], None
+        elif data is None and resume:
+            legacy = self.store.legacy(s.name)
+        p = self.store.path(s.name)
+        if data is not None:
+            meta, arrays = data
+            states = meta.get("model_version") == m.version
+            if not states and fresh_on_change:
                 log.warning("series %s: the model changed (%s -> %s); the checkpoint is dropped "
-                            "and the range re-scored", label, st.model_version, m.version)
-                st = None
+                            "and the range re-scored", s.name, meta.get("model_version"), m.version)
+            else:
+                try:
+                    f.set_data(meta, arrays, states=states)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise ConfigError(f"checkpoint {p} does not fit the model ({e}); run with "
+                                      "--reset to start over") from None
+                if not states:
+                    log.warning("series %s: the model changed (%s -> %s); the rolling state "
+                                "restarts at the checkpoint's marks", s.name,
+                                meta.get("model_version"), m.version)
+                self._log_resume(s, f)
+        elif legacy:
+            self._migrate(s, f, legacy, fresh_on_change)
+        self.fleets[s.name] = f
+        self._prefixes[s.name] = Prefixes(self._tags_of(s, f))
+        return f
+
+    def _log_resume(self, s: SeriesConfig, f: Fleet) -> None:
+        if not len(f):
+            return
+        if len(f) == 1:
+            log.info("series %s: resuming after %s", _label(s, f.keys[0]), _fmt(int(f.last[0])))
+        else:
+            log.info("series %s: resuming %d keys after %s .. %s", s.name, len(f),
+                     _fmt(int(f.last.min())), _fmt(int(f.last.max())))
+
+    def _migrate(self, s: SeriesConfig, f: Fleet, legacy, fresh_on_change: bool) -> None:
+        """Fold version 2 checkpoints (one file per key) into the fleet; saved at the next
+        commit, after which the old files are deleted."""
+        m = self.models[s.name]
+        for _, st in legacy:
+            if st.model_version != m.version and fresh_on_change:
+                continue
+            f.add([st.key], st.origin_ns)
+            row = f.index[st.key]
+            f.last[row], f.n_samples[row] = st.last_time_ns, st.n_samples
+            if st.model_version == m.version:
+                try:
+                    st.restore(m.enabled)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise ConfigError(f"checkpoint {self.store.path(s.name, st.key)} does not "
+                                      f"fit the model ({e}); run with --reset to start over") \
+                        from None
+                for blk, ds in zip(f.blocks, st.detectors, strict=True):
+                    blk.set_row(row, ds)
+                f.checked[row] = st.period_checked
             else:
                 log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                            "restarts at %s", label, st.model_version, m.version,
+                            "restarts at %s", _label(s, st.key), st.model_version, m.version,
                             _fmt(st.last_time_ns))
-                st.saved, st.period_checked = None, False
-        if st is not None:
-            log.info("series %s: resuming after %s", label, _fmt(st.last_time_ns))
-        else:
-            st = SeriesState(series=s.name, key=key, origin_ns=origin, last_time_ns=origin - 1)
-        st.model_version = m.version
-        try:
-            st.restore(m.enabled)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"checkpoint {self.store.path(s.name, key)} does not fit the model "
-                              f"({e}); run with --reset to start over") from None
-        self.states[k] = st
-        return st
+        self._legacy_files = [p for p, _ in legacy if p is not None]
+        self._log_resume(s, f)
 
-    def _tags(self, s: SeriesConfig, key: str) -> dict:
-        tags = dict(s.tags)
-        if s.fan_out:
-            tags[s.fan_out] = key
-        tags["series"] = s.name
+    def _tags_of(self, s: SeriesConfig, f: Fleet):
+        def tags(row: int) -> dict:
+            t = dict(s.tags)
+            if s.fan_out:
+                t[s.fan_out] = f.keys[row]
+            t["series"] = s.name
+            t["model"] = f.version
+            return t
         return tags
 
-    def _series_period(self, s: SeriesConfig, near_ns: int) -> float | None:
-        """The sample period: configured, else the model's, else probed once from the data."""
-        if s.name not in self._periods:
-            r = _source(lambda: self._retry(
-                f"reading {s.db}.{s.measurement}", self.reader.read_field, s.db, s.measurement,
-                s.field, near_ns, None, s.tags, s.fan_out, None, True, 64))
-            diffs = [np.diff(p.times) for p in r.by_group().values() if len(p) >= 3]
-            if not diffs:
-                return None  # no data yet: ask again next time
-            self._periods[s.name] = float(np.median(np.concatenate(diffs)))
-            log.info("series %s: sample period %.6g ms (inferred from the data)", s.name,
-                     self._periods[s.name] / 1e6)
-        return self._periods[s.name]
+    def _keys(self, s: SeriesConfig) -> list[str]:
+        """The keys of a series this process scores (all of them, or this shard's)."""
+        if not s.fan_out:
+            return [""] if self.shard is None or self.shard.owns(s.name, "") else []
+        keys = _source(lambda: self._retry("listing tag values", self.reader.tag_values, s.db,
+                                           s.measurement, s.fan_out, s.tags))
+        if self.shard is not None:
+            keys = [k for k, own in zip(keys, self.shard.owned(s.name, keys), strict=True) if own]
+        return keys
 
-    def _check_period(self, s: SeriesConfig, st: SeriesState, times: np.ndarray) -> None:
-        """Once per key: the data's own median step must match the model's period."""
-        if st.period_checked or len(times) < 3:
-            return
-        observed = float(np.median(np.diff(times)))
-        expected = self._periods[s.name]
-        if abs(observed / expected - 1) > 0.01:
-            raise ConfigError(
-                f"series {_label(s, st.key)}: the data's sample period is {observed / 1e6:.6g} ms "
-                f"but the model was trained at {expected / 1e6:.6g} ms; retrain the model at this "
-                "rate (python -m pipeline.train), or point the series at the right data")
-        st.period_checked = True
+    # -- one read of one series ---------------------------------------------
+    def _reject(self, s: SeriesConfig, f: Fleet, row: int, msg: str) -> None:
+        """A key whose data cannot be scored: an error without fan-out, else quarantined."""
+        if not s.fan_out:
+            raise ConfigError(msg)
+        f.quarantined[row] = msg
+        self.totals["quarantined"] += 1
+        log.error("%s; this key is skipped from now on (the others go on)", msg)
 
-    # -- one batch of one series key ---------------------------------------
-    def _process(self, s: SeriesConfig, st: SeriesState, times, values, lines: list) -> None:
-        """Score the new points of one key into ``lines`` (nothing for a quarantined key)."""
-        k = (s.name, st.key)
-        if k in self.quarantined:
-            return
-        keep = times > st.last_time_ns
-        times, values = times[keep], values[keep]
-        if len(times) == 0:
-            return
-        try:
-            if np.any(times[1:] <= times[:-1]):
-                raise ConfigError(
-                    f"series {_label(s, st.key)}: the source returned several points with the same "
-                    f"timestamp; the filter {s.tags or '{}'} matches more than one series of "
-                    f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
-                    "tells them apart")
-            self._check_period(s, st, times)
-        except ConfigError as e:
-            if not s.fan_out:
-                raise
-            self.quarantined[k] = str(e)
-            self.totals["quarantined"] += 1
-            log.error("%s; this key is skipped from now on (the others go on)", e)
-            return
-        tags = dict(self._tags(s, st.key), model=st.model_version)
+    def _process_read(self, s: SeriesConfig, f: Fleet, r, admit=None,
+                      add_unknown: bool = False) -> tuple[int, set]:
+        """Score every admitted key of one read, write, then checkpoint.
+
+        ``admit`` (a mask over the fleet's rows at call time) limits the keys
+        scored; keys of the read the fleet does not know are added when
+        ``add_unknown`` (and owned by this shard), else left for a read of their own.
+        Returns the number of new samples and the rows that got new points.
+        Malformed points move their key's mark past them (they were read and
+        skipped), so a stretch of them is never read again.
+        """
+        n_rows = len(f)
+        if r.groups is None:
+            ukeys, codes = [""], np.zeros(len(r), np.int64)
+        else:
+            codes, ukeys = factorize(r.groups)
+        unknown = [k for k in ukeys if k not in f.index]
+        for k in r.malformed_last:
+            if k not in f.index and k not in unknown:
+                unknown.append(k)
+        if unknown:
+            owned = [k for k in unknown
+                     if (self.shard is None or self.shard.owns(s.name, k)) and (s.fan_out or k == "")]
+            f.add(owned)  # at the series' origin
+            if add_unknown or not s.fan_out:
+                n_rows = len(f)
+        ok_row = np.zeros(len(f), bool)
+        ok_row[:n_rows] = True if admit is None else admit[:n_rows]
+        if f.quarantined:
+            ok_row[list(f.quarantined)] = False
+        moved = False
+        for k, t in r.malformed_last.items():
+            row = f.index.get(k)
+            if row is not None and ok_row[row] and t > f.last[row]:
+                f.last[row] = t
+                moved = True
+                if f.late is not None:
+                    f.late.skip_to([row], [t])
+        urows = f.rows_of(ukeys)
+        prow = urows[codes] if len(r) else np.empty(0, np.int64)
+        keep = prow >= 0
+        keep[keep] = ok_row[prow[keep]]
+        keep[keep] = r.times[keep] > f.last[prow[keep]]
+        b = Batch.from_points(prow[keep], r.times[keep], r.values[keep])
+        bad = f.duplicate_groups(b)
+        for j in np.flatnonzero(bad).tolist():
+            self._reject(s, f, int(b.rows[j]), (
+                f"series {_label(s, f.keys[b.rows[j]])}: the source returned several points with "
+                f"the same timestamp; the filter {s.tags or '{}'} matches more than one series of "
+                f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
+                "tells them apart"))
+        if bad.any():
+            b = b.without(bad)
+        period = self._periods[s.name]
+        wrong = f.period_problems(b)
+        for j, observed in wrong.items():
+            self._reject(s, f, int(b.rows[j]), (
+                f"series {_label(s, f.keys[b.rows[j]])}: the data's sample period is "
+                f"{observed / 1e6:.6g} ms but the model was trained at {period / 1e6:.6g} ms; "
+                "retrain the model at this rate (python -m pipeline.train), or point the series "
+                "at the right data"))
+        if wrong:
+            drop = np.zeros(len(b.rows), bool)
+            drop[list(wrong)] = True
+            b = b.without(drop)
+        lines: list = []
+        got = self._score(s, f, b, lines)
+        self._commit(lines, [f] if (got or moved) else [])
+        return got, set(b.rows.tolist())
+
+    def _score(self, s: SeriesConfig, f: Fleet, b: Batch, lines: list) -> int:
+        """Score a batch of one fleet into ``lines``; return the number of samples."""
+        if len(b) == 0:
+            return 0
+        out_cfg = self.cfg.output
+        pre = self._prefixes[s.name]
+        fields = {out_cfg.zscore_measurement: [], out_cfg.measurement: []}
+        for d in f.model.enabled:
+            meas = out_cfg.zscore_measurement if d.per_sample else out_cfg.measurement
+            fields[meas] += [d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields]
+        prefix = {}
+        for meas, names in fields.items():
+            if names:
+                prefix[meas], errors = pre.get(meas, b.rows, names)
+                for row, e in errors.items():
+                    self._reject(s, f, row, f"series {_label(s, f.keys[row])}: {e}")
+        if f.quarantined:
+            drop = np.isin(b.rows, list(f.quarantined))
+            if drop.any():
+                b = b.without(drop)
+                if len(b) == 0:
+                    return 0
+        outs = f.score(b)
+        point_rows = b.point_rows()
         per_sample = {}
-        outs = []
-        for ds in st.detectors:
-            skipped = getattr(ds, "n_skipped_samples", 0)
-            out = ds.update_many(times, values)
-            out.measurement = (self.cfg.output.zscore_measurement if out.detector.per_sample
-                               else self.cfg.output.measurement)
-            outs.append(out)
-            self.totals["skipped_samples"] += getattr(ds, "n_skipped_samples", 0) - skipped
-            self._log_gaps(s, st, ds)
-            det = out.detector
+        for blk, out in zip(f.blocks, outs, strict=True):
+            det = blk.det
+            out.measurement = out_cfg.zscore_measurement if det.per_sample else out_cfg.measurement
+            self.totals["skipped_samples"] += out.skipped
+            for row, gaps in out.gaps:
+                self._log_gaps(s, f.keys[row], gaps)
             n_alarm = int(np.count_nonzero(out.alarm))
             alarms = self.totals["alarm_points"]
             alarms[det.label] = alarms.get(det.label, 0) + n_alarm
+            orows = point_rows if det.per_sample else np.repeat(out.rows, np.diff(out.starts))
             if det.per_sample:
                 per_sample.update(out.fields())
             elif len(out):
-                lines += encode_lines(self.cfg.output.measurement, out.times, out.fields(), tags)
+                lines += encode_rows(prefix[out.measurement], orows, out.times, out.fields())
                 self.totals["segments"] += len(out)
-            if n_alarm:
-                room = MAX_FLAGGED - len(self.flagged)
-                for i in np.flatnonzero(out.alarm)[:max(room, 0)]:
-                    self.flagged.append((s.name, st.key, det.label, int(out.times[i]),
-                                         float(abs(out.score[i]))))
+            if n_alarm and len(self.flagged) < MAX_FLAGGED:
+                idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]
+                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e)) for r, t, e in zip(
+                    orows[idx].tolist(), out.times[idx].tolist(), out.score[idx].tolist(),
+                    strict=True)]
         if per_sample:
-            lines += encode_lines(self.cfg.output.zscore_measurement, times, per_sample, tags)
+            lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, b.times,
+                                 per_sample)
         if self.alerts is not None:
-            self.alerts.feed(s.name, st.key, tags, st.model_version, outs)
-        st.last_time_ns = int(times[-1])
-        st.n_samples += len(times)
-        self.totals["samples"] += len(times)
+            self._feed_alerts(s, f, outs)
+        self.totals["samples"] += len(b)
+        return len(b)
 
-    def _log_gaps(self, s: SeriesConfig, st: SeriesState, ds) -> None:
-        """Count and log the breaks a detector state found (segment detectors report them)."""
-        gaps = getattr(ds, "gaps", None)
-        if not gaps:
-            return
+    def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
+        feed_alerts(self.alerts, s.name, f, outs, self._tags_of(s, f))
+
+    def _log_gaps(self, s: SeriesConfig, key: str, gaps) -> None:
+        """Count and log the breaks a detector found (segment detectors report them)."""
         self.totals["gaps"] += len(gaps)
         more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
                 f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
         log.warning("series %s: %s between %s and %s%s; segments spanning a gap are skipped",
-                    _label(s, st.key), gaps[0].kind, _fmt(gaps[0].before_ns),
+                    _label(s, key), gaps[0].kind, _fmt(gaps[0].before_ns),
                     _fmt(gaps[0].after_ns), more)
-
-    def _process_read(self, s: SeriesConfig, r, make_state) -> tuple[int, set]:
-        """Process every key of one read, write, then checkpoint.
-
-        Returns the number of new samples and the keys that got new points.
-        Malformed points move their key's mark past them (they were read and
-        skipped), so a stretch of them is never read again.
-        """
-        lines, touched, got, fed = [], {}, 0, set()
-        parts = r.by_group()
-        for key in dict.fromkeys([*parts, *r.malformed_last]):
-            st = make_state(key)
-            if st is None:
-                continue
-            before, mark = st.n_samples, st.last_time_ns
-            if key in parts:
-                self._process(s, st, parts[key].times, parts[key].values, lines)
-            st.last_time_ns = max(st.last_time_ns, r.malformed_last.get(key, st.last_time_ns))
-            if st.n_samples != before:
-                got += st.n_samples - before
-                fed.add(key)
-            if st.last_time_ns != mark:
-                touched[key] = st
-        self._commit(lines, list(touched.values()))
-        return got, fed
 
     def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
         tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
@@ -365,14 +478,14 @@ class Stream:
         return r
 
     def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool,
-                   key=None):
-        """Read the next slice of ``batch_samples`` periods at ``lo`` (before ``end``).
+                   key=None, n_keys: int = 1):
+        """Read the next slice (:meth:`_slice_ns`) at ``lo`` (before ``end``).
 
         An empty slice costs one more query to find the next point, so long
         gaps in the source are jumped over, not walked.  Returns ``(hi, r)``:
         everything before ``hi`` has been read; ``r`` is empty at the end.
         """
-        step = self._slice_ns(s, lo)
+        step = self._slice_ns(s, n_keys)
         tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
         while True:
             hi = lo + step if end is None else min(lo + step, end)
@@ -386,46 +499,66 @@ class Stream:
                 return hi if end is None else end, r
             lo, include_start = nxt, True
 
-    def _commit(self, lines: list, touched: list) -> None:
+    def _slice_ns(self, s: SeriesConfig, n_keys: int = 1) -> int:
+        """A read's time span: ``batch_samples`` points over the ``n_keys`` keys read together,
+        at least one sample period, and never fewer than :data:`MIN_SLICE_SAMPLES` samples
+        expected at the period the data shows (clamped, with a warning, when that period is
+        longer than the configured one)."""
+        period = self._periods[s.name]
+        n_keys = max(1, n_keys)
+        step = max(period, period * self.cfg.batch_samples / n_keys)
+        f = self.fleets.get(s.name)
+        seen = f.observed_period() if f is not None and not f.checked.all() else None
+        if seen and seen > period * 1.01 and step / seen * n_keys < MIN_SLICE_SAMPLES:
+            want = MIN_SLICE_SAMPLES * seen / n_keys
+            if s.name not in self._warned_slice:
+                self._warned_slice.add(s.name)
+                log.warning(
+                    "series %s: the data comes every %.6g ms, not every %.6g ms as the model "
+                    "(or sample_rate) says: a read of %s sample periods (%.6g s) would hold ~%.0f "
+                    "samples; reading %.6g s at a time instead. Check sample_rate and the "
+                    "model's rate: each key is checked and stopped if they differ", s.name,
+                    seen / 1e6, period / 1e6, f"{self.cfg.batch_samples:,}", step / 1e9,
+                    step / seen * n_keys, want / 1e9)
+            step = want
+        return max(1, int(step))
+
+    def _commit(self, lines: list, fleets: list) -> None:
         """Write the scores, then checkpoint: the order that makes a crash safe."""
         if lines:
             self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines)
             self.totals["points_written"] += len(lines)
         if self.alerts is not None:  # after the scores, before the checkpoints (manager docs)
             self.notifications += len(self.alerts.commit())
-        for st in touched:
-            self.store.save(st)
+        for f in fleets:
+            self.store.save_fleet(f)
+        old = getattr(self, "_legacy_files", None)
+        if fleets and old:
+            for p in old:
+                p.unlink(missing_ok=True)
+            self._legacy_files = []
 
     def _ensure_output_db(self):
         if self.cfg.output.db not in self._retry("listing databases", self.influx.databases):
             self._retry("creating the error database", self.influx.create_database,
                         self.cfg.output.db)
 
-    def _slice_ns(self, s: SeriesConfig, near_ns: int) -> int:
-        period = self._series_period(s, near_ns)
-        return max(1, int((period or 1e9) * self.cfg.batch_samples))
-
-    def _keys(self, s: SeriesConfig) -> list[str]:
-        if not s.fan_out:
-            return [""]
-        return _source(lambda: self._retry("listing tag values", self.reader.tag_values, s.db,
-                                           s.measurement, s.fan_out, s.tags))
-
     # -- modes -----------------------------------------------------------
     def backfill(self, start_ns: int, end_ns: int, resume: bool = True,
                  progress: bool = False) -> dict:
         """Score ``[start_ns, end_ns)`` of every configured series; return totals.
 
-        Reads time slices of ``batch_samples`` sample periods; the next slice
-        is fetched while the current one is scored and written.  Checkpoints
-        live in ``<checkpoint_dir>/backfill-<start>-<end>``, apart from follow
-        mode's: an interrupted backfill of the same range resumes, a finished
-        one removes them, so running it again re-scores (and overwrites).
+        Reads time slices of ``batch_samples`` points (all fan-out keys of the
+        slice together); the next slice is fetched while the current one is
+        scored and written.  Checkpoints live in
+        ``<checkpoint_dir>/backfill-<start>-<end>``, apart from follow mode's:
+        an interrupted backfill of the same range resumes, a finished one
+        removes them, so running it again re-scores (and overwrites).
         """
         if end_ns <= start_ns:
             raise ConfigError(f"the end must be after the start, got {_fmt(start_ns)} .. "
                               f"{_fmt(end_ns)}")
-        self.store = CheckpointStore(Path(self.cfg.checkpoint_dir) / f"backfill-{start_ns}-{end_ns}")
+        self.store = CheckpointStore(self.root / f"backfill-{start_ns}-{end_ns}")
         self.store.probe()
         self._ensure_output_db()
         self._start_alerts()
@@ -438,22 +571,25 @@ class Stream:
         t_start = time.monotonic()
         with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
             for s in self.cfg.series:
-                def state(key, s=s):
-                    return self._state(s, key, start_ns, resume, fresh_on_change=True)
-
-                sts = [state(k) for k in self._keys(s)]
+                f = self._fleet(s, start_ns, resume, fresh_on_change=True)
+                f.add(self._keys(s), start_ns)
+                active = f.active()
+                if not active.any():
+                    continue
                 # fresh keys stand at start - 1; resumed ones where their checkpoint says
-                pos = max(start_ns, min((st.last_time_ns + 1 for st in sts), default=start_ns))
+                pos = max(start_ns, int(f.last[active].min()) + 1)
+                k = int(active.sum())
                 done = pos
                 if bar is not None:
                     bar.update(round(pos / 1e9) - round(start_ns / 1e9))
-                nxt = pool.submit(self._read_from, s, pos, end_ns, True) if pos < end_ns else None
+                nxt = pool.submit(self._read_from, s, pos, end_ns, True, None, k) \
+                    if pos < end_ns else None
                 while nxt is not None and not self.stop.is_set():
                     hi, r = nxt.result()
                     # fetch the next slice while this one is scored and written
-                    nxt = pool.submit(self._read_from, s, hi, end_ns, True) \
+                    nxt = pool.submit(self._read_from, s, hi, end_ns, True, None, k) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
-                    self._process_read(s, r, state)
+                    self._process_read(s, f, r, add_unknown=True)
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
@@ -470,61 +606,59 @@ class Stream:
 
     def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
         """One poll of one series; return the number of new samples scored."""
-        if s.name not in self._origins:
-            # a key without a checkpoint starts where this series' stream started, so a sensor
-            # that first reported while the stream was down loses nothing
-            loaded = [self.store.load(s.name, k) for k in self._keys(s)] if resume else []
-            self._origins[s.name] = min([st.origin_ns for st in loaded if st is not None],
-                                        default=start_ns)
-
-        def state(key):
-            return self._state(s, key, self._origins[s.name], resume)
-
+        # a key without a checkpoint starts where this series' stream started, so a sensor
+        # that first reported while the stream was down loses nothing
+        f = self._fleet(s, start_ns, resume)
         if not s.fan_out:
-            st = state("")
-            _, r = self._read_from(s, st.last_time_ns, None, False)
-            return self._process_read(s, r, state)[0]
+            if not len(f):
+                f.add(self._keys(s))
+            if not len(f) or f.quarantined:
+                return 0
+            _, r = self._read_from(s, int(f.last[0]), None, False)
+            return self._process_read(s, f, r)[0]
         now = time.monotonic()
         if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
-            for key in self._keys(s):
-                state(key)
+            f.add(self._keys(s))
             self._t_keys[s.name] = now
-        sts = [st for (name, key), st in self.states.items()
-               if name == s.name and (name, key) not in self.quarantined]
-        if not sts:
+        quiet = self._quiet.setdefault(s.name, np.zeros(0))
+        if len(quiet) < len(f):
+            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
+        active = f.active()
+        n_active = int(active.sum())
+        if not n_active:
             return 0
-        # One grouped read serves the keys whose marks lie within half a slice above the lowest
-        # mark near the median; every other key (new, stalled, with a slow clock, far ahead, or
-        # starved in the last grouped read) is read on its own from its own mark, so no key loses
-        # points, holds the others back, or is starved by them.
-        marks = sorted(st.last_time_ns for st in sts)
-        half = self._slice_ns(s, marks[0]) // 2
-        m0 = min(m for m in marks if m >= marks[len(marks) // 2] - half)
-        solo = self._solo.pop(s.name, set())
-        group = [st for st in sts if m0 <= st.last_time_ns <= m0 + half and st.key not in solo]
-        alone = [st for st in sts if st not in group]
+        half = self._slice_ns(s, n_active) // 2
+        group, alone = plan_follow(f.last, active, half, self._solo.pop(s.name, set()), quiet,
+                                   now)
         got = 0
-        if group:
-            known = {st.key for st in group}
-
-            def group_state(key):
-                if key in known:
-                    return state(key)
-                state(key)  # a new key: read on its own from its start at the next poll
-                return None
-
-            lo = min(st.last_time_ns for st in group)
-            hi, r = self._read_from(s, lo, None, False)
-            n, fed = self._process_read(s, r, group_state)
+        if len(group):
+            admit = np.zeros(len(f), bool)
+            admit[group] = True
+            lo = int(f.last[group].min())
+            hi, r = self._read_from(s, lo, None, False, n_keys=len(group))
+            n0 = len(f)
+            n, fed = self._process_read(s, f, r, admit)
             got += n
-            if len(r) and int(r.times.max()) > hi - half:
-                # the slice was cut by its end, not by the newest data: a group key that got
-                # nothing may have a gap longer than the slice; it jumps it on its own next time
-                self._solo[s.name] = known - fed
-        for st in alone:
-            if not self.stop.is_set():
-                _, r = self._read_from(s, st.last_time_ns, None, False, key=st.key)
-                got += self._process_read(s, r, state)[0]
+            if len(r):
+                seen = f.rows_of(factorize(r.groups)[1])
+                woke = seen[(seen >= 0) & (seen < n0)]
+                quiet[woke[~admit[woke]]] = 0.0  # a quiet key wrote again: read it now
+                if int(r.times.max()) > hi - half:
+                    # the slice was cut by its end, not by the newest data: a group key that got
+                    # nothing may have a gap longer than the slice; it jumps it on its own
+                    self._solo[s.name] = set(group.tolist()) - fed
+        if len(quiet) < len(f):
+            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
+        for row in alone.tolist():
+            if self.stop.is_set():
+                break
+            admit = np.zeros(len(f), bool)
+            admit[row] = True
+            _, r = self._read_from(s, int(f.last[row]), None, False, key=f.keys[row])
+            n, _ = self._process_read(s, f, r, admit)
+            got += n
+            if not len(r) and not r.n_malformed:
+                quiet[row] = now + QUIET_S
         return got
 
     def follow(self, start_ns: int | None = None, resume: bool = True,
@@ -534,6 +668,7 @@ class Stream:
         Without checkpoints, scoring starts at ``start_ns`` (default: now).
         A source database that does not exist yet is waited for.
         """
+        self._following = True
         self.store.probe()
         self._ensure_output_db()
         self._start_alerts()
@@ -551,12 +686,47 @@ class Stream:
                         log.warning("series %s: %s; waiting for it", s.name, e)
                         self._t_missing = time.monotonic()
             polls += 1
+            self._maybe_check_late()
             if max_polls is not None and polls >= max_polls:
                 break
             self._maybe_log(lag=self._source_lag)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
+
+    # -- late points ---------------------------------------------------------
+    def _maybe_check_late(self) -> None:
+        every = self.cfg.late_every
+        if self.cfg.late_window <= 0:
+            return
+        if every is None:
+            every = self.cfg.late_window / LATE_BUCKETS
+        now = time.monotonic()
+        if now - self._t_late < every:
+            return
+        self._t_late = now
+        for s in self.cfg.series:
+            f = self.fleets.get(s.name)
+            if f is not None and f.late is not None and len(f):
+                try:
+                    self._check_late(s, f)
+                except InfluxError as e:  # a count must not stop the stream
+                    log.warning("series %s: could not count late points (%s)", s.name, e)
+
+    def _check_late(self, s: SeriesConfig, f: Fleet) -> int:
+        """Count the points of closed buckets that arrived after their key moved past them."""
+        total, per = count_late(self.reader, s, f)
+        if total:
+            self.totals["late"] += total
+            w = f.late.width_ns
+            shown = ", ".join(f"{_label(s, f.keys[r])} {n} from {_fmt(b_ * w)}"
+                              for r, (n, b_) in list(per.items())[:5])
+            more = f" and {len(per) - 5} more keys" if len(per) > 5 else ""
+            log.warning("series %s: %d late points in %d keys (older than their key's last "
+                        "scored point when they arrived, so follow mode did not score them): "
+                        "%s%s; a backfill of that range (with its own --checkpoint-dir) scores "
+                        "them", s.name, total, len(per), shown, more)
+        return total
 
     def _finish(self, t_start: float) -> dict:
         self.totals["seconds"] = time.monotonic() - t_start
@@ -583,15 +753,16 @@ class Stream:
         scored point) over the series; one query per series, asked only when a line is logged."""
         lags = []
         for s in self.cfg.series:
-            marks = [st.last_time_ns for (name, _), st in self.states.items() if name == s.name]
-            if not marks:
+            f = self.fleets.get(s.name)
+            if f is None or not len(f):
                 continue
+            marks = f.last
             try:
                 newest = self.reader.last_time(s.db, s.measurement, s.field, s.tags)
             except InfluxError:
                 return None  # a log line must not fail the stream
             if newest is not None:
-                lags.append(max(0, newest - max(marks)) / 1e9)
+                lags.append(max(0, newest - int(marks.max())) / 1e9)
         return max(lags, default=None)
 
     def _maybe_log(self, lag=None):
@@ -604,169 +775,16 @@ class Stream:
         msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
                f"{self.totals['segments']:,} segments, alarm points: "
                f"{_alarm_counts(self.totals)}")
+        if self._following:
+            msg += f", late points: {self.totals['late']:,}"
         behind = lag() if lag is not None else None
         if behind is not None:
             msg += f", {behind:.2f} s of source data behind"
         log.info(msg)
 
 
+
 _fmt = format_timestamp
-
-
-def parse_time(text: str, what: str = "time") -> int:
-    """ISO 8601 (no zone means UTC), integer ns since the epoch, or ``now``.
-
-    >>> parse_time("2026-01-01T00:00:00Z")
-    1767225600000000000
-    """
-    try:
-        return parse_timestamp(text, what=what)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.stream",
-                                description=__doc__.split("\n\n")[0].replace("``", ""),
-                                epilog="Modes: --start and --end = backfill; otherwise follow. "
-                                       "See the README for a worked example.")
-    p.add_argument("--config", help="TOML file with [[series]], [output], [stream] tables")
-    p.add_argument("--start", help="backfill/follow start (ISO 8601, ns, or now)")
-    p.add_argument("--end", help="backfill end, exclusive; given -> backfill mode, else follow")
-    p.add_argument("--reset", action="store_true", help="delete checkpoints and start over")
-    p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
-    g = p.add_argument_group("one series from the command line (instead of --config)")
-    g.add_argument("--db")
-    g.add_argument("--measurement")
-    g.add_argument("--field", default="value")
-    g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="source tag filter (repeatable)")
-    g.add_argument("--fan-out", metavar="TAG", help="one state per value of this tag")
-    g.add_argument("--sample-rate", type=float, help="Hz (default: from the model, or inferred)")
-    g.add_argument("--model", help="model file from python -m pipeline.train")
-    o = p.add_argument_group("output and loop (override the config file)")
-    o.add_argument("--out-db", help="error database (default error_ekg)")
-    o.add_argument("--out-measurement", help="segment score measurement (default ERROR)")
-    o.add_argument("--zscore-measurement",
-                   help="per-sample detectors' measurement (default zscore)")
-    o.add_argument("--checkpoint-dir", help="default var/checkpoints")
-    o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
-    o.add_argument("--batch-samples", type=int, help="samples per read (default 200000)")
-    add_influx_args(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
-    return p
-
-
-def summary_text(totals: dict, flagged, limit: int = 20) -> str:
-    secs = totals.get("seconds", 0) or 1e-9
-    lines = [
-        f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
-        f"({totals['samples'] / secs:,.0f} samples/s)",
-        f"  segments: {totals['segments']:,}",
-        f"  alarm points per detector: {_alarm_counts(totals)}",
-        f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
-        f"malformed values skipped: {totals['malformed']}, InfluxDB retries: {totals['retries']}",
-        f"  points written: {totals['points_written']:,}"
-        + (f", alert notifications: {totals['notifications']:,}" if totals.get("notifications")
-           else ""),
-    ]
-    if flagged:
-        events = _events(flagged)
-        more = " (from the first 1,000 alarm points)" if len(flagged) >= MAX_FLAGGED else ""
-        lines.append(f"  alarm events{more}: alarm points of one detector less than "
-                     f"{EVENT_GAP_S:g} s apart, merged; series, detector, start .. end, points, "
-                     "peak |score|:")
-        for name, det, t0, t1, n, peak in events[:limit]:
-            lines.append(f"    {name}  {det:<9s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
-        if len(events) > limit:
-            lines.append(f"    ... {len(events) - limit} more")
-    return "\n".join(lines)
-
-
-def _alarm_counts(totals) -> str:
-    counts = totals.get("alarm_points") or {}
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
-
-
-def _events(flagged):
-    """Merge alarm points of one series key and detector that lie less than EVENT_GAP_S apart."""
-    out, cur = [], None
-    for name, key, det, t, e in sorted(flagged):
-        label = f"{name}[{key}]" if key else name
-        if cur and cur[0] == label and cur[1] == det and t - cur[3] < EVENT_GAP_S * 1e9:
-            cur[3], cur[4], cur[5] = t, cur[4] + 1, max(cur[5], e)
-        else:
-            cur = [label, det, t, t, 1, e]
-            out.append(cur)
-    return [tuple(c) for c in out]
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    stop = threading.Event()
-
-    def _on_signal(signum, _frame):
-        log.info("received %s: finishing the current batch, then exiting",
-                 signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    closers = []
-    try:
-        return _main(args, stop, closers)
-    finally:
-        for close in closers:
-            close()
-
-
-def _main(args, stop, closers) -> int:
-    try:
-        cfg = load_config(args.config, args)
-        start = parse_time(args.start, "--start") if args.start else None
-        end = parse_time(args.end, "--end") if args.end else None
-        if end is not None and start is None:
-            raise ConfigError("--end needs --start (backfill mode)")
-        if end is not None and end <= start:
-            raise ConfigError(f"--end must be after --start, got {args.start} .. {args.end}")
-        influx = Influx(settings_from_args(args))
-        influx.ping()  # fail fast: a one-shot command must not wait forever for a wrong address
-        stream = Stream(cfg, influx, stop)
-        closers.append(stream.close)
-        if args.reset:
-            log.info("removed %d checkpoints from %s", stream.store.reset(), cfg.checkpoint_dir)
-        if end is not None:
-            log.info("backfill %s .. %s", _fmt(start), _fmt(end))
-            totals = stream.backfill(start, end, progress=sys.stderr.isatty())
-        else:
-            log.info("follow mode from %s, polling every %.3g s",
-                     "the checkpoints, else " + ("now" if start is None else _fmt(start)),
-                     cfg.poll_interval)
-            totals = stream.follow(start, max_polls=args.max_polls)
-    except (ConfigError, ModelFileError) as e:
-        log.error("%s", e)
-        return 2
-    except ValueError as e:  # settings from the environment (INFLUXDB_PORT=abc, ...)
-        log.error("%s", e)
-        return 2
-    except InfluxUnavailableError as e:
-        if stop.is_set():
-            log.error("stopped while InfluxDB was unreachable: %s", e)
-            return 0
-        log.error("%s", e)
-        return 1
-    except InfluxQueryError as e:
-        log.error("%s", e)
-        return 1
-    except OSError as e:  # a checkpoint could not be written (disk full, permissions)
-        log.error("cannot write a checkpoint: %s; the scores of the last batch were written and "
-                  "will be rewritten identically on restart", e)
-        return 1
-    print(summary_text(totals, stream.flagged))
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,8 +11,10 @@ A config lists the series to score and where the scores go::
     [stream]
     checkpoint_dir = "var/checkpoints"
     poll_interval = 1.0           # seconds between polls in follow mode
-    batch_samples = 200000        # samples per read (per fan-out key in backfill)
+    batch_samples = 200000        # points per read (all fan-out keys of the read together)
     log_every = 10.0              # seconds between progress log lines
+    late_window = 600.0           # follow mode: count points that arrive this late (s; 0: off)
+    shard = "1/4"                 # optional: score only shard 1 of 4 of the series keys
 
     [[series]]
     name = "ekg"                  # default: the measurement; must be unique
@@ -76,6 +78,13 @@ class StreamConfig:
     log_every: float = 10.0
     alerts: object = None
     """The parsed ``[alerts]`` table (:class:`pipeline.alerts.AlertsConfig`), or None."""
+    late_window: float = 600.0
+    """Follow mode counts points older than their key's mark that arrive within this many
+    seconds of data time (ten buckets of a tenth of it); 0 turns the count off."""
+    late_every: float | None = None
+    """Seconds between two late counts (default: a tenth of ``late_window``)."""
+    shard: object = None
+    """:class:`pipeline.shard.Shard` of this process, or None (every key)."""
 
 
 _SERIES_KEYS = {"name", "db", "measurement", "field", "tags", "fan_out", "sample_rate",
@@ -174,7 +183,7 @@ def load_config(path: str | None, args=None) -> StreamConfig:
                               "(allowed: [output], [stream], [[series]], [alerts])")
     out = _check_table(raw, "output", {f.name for f in fields(OutputConfig)}, where)
     stream = _check_table(raw, "stream", {"checkpoint_dir", "poll_interval", "batch_samples",
-                                          "log_every"}, where)
+                                          "log_every", "late_window", "shard"}, where)
     series_raw = raw.get("series", [])
     if not isinstance(series_raw, list):
         raise ConfigError(f"{where}: series must be an array of tables ([[series]])")
@@ -201,7 +210,19 @@ def load_config(path: str | None, args=None) -> StreamConfig:
             raise ConfigError(f"series {s.name!r} has no model file: the detectors and their "
                               "thresholds come from one; train it with python -m pipeline.train "
                               "and give model = \"FILE\" (or --model FILE)")
+    shard = stream.pop("shard", None)
     cfg = StreamConfig(series=series, output=OutputConfig(**out), **stream)
+    if args is not None and getattr(args, "shard", None) is not None:
+        shard, where_shard = args.shard, "--shard"
+    else:
+        where_shard = f"{where}: [stream] shard"
+    if shard is not None:
+        from .shard import Shard
+
+        try:
+            cfg.shard = Shard.parse(shard, where_shard)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if "alerts" in raw:
         from .alerts.config import parse_alerts_config
 
@@ -227,6 +248,7 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     cfg.poll_interval = _number("poll_interval", cfg.poll_interval, float, 0.001, 3600)
     cfg.batch_samples = _number("batch_samples", cfg.batch_samples, int, 1000, 10_000_000)
     cfg.log_every = _number("log_every", cfg.log_every, float, 0.1, 86400)
+    cfg.late_window = _number("late_window", cfg.late_window, float, 0, 7 * 86400)
     if not isinstance(cfg.checkpoint_dir, str) or not cfg.checkpoint_dir:
         raise ConfigError(f"[stream] checkpoint_dir must be a path, got {cfg.checkpoint_dir!r}")
     for k in ("db", "measurement", "zscore_measurement", "error_field"):
