@@ -41,7 +41,7 @@ from ..series import GAP_FACTOR
 from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct
 from .base import DetectorOutput
 from .flatline import FlatLineDetector
-from .zscores import DriftDetector, ZScoreDetector
+from .zscores import ZScoreDetector
 
 __all__ = ["Block", "BlockOutput", "GenericBlock", "make_block"]
 
@@ -336,102 +336,6 @@ class FlatLineBlock(Block):
         return flat, self._hold(rows, starts, t, raw), {}
 
 
-# --------------------------------------------------------------------------
-# drift: EWMA z-score
-# --------------------------------------------------------------------------
-class EWMABlock(_GuardMixin, Block):
-    """EWMA z-score states of many keys (:class:`~pipeline.detectors.zscores.DriftState`)."""
-
-    _column_cost = 0.5
-
-    def __init__(self, det, n=0):
-        inner = det._make()
-        self._alpha = inner._alpha
-        self._minp = inner.min_periods
-        self._floor = inner.std_floor
-        self._noise = inner.scale == "noise"
-        self._thr, self._res, self._k = _above_limit(inner.threshold), _above_limit(
-            inner.resolve), inner.streak
-        super().__init__(det, n)
-
-    def _init_arrays(self):
-        for name, arr in self._fresh(0).items():
-            setattr(self, name, arr)
-
-    def _fresh(self, n):
-        return {"last_hit": np.full(n, _NONE, np.int64), "count": np.zeros(n, np.int64),
-                "ref": np.zeros(n), "md": np.zeros(n), "v": np.zeros(n), "cw": np.ones(n),
-                "prev": np.zeros(n), "streak": np.zeros(n, np.int64),
-                "alert": np.zeros(n, bool)}
-
-    def row_state(self, i):
-        st = self.det.new_state()
-        inn = st.inner
-        inn._count, inn._ref, inn._md = int(self.count[i]), float(self.ref[i]), float(self.md[i])
-        inn._v, inn._cw, inn._prev = float(self.v[i]), float(self.cw[i]), float(self.prev[i])
-        inn._streak, inn._alert = int(self.streak[i]), bool(self.alert[i])
-        st.last_hit = None if self.last_hit[i] == _NONE else int(self.last_hit[i])
-        return st
-
-    def set_row(self, i, st):
-        inn = st.inner
-        self.count[i], self.ref[i], self.md[i] = inn._count, inn._ref, inn._md
-        self.v[i], self.cw[i], self.prev[i] = inn._v, inn._cw, inn._prev
-        self.streak[i], self.alert[i] = inn._streak, inn._alert
-        self.last_hit[i] = _NONE if st.last_hit is None else st.last_hit
-
-    def _update_fast(self, rows, starts, t, v):
-        n = len(t)
-        z = np.full(n, np.nan)
-        a = self._alpha
-        c = 1.0 - a
-        count, ref, md = self.count[rows], self.ref[rows], self.md[rows]
-        var, cw, prev = self.v[rows], self.cw[rows], self.prev[rows]
-        lengths = np.diff(starts)
-        order = np.argsort(-lengths, kind="stable")
-        ls = lengths[order]
-        st0 = starts[:-1][order]
-        for col in range(int(ls[0]) if len(ls) else 0):
-            m = _n_longer(ls, col)
-            keys = order[:m]
-            p = st0[:m] + col
-            x = v[p]
-            n0 = count[keys]
-            new = n0 == 0
-            r0, md0, v0, cw0, pv0 = ref[keys], md[keys], var[keys], cw[keys], prev[keys]
-            r0 = np.where(new, x, r0)
-            d = x - r0
-            resid = d - md0
-            ok = (n0 >= self._minp) & ~new
-            if ok.any():
-                mean = r0[ok] + md0[ok]
-                s = np.sqrt(v0[ok] / (1.0 - cw0[ok]))
-                fl = self._floor + config.EPS_STD * np.maximum(1.0, np.abs(mean))
-                z[p[ok]] = resid[ok] / np.maximum(s, fl)
-            if self._noise:
-                e = x - pv0
-                e2 = e * e * 0.5
-            else:
-                e2 = resid * resid
-            md1 = c * md0 + a * d
-            v1 = c * v0 + a * e2
-            cw1 = c * cw0
-            ref[keys] = r0
-            md[keys] = np.where(new, 0.0, md1)
-            var[keys] = np.where(new, 0.0, v1)
-            cw[keys] = np.where(new, 1.0, cw1)
-            prev[keys] = x
-            count[keys] = n0 + 1
-        self.count[rows], self.ref[rows], self.md[rows] = count, ref, md
-        self.v[rows], self.cw[rows], self.prev[rows] = var, cw, prev
-        streak, alert = self._guard_columns(rows, starts, z)
-        emitted = np.where(alert, np.abs(z), 0.0)
-        extra = self.det._extra(ZScoreBatch(z, streak, alert, emitted))
-        return z, self._hold(rows, starts, t, alert), extra
-
-
-# --------------------------------------------------------------------------
-# z-score: rolling window
 # --------------------------------------------------------------------------
 class ZScoreBlock(_GuardMixin, Block):
     """Rolling z-score states of many keys (:class:`~pipeline.detectors.zscores.ZScoreState`).
@@ -750,7 +654,9 @@ def _cat(xs, dtype):
     return np.concatenate(xs) if xs else np.empty(0, dtype)
 
 
-_BLOCKS = {ZScoreDetector: ZScoreBlock, DriftDetector: EWMABlock, FlatLineDetector: FlatLineBlock}
+_BLOCKS = {ZScoreDetector: ZScoreBlock, FlatLineDetector: FlatLineBlock}
+"""Detectors with a vectorized block; the drift detector (its own state since it learned a
+scale) and any other use :class:`GenericBlock`."""
 
 
 def make_block(det, n: int = 0) -> Block:
