@@ -689,7 +689,7 @@ def test_shard_services_split_one_stream(compose):
     for k in (0, 1):
         svc = s[f"stream-{k}"]
         assert svc["profiles"] == ["sharded"]
-        assert svc["command"] == base + ["--shard", f"{k}/2"]
+        assert svc["command"] == base + ["--shard", f"{k + 1}/2"]
         state = {t: src for src, t, _ in mounts(svc)}["/var/lib/pipeline/checkpoints"]
         assert state not in ("stream-state", *vols)
         vols.add(state)
