@@ -166,6 +166,10 @@ class Stream:
         self.shard = cfg.shard
         self.root = Path(cfg.checkpoint_dir) / (cfg.shard.dirname if cfg.shard else "")
         self.store = CheckpointStore(self.root)
+        missing = [s.name for s in cfg.series if not s.model]
+        if missing:
+            raise ConfigError(f"series {missing} have no model file: the detectors and their "
+                              "thresholds come from one; train it with python -m pipeline.train")
         self.models = {s.name: _load_model(s.model) for s in cfg.series}
         for s in cfg.series:
             m = self.models[s.name]

@@ -187,9 +187,9 @@ def _main(args, stop, closers) -> int:
     except InfluxQueryError as e:
         log.error("%s", e)
         return 1
-    except OSError as e:  # a checkpoint could not be written (disk full, permissions)
-        log.error("cannot write a checkpoint: %s; the scores of the last batch were written and "
-                  "will be rewritten identically on restart", e)
+    except OSError as e:  # a checkpoint or the alert outbox could not be written
+        log.error("cannot write a checkpoint or the alert outbox: %s; the scores of the last "
+                  "batch were written and will be rewritten identically on restart", e)
         return 1
     print(summary_text(totals, stream.flagged))
     return 0
