@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.detectors import DriftDetector, FlatLineDetector, ShapeDetector, ZScoreDetector
 from pipeline.detectors.block import (
+    DriftBlock,
     FlatLineBlock,
     GenericBlock,
     ZScoreBlock,
@@ -57,6 +58,8 @@ DETECTORS = {
     "zscore-w200": lambda: _fitted(ZScoreDetector, window=200, min_periods=50, streak=3),
     "drift": lambda: _fitted(DriftDetector, halflife_s=30.0),
     "drift-streak10": lambda: _fitted(DriftDetector, halflife_s=600.0, streak=10),
+    # warm-up (4 samples) shorter than the streak: the streak tail's length shows in the alarms
+    "drift-short": lambda: _fitted(DriftDetector, halflife_s=4.0, streak=10),
     "flatline": lambda: _fitted(FlatLineDetector),
 }
 
@@ -159,7 +162,7 @@ def test_blocks_cover_alarms_not_only_quiet_data():
 
 def test_make_block_picks_the_vectorized_blocks_and_falls_back_for_others():
     assert isinstance(make_block(DETECTORS["zscore"]()), ZScoreBlock)
-    assert isinstance(make_block(DETECTORS["drift"]()), GenericBlock)  # its own learned state
+    assert isinstance(make_block(DETECTORS["drift"]()), DriftBlock)
     assert isinstance(make_block(DETECTORS["flatline"]()), FlatLineBlock)
     assert isinstance(make_block(ShapeDetector(n_clusters=4)), GenericBlock)
 

@@ -12,8 +12,10 @@ samples are chunked (``tests/test_block.py`` pins it):
 
 * flat line and the alarm hold: the per-key formulas, segmented over keys
   (run starts and last hits are carried forward within each key only);
-* drift (EWMA): the recurrence column by column (the j-th new sample of every
-  key at once), in the floating-point order of ``scipy.signal.lfilter``;
+* drift (an EWMA residual over the scale learned at fit): the recurrence
+  column by column (the j-th new sample of every key at once), in the
+  floating-point order of ``scipy.signal.lfilter``, and the streak minimum
+  over a tail of ``|long_z|`` per key;
 * z-score: each key's samples are cut into exactly the blocks the per-key
   kernel would score (:func:`pipeline.zscore._blocked`, whose blocks are
   independent of each other), and all keys' blocks are scored in one call;
@@ -41,7 +43,7 @@ from ..series import GAP_FACTOR
 from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct
 from .base import DetectorOutput
 from .flatline import FlatLineDetector
-from .zscores import ZScoreDetector
+from .zscores import DriftDetector, ZScoreDetector
 
 __all__ = ["Block", "BlockOutput", "GenericBlock", "make_block"]
 
@@ -336,6 +338,122 @@ class FlatLineBlock(Block):
         return flat, self._hold(rows, starts, t, raw), {}
 
 
+# --------------------------------------------------------------------------
+# drift: residual from an EWMA, in units of the scale learned at fit
+# --------------------------------------------------------------------------
+class DriftBlock(Block):
+    """Drift states of many keys (:class:`~pipeline.detectors.zscores.DriftState`).
+
+    Row state: the EWMA (``count``, ``ref``, ``md``; count 0 is "nothing
+    seen"), the last ``streak - 1`` values of ``|long_z|`` (``tail``, the
+    newest last, ``n_tail`` of them valid) and the last hit.  The recurrence
+    runs column by column in ``scipy.signal.lfilter``'s order
+    (``md = c * md + alpha * d``).
+    """
+
+    _column_cost = 0.5
+
+    def __init__(self, det, n=0):
+        self._k = max(0, det.streak_ - 1)
+        self._alpha = det._alpha()
+        self._warm = det._warm()
+        self._scale = det._scale()
+        self._kept = _tail_lengths(det, self._k)
+        super().__init__(det, n)
+
+    def _init_arrays(self):
+        for name, arr in self._fresh(0).items():
+            setattr(self, name, arr)
+
+    def _fresh(self, n):
+        return {"last_hit": np.full(n, _NONE, np.int64), "count": np.zeros(n, np.int64),
+                "ref": np.zeros(n), "md": np.zeros(n), "tail": np.zeros((n, self._k)),
+                "n_tail": np.zeros(n, np.int64)}
+
+    def row_state(self, i):
+        st = self.det.new_state()
+        c = int(self.count[i])
+        st.ewma = None if c == 0 else [c, float(self.ref[i]), float(self.md[i])]
+        st.tail = self.tail[i, self._k - int(self.n_tail[i]):].tolist()
+        st.last_hit = None if self.last_hit[i] == _NONE else int(self.last_hit[i])
+        return st
+
+    def set_row(self, i, st):
+        e = st.ewma
+        self.count[i], self.ref[i], self.md[i] = (0, 0.0, 0.0) if e is None else e
+        tail = np.asarray(st.tail, np.float64)
+        if len(tail) > self._k:
+            raise ValueError("drift state: the streak tail is longer than streak - 1")
+        self.n_tail[i] = len(tail)
+        self.tail[i] = 0.0
+        if len(tail):
+            self.tail[i, self._k - len(tail):] = tail
+        self.last_hit[i] = _NONE if st.last_hit is None else st.last_hit
+
+    def _update_fast(self, rows, starts, t, v):
+        n = len(t)
+        z = np.full(n, np.nan)
+        stat = np.zeros(n)
+        a, k = self._alpha, self._k
+        c = 1.0 - a
+        count, ref, md = self.count[rows], self.ref[rows], self.md[rows]
+        tail, t0 = self.tail[rows], self.n_tail[rows]
+        lengths = np.diff(starts)
+        order = np.argsort(-lengths, kind="stable")
+        ls = lengths[order]
+        st0 = starts[:-1][order]
+        for col in range(int(ls[0]) if len(ls) else 0):
+            m = _n_longer(ls, col)
+            keys = order[:m]
+            p = st0[:m] + col
+            x = v[p]
+            n0 = count[keys]
+            new = n0 == 0
+            r0 = np.where(new, x, ref[keys])
+            md0 = md[keys]
+            d = x - r0
+            with np.errstate(invalid="ignore"):
+                zc = np.where(new | (n0 < self._warm), np.nan, (d - md0) / self._scale)
+            z[p] = zc
+            ref[keys] = r0
+            md[keys] = np.where(new, 0.0, c * md0 + a * d)
+            count[keys] = n0 + 1
+            az = np.nan_to_num(np.abs(zc), nan=0.0)
+            if k:  # the window of streak values ends here once k values precede it
+                tk = tail[keys]
+                stat[p] = np.where(t0[keys] + col >= k, np.minimum(tk.min(axis=1), az), 0.0)
+                tk[:, :-1] = tk[:, 1:]
+                tk[:, -1] = az
+                tail[keys] = tk
+            else:
+                stat[p] = az
+        self.count[rows], self.ref[rows], self.md[rows] = count, ref, md
+        self.tail[rows] = tail
+        # as many values as the per-key state keeps after holding L in all (see _tail_lengths)
+        L = t0 + lengths
+        self.n_tail[rows] = self._kept[np.minimum(L, len(self._kept) - 1)] if k else 0
+        raw = stat > self.det.threshold_
+        return z, self._hold(rows, starts, t, raw), {}
+
+
+def _tail_lengths(det, k: int) -> np.ndarray:
+    """How many streak values a fresh per-key drift state keeps after ``L`` samples, for
+    ``L = 0 .. 2k + 1`` (the last entry holds for every longer ``L``).
+
+    Asked of the per-key state itself, so the block keeps what it keeps.  (At the time of
+    writing it keeps ``both[len(both) - k:]``, a negative start below ``k``: fed one sample at
+    a time it keeps 4 of 9 values for good and a streak of 10 never alarms.)
+    """
+    out = np.zeros(2 * k + 2, np.int64)
+    for L in range(1, len(out)):
+        st = det.new_state()
+        st.update_many(np.arange(L, dtype=np.int64), np.zeros(L))
+        out[L] = len(st.tail)
+    return out
+
+
+# --------------------------------------------------------------------------
+# z-score: rolling window
 # --------------------------------------------------------------------------
 class ZScoreBlock(_GuardMixin, Block):
     """Rolling z-score states of many keys (:class:`~pipeline.detectors.zscores.ZScoreState`).
@@ -654,9 +772,9 @@ def _cat(xs, dtype):
     return np.concatenate(xs) if xs else np.empty(0, dtype)
 
 
-_BLOCKS = {ZScoreDetector: ZScoreBlock, FlatLineDetector: FlatLineBlock}
-"""Detectors with a vectorized block; the drift detector (its own state since it learned a
-scale) and any other use :class:`GenericBlock`."""
+_BLOCKS = {ZScoreDetector: ZScoreBlock, DriftDetector: DriftBlock,
+           FlatLineDetector: FlatLineBlock}
+"""Detectors with a vectorized block; any other uses :class:`GenericBlock`."""
 
 
 def make_block(det, n: int = 0) -> Block:
