@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .line_protocol import _field_formatter, _literal, check_times, escape_tag, series_prefix
+from .line_protocol import _render, check_times, escape_tag, series_prefix
 
 __all__ = ["Prefixes", "encode_rows", "plan_follow", "feed_alerts", "count_late"]
 
@@ -85,35 +85,7 @@ def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
         if arr.shape != (n,):
             raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
         cols.append((escape_tag(key, "field key") + "=", arr))
-    pre = prefix[np.asarray(rows, np.int64)]
-    pattern = np.zeros(n, np.int64)  # which fields each point lacks
-    for k, (_, arr) in enumerate(cols):
-        if arr.dtype.kind == "f":
-            pattern |= (~np.isfinite(arr)).astype(np.int64) << k
-    whole = not pattern.any()
-    out = None if whole else np.empty(n, dtype=object)
-    for pat in ([0] if whole else np.unique(pattern).tolist()):
-        idx = None if whole else np.flatnonzero(pattern == pat)
-        present = [(key, arr if idx is None else arr[idx]) for k, (key, arr) in enumerate(cols)
-                   if not pat & (1 << k)]
-        if not present:
-            continue
-        parts, values = [], []
-        for key, arr in present:
-            lit = _literal(arr)
-            if lit is not None:
-                parts.append((key + lit).replace("%", "%%"))
-            else:
-                parts.append(key.replace("%", "%%") + "%s")
-                values.append(_field_formatter(arr))
-        template = "%s " + ",".join(parts) + " %s"
-        p = (pre if idx is None else pre[idx]).tolist()
-        t = (times if idx is None else times[idx]).tolist()
-        lines = [template % row for row in zip(p, *values, t, strict=True)]
-        if out is None:
-            return lines
-        out[idx] = lines
-    return [] if out is None else [x for x in out.tolist() if x is not None]
+    return _render(prefix[np.asarray(rows, np.int64)], cols, times)
 
 
 def plan_follow(last: np.ndarray, active: np.ndarray, half_ns: int, solo: set,

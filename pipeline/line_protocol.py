@@ -307,25 +307,28 @@ def _literal(arr: np.ndarray) -> str | None:
     return _field_formatter(arr[:1])[0]
 
 
-def _render(prefix: str, cols: list, times: np.ndarray) -> list[str]:
+def _render(prefix, cols: list, times: np.ndarray) -> list[str]:
     """Lines for columns ``[(key=, array)]``: rows are grouped by which fields they lack (NaN
     floats), each group rendered with one %-template in which constant columns are literals;
-    the lines come back in time order."""
+    the lines come back in time order.  ``prefix`` is one series prefix, or an object array of
+    one per row (many keys at once: :func:`pipeline.fanout.encode_rows`)."""
     n = len(times)
+    per_row = not isinstance(prefix, str)
     pattern = np.zeros(n, np.int64)
     for k, (_, arr) in enumerate(cols):
         if arr.dtype.kind == "f":
             pattern |= (~np.isfinite(arr)).astype(np.int64) << k
-    tl = times.tolist() if n else []
-    groups = [None] if not pattern.any() else np.unique(pattern).tolist()
-    out = None if groups == [None] else np.empty(n, dtype=object)
-    for pat in groups:
-        rows = None if pat is None else np.flatnonzero(pattern == pat)
+    whole = not pattern.any()
+    out = None if whole else np.empty(n, dtype=object)
+    for pat in ([0] if whole else np.unique(pattern).tolist()):
+        rows = None if whole else np.flatnonzero(pattern == pat)
         present = [(key, arr if rows is None else arr[rows]) for k, (key, arr) in enumerate(cols)
-                   if pat is None or not pat & (1 << k)]
+                   if not pat & (1 << k)]
         if not present:
             continue
         parts, values = [], []
+        if per_row:
+            values.append((prefix if rows is None else prefix[rows]).tolist())
         for key, arr in present:
             lit = _literal(arr)
             if lit is not None:
@@ -333,15 +336,14 @@ def _render(prefix: str, cols: list, times: np.ndarray) -> list[str]:
             else:
                 parts.append(key.replace("%", "%%") + "%s")
                 values.append(_field_formatter(arr))
-        template = prefix.replace("%", "%%") + " " + ",".join(parts) + " %s"
-        t = tl if rows is None else times[rows].tolist()
+        head = "%s" if per_row else prefix.replace("%", "%%")
+        template = head + " " + ",".join(parts) + " %s"
+        t = (times if rows is None else times[rows]).tolist()
         lines = [template % row for row in zip(*values, t, strict=True)]
         if out is None:
             return lines
         out[rows] = lines
-    if out is None:
-        return []
-    return [x for x in out.tolist() if x is not None]
+    return [] if out is None else [x for x in out.tolist() if x is not None]
 
 
 _IDENT_ESC = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
