@@ -301,3 +301,26 @@ def test_train_calibrates_them_on_training_and_validation_hours(tmp_path):
         if d.enabled_:
             want = 16.0 if d.calibrate_on_training else 8.0
             assert d.calibration_["hours"] == pytest.approx(want, rel=1e-3), d.name
+
+
+def test_drift_fed_one_sample_at_a_time_equals_fed_at_once():
+    """The streak tail must not shrink when a chunk is shorter than the streak (live follow
+    feeds one sample per poll): a negative slice start kept too few values and never alarmed."""
+    import numpy as np
+
+    from pipeline.detectors import DriftDetector
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    t = np.arange(n, dtype=np.int64) * 2 * 10**9
+    x = 20 + 0.1 * rng.standard_normal(n)
+    det = DriftDetector(halflife_s=60.0, streak=10).fit([(t[:3000], x[:3000])], 2e9)
+    det = det.calibrate([(t[:3000], x[:3000])], 2e9, 1.0)
+    y = x[3000:].copy()
+    y[1000:] += np.linspace(0, 5, len(y) - 1000)
+    whole = det.new_state().update_many(t[3000:], y)
+    st = det.new_state()
+    ones = [st.update_many(t[3000 + i:3001 + i], y[i:i + 1]) for i in range(len(y))]
+    alarm = np.concatenate([o.alarm for o in ones])
+    assert whole.alarm.any()
+    np.testing.assert_array_equal(alarm, whole.alarm)

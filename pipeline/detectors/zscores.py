@@ -407,7 +407,7 @@ class DriftState(DetectorState):
         both = np.concatenate([np.asarray(self.tail, np.float64), z])
         stat = streak_min(both, d.streak_)[len(self.tail):]
         raw = stat > d.threshold_
-        self.tail = [float(v) for v in np.nan_to_num(np.abs(both), nan=0.0)[len(both) - k:]] \
+        self.tail = [float(v) for v in np.nan_to_num(np.abs(both), nan=0.0)[max(0, len(both) - k):]] \
             if k > 0 else []
         alarm, self.last_hit = hold_alarm(t, raw, d.hold_ns(), self.last_hit)
         return DetectorOutput(d, t, z, alarm, d.threshold_)
