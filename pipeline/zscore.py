@@ -418,10 +418,21 @@ def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
     np.divide(num, s, out=zb)
     if not screen:
         return
+    _refine(zb, num, s, cand, p1, p2, md, ref, c2, w, lag, std_floor, src, s0, B)
+
+
+def _refine(zb, num, s, cand, p1, p2, md, ref, c2, w, lag, std_floor, src, start, stride):
+    """Fix the flagged windows ``cand`` of blocked z-scores ``zb`` in place.
+
+    Each candidate gets its rounding bound from the prefix sums up to its
+    window's end (so windows before a huge value in the block are not
+    penalized): ``|dS1| <= e1``, ``|dS2| <= c2 * P2[end]``,
+    ``|d(S1 * md)| <= 2 |md| e1``.  Where the floored std is below the bound,
+    the exact two-pass :func:`_direct` on ``src`` recomputes it (row ``r``,
+    column ``c`` starts at ``start + r * stride + c``).  Shared by
+    :func:`_blocked` and the fleet blocks of :mod:`pipeline.detectors.block`.
+    """
     r, c = np.nonzero(cand)
-    # the bound for each candidate, from the prefix sums up to its window's end
-    # (so the windows before a huge value in the block are not penalized):
-    # |dS1| <= e1, |dS2| <= c2 * P2[end], |d(S1 * md)| <= 2 |md| e1 (+ smaller terms)
     rows, inv = np.unique(r, return_inverse=True)
     end = c + w
     e1 = c2 * np.maximum.accumulate(np.abs(p1[rows]), axis=1)[inv, end]
@@ -434,7 +445,8 @@ def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
     bad = sc < thr
     if bad.any():
         rb, cb = r[bad], c[bad]
-        zb[rb, cb] = _direct(src, s0 + rb * B + cb, np.full(rb.size, w), w, lag, std_floor)
+        zb[rb, cb] = _direct(src, start + rb * stride + cb, np.full(rb.size, w), w, lag,
+                             std_floor)
 
 
 class _Marks:

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import config
 from ..series import GAP_FACTOR
-from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct
+from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct, _refine
 from .base import DetectorOutput
 from .flatline import FlatLineDetector
 from .zscores import DriftDetector, ZScoreDetector
@@ -664,20 +664,7 @@ def _blocked_rows(ext, nused, w, lag, std_floor):
     zb = num / s
     if cand is None or not cand.any():
         return zb
-    r, c = np.nonzero(cand)
-    rows, inv = np.unique(r, return_inverse=True)
-    end = c + w
-    e1 = c2 * np.maximum.accumulate(np.abs(p1[rows]), axis=1)[inv, end]
-    mdc = md[r, c]
-    e2 = c2 * p2[r, end] + 2.0 * np.abs(mdc) * e1
-    thr = np.sqrt(np.maximum(e2 / (_TOL * (w - 1)), (e1 / (w * _TOL)) ** 2))
-    flc = std_floor + config.EPS_STD * np.maximum(1.0, np.abs(ref[r] + mdc))
-    sc = np.fmax(s[r, c], flc)
-    zb[r, c] = num[r, c] / sc
-    bad = sc < thr
-    if bad.any():
-        rb, cb = r[bad], c[bad]
-        zb[rb, cb] = _direct(ext.ravel(), rb * width + cb, np.full(rb.size, w), w, lag, std_floor)
+    _refine(zb, num, s, cand, p1, p2, md, ref, c2, w, lag, std_floor, ext.ravel(), 0, width)
     return zb
 
 
