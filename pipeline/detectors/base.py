@@ -46,6 +46,7 @@ NaN never alarms.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -270,9 +271,11 @@ class Detector(ABC):
         """A fresh streaming state (requires a calibrated detector)."""
 
     # -- data round trip --------------------------------------------------
-    @abstractmethod
     def get_params(self) -> dict:
-        """Constructor arguments (JSON-able)."""
+        """Constructor arguments (JSON-able), read off ``__init__``'s signature as scikit-learn
+        does: ``__init__`` stores each argument under its own name."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
 
     def fitted_data(self) -> tuple[dict, dict]:
         """Learned state beyond threshold and calibration: ``(json, arrays)``."""

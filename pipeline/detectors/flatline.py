@@ -111,9 +111,6 @@ class FlatLineDetector(Detector):
         self.tol = tol
         self.min_samples = min_samples
 
-    def get_params(self) -> dict:
-        return {"tol": self.tol, "min_samples": self.min_samples}
-
     def fit(self, runs, period_ns: float) -> FlatLineDetector:
         if self.tol is not None and not (isinstance(self.tol, (int, float)) and self.tol >= 0):
             raise ValueError(f"tol must be a number >= 0 or None, got {self.tol!r}")

@@ -183,11 +183,6 @@ class ShapeDetector(Detector):
         self.random_state = random_state
         self.center = center
 
-    def get_params(self) -> dict:
-        return {"n_clusters": self.n_clusters, "segment_len": self.segment_len,
-                "train_slide": self.train_slide, "slide_len": self.slide_len,
-                "random_state": self.random_state, "center": self.center}
-
     def _model(self, center: bool) -> KMeansReconstructor:
         kind = CenteredKMeans if center else KMeansReconstructor
         return kind(n_clusters=self.n_clusters, segment_len=self.segment_len,

@@ -199,10 +199,6 @@ class ZScoreDetector(_ZDetector):
         self.std_floor = std_floor
         self.max_useful = max_useful
 
-    def get_params(self):
-        return {"window": self.window, "min_periods": self.min_periods, "streak": self.streak,
-                "std_floor": self.std_floor, "max_useful": self.max_useful}
-
     def _check_own(self):
         RollingZScore(window=self.window, min_periods=self.min_periods)  # validates
 
@@ -312,10 +308,6 @@ class DriftDetector(_ZDetector):
         self.streak = streak
         self.std_floor = std_floor
         self.max_useful = max_useful
-
-    def get_params(self):
-        return {"halflife_s": self.halflife_s, "streak": self.streak,
-                "std_floor": self.std_floor, "max_useful": self.max_useful}
 
     def _check_own(self):
         if not (isinstance(self.halflife_s, (int, float)) and 0 < self.halflife_s <= 86400 * 365):
