@@ -236,6 +236,22 @@ def _n_longer(ls_desc, c) -> int:
     return int(np.searchsorted(-ls_desc, -c, side="left"))
 
 
+def _columns(starts):
+    """Walk ragged per-key segments ``[starts[i], starts[i+1])`` column by column.
+
+    Yields ``(c, keys, p)``: the keys (indices into the segments, longest first) that have a
+    ``c``-th sample, and where those samples are.  A recurrence then runs vectorized over keys
+    and sequentially over time.
+    """
+    lengths = np.diff(starts)
+    order = np.argsort(-lengths, kind="stable")
+    ls = lengths[order]
+    st0 = starts[:-1][order]
+    for c in range(int(ls[0]) if len(ls) else 0):
+        m = _n_longer(ls, c)
+        yield c, order[:m], st0[:m] + c
+
+
 class _GuardMixin:
     """The streak guard with hysteresis, column by column (the rows' streak/alert carried)."""
 
@@ -251,14 +267,7 @@ class _GuardMixin:
         thr, res, k = self._thr, self._res, self._k
         cur_s = self.streak[rows].copy()
         cur_a = self.alert[rows].copy()
-        lengths = np.diff(starts)
-        order = np.argsort(-lengths, kind="stable")
-        ls = lengths[order]
-        st0 = starts[:-1][order]
-        for c in range(int(ls[0]) if len(ls) else 0):
-            m = _n_longer(ls, c)
-            keys = order[:m]
-            p = st0[:m] + c
+        for _, keys, p in _columns(starts):
             az = np.abs(z[p])
             hit = az > thr
             s = np.where(hit, cur_s[keys] + 1, 0)
@@ -398,14 +407,7 @@ class DriftBlock(Block):
         c = 1.0 - a
         count, ref, md = self.count[rows], self.ref[rows], self.md[rows]
         tail, t0 = self.tail[rows], self.n_tail[rows]
-        lengths = np.diff(starts)
-        order = np.argsort(-lengths, kind="stable")
-        ls = lengths[order]
-        st0 = starts[:-1][order]
-        for col in range(int(ls[0]) if len(ls) else 0):
-            m = _n_longer(ls, col)
-            keys = order[:m]
-            p = st0[:m] + col
+        for col, keys, p in _columns(starts):
             x = v[p]
             n0 = count[keys]
             new = n0 == 0
@@ -430,7 +432,7 @@ class DriftBlock(Block):
         self.count[rows], self.ref[rows], self.md[rows] = count, ref, md
         self.tail[rows] = tail
         # as many values as the per-key state keeps after holding L in all (see _tail_lengths)
-        L = t0 + lengths
+        L = t0 + np.diff(starts)
         self.n_tail[rows] = self._kept[np.minimum(L, len(self._kept) - 1)] if k else 0
         raw = stat > self.det.threshold_
         return z, self._hold(rows, starts, t, raw), {}
