@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .line_protocol import _render, check_times, escape_tag, series_prefix
+from .line_protocol import _columns, _render, series_prefix
 
 __all__ = ["Prefixes", "encode_rows", "plan_follow", "feed_alerts", "count_late"]
 
@@ -72,19 +72,9 @@ def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
     ...             {"x": np.array([0.5, np.nan]), "t": np.array([2.0, 2.0])})
     ['m,k=b t=2.0,x=0.5 5', 'm,k=a t=2.0 6']
     """
-    times = np.asarray(times)
-    if times.dtype.kind not in "iu":
-        raise ValueError(f"times must be integers (ns since epoch), got dtype {times.dtype}")
-    check_times(times)
-    n = len(times)
-    if n == 0:
+    times, cols = _columns(times, fields)
+    if len(times) == 0:
         return []
-    cols = []
-    for key in sorted(fields):
-        arr = np.asarray(fields[key])
-        if arr.shape != (n,):
-            raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
-        cols.append((escape_tag(key, "field key") + "=", arr))
     return _render(prefix[np.asarray(rows, np.int64)], cols, times)
 
 

@@ -281,11 +281,16 @@ def encode_lines(
     ...              "n": np.array([3, 4])}, {"source": "p 1"})
     ['ekg,source=p\\ 1 n=3i,value=0.5 1', 'ekg,source=p\\ 1 n=4i 2']
     """
+    times, cols = _columns(times_ns, fields)
+    return _render(series_prefix(measurement, tags, list(fields)), cols, times)
+
+
+def _columns(times_ns, fields):
+    """Checked times and ``[(escaped key=, array)]`` in key order, for :func:`_render`."""
     times = np.asarray(times_ns)
     if times.dtype.kind not in "iu":
         raise ValueError(f"times_ns must be integers (ns since epoch), got dtype {times.dtype}")
     check_times(times)
-    prefix = series_prefix(measurement, tags, list(fields))
     n = len(times)
     cols = []
     for key in sorted(fields):
@@ -293,7 +298,7 @@ def encode_lines(
         if arr.shape != (n,):
             raise ValueError(f"field {key!r} has shape {arr.shape}, expected ({n},)")
         cols.append((escape_tag(key, "field key") + "=", arr))
-    return _render(prefix, cols, times)
+    return times, cols
 
 
 def _literal(arr: np.ndarray) -> str | None:
