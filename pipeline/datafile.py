@@ -101,8 +101,10 @@ def read_data(path) -> tuple[dict, dict]:
     except (FileNotFoundError, DataFileError):
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise DataFileError(f"not a data file written by this project ({type(e).__name__}: "
-                            f"{str(e)[:200]})") from None
+        # numpy's own text for a non-archive invites loading it with allow_pickle=True: never
+        why = ("not an .npz archive" if "pickle" in str(e)
+               else f"{type(e).__name__}: {str(e)[:200]}")
+        raise DataFileError(f"not a data file written by this project ({why})") from None
     raw = arrays.pop(_META, None)
     if raw is None and "meta" in arrays and "centroids" in arrays:
         raise OldFormatError("a model file of an older version (a single K-Means model)")

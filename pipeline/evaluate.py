@@ -115,6 +115,16 @@ def _read(path: str, what: str, need: tuple) -> pd.DataFrame:
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise EvaluateError(f"{what} {path} lacks column(s) {missing} (has {list(frame.columns)})")
+    for col in need:
+        if col == "type":
+            continue
+        num = pd.to_numeric(frame[col], errors="coerce")
+        bad = num.isna().to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise EvaluateError(f"{what} {path}, line {i + 2}, column {col!r}: "
+                                f"{frame[col].iloc[i]!r} is not a number; fix or remove the row")
+        frame[col] = num
     return frame
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 import warnings
@@ -281,13 +282,13 @@ def _split(times, values, lo, hi):
 
 
 def _budget(args) -> Budget:
-    try:
-        if args.false_alarms_per_hour is not None:
-            return Budget(args.false_alarms_per_hour)
-        if args.false_alarms_per_day is not None:
-            return Budget.per_day(args.false_alarms_per_day)
-    except ValueError as e:
-        raise TrainError(f"--false-alarms-per-day/--false-alarms-per-hour: {e}") from None
+    for flag, value, per in (("--false-alarms-per-hour", args.false_alarms_per_hour, 1.0),
+                             ("--false-alarms-per-day", args.false_alarms_per_day, 24.0)):
+        if value is None:
+            continue
+        if not (math.isfinite(value) and 0 < value <= 3600 * per):
+            raise TrainError(f"{flag} must be a number in (0, {3600 * per:g}], got {value:g}")
+        return Budget(value / per)
     return DEFAULT_BUDGET
 
 

@@ -43,3 +43,19 @@ def test_evaluate_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "none.npz"), str(tmp_path / "s.csv"),
                  str(tmp_path / "e.csv")]) == 2
     assert "retrain" in capsys.readouterr().err
+
+
+def test_evaluate_names_the_line_of_a_value_that_is_not_a_number(tmp_path, capsys):
+    (tmp_path / "s.csv").write_text("time_s,value\n0,1.0\n1,abc\n")
+    (tmp_path / "e.csv").write_text("start,end,type\n0,1,x\n")
+    (tmp_path / "m.npz").write_bytes(b"")
+    assert main(["--model", str(tmp_path / "m.npz"), str(tmp_path / "s.csv"),
+                 str(tmp_path / "e.csv")]) == 2  # the model is read first: refused cleanly
+    t, x = _series(20_000, 100, 1)
+    model = tmp_path / "ok.npz"
+    train(t[:10_000], x[:10_000], t[10_000:], x[10_000:], detectors=("flatline",), budget=1.0,
+          out=model)
+    capsys.readouterr()
+    assert main(["--model", str(model), str(tmp_path / "s.csv"), str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "line 3, column 'value': 'abc' is not a number" in err and "Traceback" not in err

@@ -411,3 +411,11 @@ def test_a_pickle_inside_a_model_file_is_never_run(saved, tmp_path):
     with pytest.raises(ModelFileError, match="cannot be read as a model file"):
         load_model(path)
     assert not marker.exists()  # ... and loading the model never unpickled it
+
+
+def test_a_file_that_is_no_archive_never_suggests_allow_pickle(tmp_path):
+    p = tmp_path / "m.npz"
+    p.write_text("time_s,value\n0,1\n")
+    with pytest.raises(ModelFileError) as exc:
+        load_model(p)
+    assert "not an .npz archive" in str(exc.value) and "allow_pickle" not in str(exc.value)

@@ -153,9 +153,11 @@ def test_cli_from_influxdb(influx, fresh_db, ekg, influx_env, tmp_path, capsys):
     (["--csv", "CSV", "--train-end", "today"], "--train-end: cannot parse time 'today'"),
     (["--csv", "CSV", "--val-start", "3000-01-01"], "--val-start: time '3000-01-01' is outside"),
     (["--csv", "CSV", "--false-alarms-per-day", "0"],
-     "--false-alarms-per-day/--false-alarms-per-hour: the alarm budget must be in (0, 3600]"),
-    (["--csv", "CSV", "--false-alarms-per-hour", "nan"], "alarm budget must be in (0, 3600]"),
-    (["--csv", "CSV", "--false-alarms-per-hour", "1e6"], "alarm budget must be in (0, 3600]"),
+     "--false-alarms-per-day must be a number in (0, 86400], got 0"),
+    (["--csv", "CSV", "--false-alarms-per-hour", "nan"],
+     "--false-alarms-per-hour must be a number in (0, 3600], got nan"),
+    (["--csv", "CSV", "--false-alarms-per-hour", "1e6"],
+     "--false-alarms-per-hour must be a number in (0, 3600], got 1e+06"),
     (["--csv", "CSV", "--detectors", "shape,nope"], "unknown detector 'nope'"),
     (["--csv", "CSV", "--train-end", "40", "--val-start", "30", "--val-end", "50"],
      "the validation range overlaps the training range"),
@@ -299,3 +301,9 @@ def test_cli_fan_out_trains_one_model_for_a_fleet(influx, fresh_db, influx_env, 
                "--train-start", "2026-01-01T00:00:00Z", "--train-end", "2026-01-01T01:00:00Z",
                "--out", str(tmp_path / "mixed.npz")])
     assert rc == 2 and "matches more than one series" in capsys.readouterr().err
+
+
+def test_cli_budget_is_checked_in_the_unit_given(ekg_csv, capsys):
+    assert main(["--csv", ekg_csv, "--false-alarms-per-day", "-1", "--out", "x.npz"]) == 2
+    assert "--false-alarms-per-day must be a number in (0, 86400], got -1" in \
+        capsys.readouterr().err
