@@ -2,8 +2,8 @@
 
 The public API is re-exported here; implementations live in modules named
 after the data they handle (``influx``, ``series``, ``segment``, ``kmeans``,
-``threshold``, ``zscore``, ``baselines``, ``model_io``, ``scoring``,
-``stream``).  One score direction everywhere: higher is more anomalous.
+``detectors``, ``calibrate``, ``zscore``, ``baselines``, ``model_io``,
+``scoring``, ``stream``, ``alerts``).  One score direction everywhere: higher is more anomalous.
 
 Examples
 --------
@@ -17,6 +17,14 @@ True
 """
 
 from .baselines import EWMAZScore, ewma_zscore, fleet_zscore
+from .detectors import (
+    Budget,
+    Detector,
+    DriftDetector,
+    FlatLineDetector,
+    ShapeDetector,
+    ZScoreDetector,
+)
 from .influx import Influx, InfluxSettings
 from .kmeans import KMeansReconstructor
 from .model_io import ModelFileError, load_model, save_model
@@ -52,4 +60,10 @@ __all__ = [
     "EWMAZScore",
     "ewma_zscore",
     "fleet_zscore",
+    "Budget",
+    "Detector",
+    "ShapeDetector",
+    "FlatLineDetector",
+    "ZScoreDetector",
+    "DriftDetector",
 ]
