@@ -49,7 +49,8 @@ from .flags import Events, Match, flag_events, match_events
 from .model_io import ModelFileError, load_model
 from .series import validate_series
 
-__all__ = ["Events", "flag_events", "Match", "match_events", "run_detectors", "evaluate",
+__all__ = ["Events", "flag_events", "Match", "match_events", "run_detectors", "run_fleet",
+           "evaluate",
            "RULES", "main", "run_case", "evaluate_suite", "suite_table", "CaseResult"]
 
 RULES = {"ekg": EventRules(), "sensor": EventRules(merge_gap_s=60.0, tol_before_s=10.0,
@@ -70,6 +71,61 @@ def run_detectors(detectors, times_ns, values) -> dict:
     return out
 
 
+FLEET_SLICE_NS = 3600 * 10**9
+"""A cross-key detector is fed its fleet in slices of this much data time, all keys together,
+as a stream's backfill reads them."""
+
+
+def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS) -> list:
+    """``[(times, alarm), ...]`` per key: a cross-key detector's fleet state (the stream's
+    block) fed every key's ``(times, values)`` in time slices, then finished.
+
+    >>> from pipeline.detectors import FleetDetector
+    >>> det = FleetDetector(); det.period_ns_, det.phase_ns_, det.std_floor_ = 1e9, 0, 0.0
+    >>> det.threshold_ = 3.0
+    >>> t = np.arange(5000, dtype=np.int64) * 10**9
+    >>> runs = run_fleet(det, [(t, np.sin(t / 1e12) + k) for k in range(3)])
+    >>> [len(r[0]) for r in runs], any(r[1].any() for r in runs)
+    ([5000, 5000, 5000], False)
+    """
+    from .detectors.block import make_block
+
+    blk = make_block(det, len(keyed))
+    lo = min((int(t[0]) for t, _ in keyed if len(t)), default=0)
+    hi = max((int(t[-1]) for t, _ in keyed if len(t)), default=-1) + 1
+    got = [([], []) for _ in keyed]
+
+    def take(o):
+        for j, r in enumerate(o.rows.tolist()):
+            a, b = int(o.starts[j]), int(o.starts[j + 1])
+            got[r][0].append(o.times[a:b])
+            got[r][1].append(np.asarray(o.alarm[a:b], bool))
+
+    for a in range(lo, hi, max(1, int(slice_ns))):
+        parts = [(t[i:k], v[i:k]) for t, v in keyed
+                 for i, k in [np.searchsorted(t, [a, a + slice_ns])]]
+        lengths = [len(p[0]) for p in parts]
+        take(blk.update(np.arange(len(keyed)), np.concatenate(([0], np.cumsum(lengths))),
+                        np.concatenate([p[0] for p in parts]),
+                        np.concatenate([p[1] for p in parts])))
+    take(blk.finish())
+    return [(np.concatenate(ts) if ts else np.empty(0, np.int64),
+             np.concatenate(al) if al else np.empty(0, bool)) for ts, al in got]
+
+
+def _run_keyed(detectors, keyed) -> dict:
+    """``{label: [(times, alarm) per key]}``: per-key states, or the fleet's for a cross-key
+    detector (the stream's code paths)."""
+    out = {}
+    for det in detectors:
+        if det.cross_key:
+            out[det.label] = run_fleet(det, keyed)
+        else:
+            out[det.label] = [(o.times, np.asarray(o.alarm, bool)) for o in
+                              (det.new_state().update_many(t, v) for t, v in keyed)]
+    return out
+
+
 def _series(frame: pd.DataFrame, key_col: str | None):
     keys = [None] if key_col is None else sorted(frame[key_col].astype(str).unique())
     for k in keys:
@@ -83,19 +139,24 @@ def evaluate(model, series: pd.DataFrame, events: pd.DataFrame, rules: EventRule
     """Score ``model``'s enabled detectors (and optionally the tutorials') on labelled data."""
     key_col = "sensor" if "sensor" in series.columns else None
     runs: dict = {}
+    tut: dict = {}
     span = [None, None]
+    keys, keyed = [], []
     for k, t, v in _series(series, key_col):
         rs = validate_series(t, v, period_ns=model.period_ns)
-        for name, run in run_detectors(model.enabled, rs.times, rs.values).items():
-            runs.setdefault(name, {})[k] = run
+        keys.append(k)
+        keyed.append((rs.times, rs.values))
         if tutorial_train_end_s is not None:
             from .tutorials import tutorial_runs
             for name, run in tutorial_runs(rs.times, rs.values, int(tutorial_train_end_s * 1e9),
                                            rs.period_ns).items():
-                runs.setdefault(name, {})[k] = run
+                tut.setdefault(name, {})[k] = run
         lo, hi = int(rs.times[0]), int(rs.times[-1] + rs.period_ns)
         span = [lo if span[0] is None else min(span[0], lo),
                 hi if span[1] is None else max(span[1], hi)]
+    for name, per_key in _run_keyed(model.enabled, keyed).items():
+        runs[name] = dict(zip(keys, per_key, strict=True))
+    runs.update(tut)
     labels = Labels.from_frame(events, key_column="sensor" if key_col else None)
     if key_col is None:
         runs = {name: r[None] for name, r in runs.items()}
@@ -197,14 +258,14 @@ def run_case(case, workdir, budget=None, detectors=None, params=None, tutorials=
     """Train on a case's training part, calibrate on its calibration part, score its labelled part.
 
     The model goes through a model file in ``workdir`` (what the stream would load); every
-    detector it keeps on runs as a fresh streaming state (``det.new_state().update_many``).
+    detector it keeps on runs as a fresh streaming state (``det.new_state().update_many``; a
+    cross-key detector's fleet state fed all keys in slices, :func:`run_fleet`).
     Fleets share one model over their sensors and are scored per sensor, then pooled.
 
     Returns
     -------
     CaseResult
     """
-    from .detectors import DEFAULT_DETECTORS
     from .train import DEFAULT_BUDGET, train
     from .tutorials import kmeans_tutorial, plexus_tutorial
 
@@ -222,17 +283,14 @@ def run_case(case, workdir, budget=None, detectors=None, params=None, tutorials=
     params = {k: dict(v) for k, v in (params or {}).items()}
     shape_kw = {k: params["shape"].pop(k) for k in _SHAPE_KW if k in params.get("shape", {})}
     res = train(*part(tr), *part(ca), out=path, budget=budget or DEFAULT_BUDGET,
-                detectors=tuple(detectors or DEFAULT_DETECTORS), params=params,
+                detectors=tuple(detectors) if detectors else None, params=params,
                 period_ns=case.period_s * 1e9, **shape_kw)
     model = load_model(path)
     p = int(round(case.period_s * 1e9))
     ours, theirs = {}, {}
-    for det in model.enabled:
-        runs = {}
-        for k, v in zip(keys, vals, strict=True):
-            o = det.new_state().update_many(t[fe], v[fe])
-            runs[k] = (o.times, np.asarray(o.alarm, bool))
-        ours[det.label] = runs if fleet else runs[None]
+    for label, per_key in _run_keyed(model.enabled, [(t[fe], v[fe]) for v in vals]).items():
+        runs = dict(zip(keys, per_key, strict=True))
+        ours[label] = runs if fleet else runs[None]
     if tutorials:
         t0 = int(t[fe][0])
         runs = {k: plexus_tutorial(v[fe], p, t0) for k, v in zip(keys, vals, strict=True)}

@@ -439,12 +439,19 @@ class Stream:
             n_alarm = int(np.count_nonzero(out.alarm))
             alarms = self.totals["alarm_points"]
             alarms[det.label] = alarms.get(det.label, 0) + n_alarm
-            orows = point_rows if det.per_sample else np.repeat(out.rows, np.diff(out.starts))
-            if det.per_sample:
+            # a cross-key detector's points lie where it puts them (a key's reading per bin)
+            aligned = det.per_sample and not det.cross_key
+            orows = point_rows if aligned else np.repeat(out.rows, np.diff(out.starts))
+            if aligned:
                 per_sample.update(out.fields())
             elif len(out):
-                lines += encode_rows(prefix[out.measurement], orows, out.times, out.fields())
-                self.totals["segments"] += len(out)
+                pfx = prefix[out.measurement]
+                if det.cross_key:  # its points may be of keys this batch did not hold
+                    pfx = pre.get(out.measurement, out.rows, fields[out.measurement])[0]
+                ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
+                lines += encode_rows(pfx, orows[ok], out.times[ok],
+                                     {k: v[ok] for k, v in out.fields().items()})
+                self.totals["segments"] += 0 if det.per_sample else len(out)
             if n_alarm and len(self.flagged) < MAX_FLAGGED:
                 idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]
                 self.flagged += [(s.name, f.keys[r], det.label, t, abs(e)) for r, t, e in zip(

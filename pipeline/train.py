@@ -40,7 +40,7 @@ import numpy as np
 
 from . import config
 from .calibrate import CalibrationWarning
-from .detectors import DEFAULT_DETECTORS, Budget, make_detectors
+from .detectors import DEFAULT_DETECTORS, REGISTRY, Budget, default_detectors, make_detectors
 from .influx import Influx, InfluxError
 from .load import LoadError, add_influx_args, parse_tags, read_csv_series, settings_from_args
 from .model_io import check_writable, save_model
@@ -124,7 +124,7 @@ def _as_keyed(times, values) -> list:
 
 
 def train(train_times, train_values, val_times, val_values, *, out,
-          detectors=DEFAULT_DETECTORS, budget: Budget | float = DEFAULT_BUDGET,
+          detectors=None, budget: Budget | float = DEFAULT_BUDGET,
           n_clusters=config.N_CLUSTERS, segment_len=config.SEGMENT_LEN,
           train_slide=config.TRAIN_SLIDE, slide_len=None, random_state=0, period_ns=None,
           resample=False, extra_metadata=None, seconds_read=0.0, params=None) -> TrainResult:
@@ -137,8 +137,10 @@ def train(train_times, train_values, val_times, val_values, *, out,
         share one model).  Times in int64 ns.
     out : str or Path
         The model file (required: nothing is written anywhere by default).
-    detectors : sequence of str
-        Detector names (:data:`pipeline.detectors.DEFAULT_DETECTORS`).
+    detectors : sequence of str, optional
+        Detector names; default :func:`pipeline.detectors.default_detectors`: shape, flat
+        line, z-score and drift, and the fleet baseline for a fleet of at least 3 keys.
+        A cross-key detector (``fleet``) needs a fleet (lists of times and values).
     budget : Budget or float
         Alarm events per hour per series key, shared equally by the
         detectors (a float is events per hour).
@@ -153,8 +155,16 @@ def train(train_times, train_values, val_times, val_values, *, out,
     """
     if out is None:
         raise TrainError("give the model file to write (out=...)")
-    if not list(detectors):
+    if detectors is not None and not list(detectors):
         raise TrainError(f"give at least one detector (from {', '.join(DEFAULT_DETECTORS)})")
+    keyed = isinstance(train_times, (list, tuple))
+    if detectors is None:
+        detectors = default_detectors(len(train_times) if keyed else 1)
+    cross = [n for n in detectors if getattr(REGISTRY.get(n), "cross_key", False)]
+    if cross and not keyed:
+        raise TrainError(f"the {cross[0]} detector compares the series keys of a fleet with each "
+                         "other: train it with --fan-out TAG on a fleet of at least 3 keys, or "
+                         "leave it out of --detectors")
     budget = budget if isinstance(budget, Budget) else Budget(float(budget))
     try:
         check_writable(out)
@@ -361,8 +371,9 @@ def main(argv=None) -> int:
                      help="alarm events a person accepts per day on normal data (default: 1)")
     bud.add_argument("--false-alarms-per-hour", type=float, default=None,
                      help="the same per hour")
-    th.add_argument("--detectors", default=",".join(DEFAULT_DETECTORS),
-                    help="comma-separated detectors to fit (default: %(default)s)")
+    th.add_argument("--detectors", default=None,
+                    help=f"comma-separated detectors to fit (default: {','.join(DEFAULT_DETECTORS)}"
+                         ", and fleet with --fan-out over at least 3 keys)")
     p.add_argument("--fan-out", metavar="TAG",
                    help="train one model for a fleet: every value of this tag is a series key")
     p.add_argument("--sample-rate", type=float, help="Hz (default: the median step of the data)")
@@ -386,7 +397,14 @@ def main(argv=None) -> int:
         if va0 is None and va1 is None and not 0 < args.val_fraction < 1:
             raise TrainError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
         budget = _budget(args)
-        dets = [d.strip() for d in args.detectors.split(",") if d.strip()]
+        dets = None if args.detectors is None else \
+            [d.strip() for d in args.detectors.split(",") if d.strip()]
+        if dets is not None and not args.fan_out:
+            cross = [n for n in dets if getattr(REGISTRY.get(n), "cross_key", False)]
+            if cross:
+                raise TrainError(f"the {cross[0]} detector compares the keys of a fleet with "
+                                 "each other: give --fan-out TAG (a fleet of at least 3 keys), "
+                                 "or leave it out of --detectors")
         try:
             check_writable(args.out)
         except ValueError as e:

@@ -589,3 +589,65 @@ def naive_held_alarm_peaks(times, stat, level, hold_ns):
             last = int(t)
         on = last is not None and int(t) - last <= hold_ns
     return peaks
+
+
+def naive_fleet(series, period, phase, alpha, warm, min_keys, floor, streak, threshold, hold_ns):
+    """The fleet detector over whole series, one reading, one bin, one key at a time.
+
+    ``series`` is ``{key: (times, values)}``.  Each key's readings are smoothed in order
+    (``m = x`` first, then ``m = m + alpha * (x - m)``; a non-finite value is skipped; the
+    first ``warm`` finite readings stand for NaN); a key's last reading in a bin (``(t - phase
+    + period // 2) // period``) stands for it there; a bin with at least ``min_keys`` finite
+    values gives each of them ``(m - median) / max(1.4826 * MAD, floor + 1e-9 * max(1,
+    |median|))``.  The alarm statistic is the smallest ``|z|`` over the key's last ``streak``
+    bins, a bin without its reading (or NaN) counting as 0; an alarm point is one at most
+    ``hold_ns`` after a point whose statistic is above ``threshold``.  Returns ``{key:
+    (times, z, stat, alarm)}`` at each key's last reading per bin.
+    """
+    import math
+    import statistics
+
+    def bin_of(t):
+        return (int(t) - phase + period // 2) // period
+
+    entries = {}  # (key, bin) -> (time, smoothed or nan)
+    for key, (times, values) in series.items():
+        m, count = None, 0
+        for t, x in zip(times, values, strict=True):
+            x = float(x)
+            if not math.isfinite(x):
+                continue
+            m = x if count == 0 else m + alpha * (x - m)
+            entries[(key, bin_of(t))] = (int(t), m if count >= warm else math.nan)
+            count += 1
+    bins = sorted({b for _, b in entries})
+    z = {}
+    for b in bins:
+        vals = {k: v for (k, bb), (_, v) in entries.items() if bb == b and math.isfinite(v)}
+        if len(vals) < min_keys:
+            continue
+        med = statistics.median(vals.values())
+        mad = statistics.median(abs(v - med) for v in vals.values())
+        den = max(1.4826 * mad, floor + 1e-9 * max(1.0, abs(med)))
+        for k, v in vals.items():
+            z[(k, b)] = (v - med) / den
+    out = {}
+    first = bins[0] if bins else 0
+    for key in series:
+        ts, zs, ss, al = [], [], [], []
+        last_hit = None
+        for b in bins:
+            if (key, b) not in entries:
+                continue
+            window = [abs(z.get((key, c), 0.0)) if c >= first else 0.0
+                      for c in range(b - streak + 1, b + 1)]
+            s = min(window)
+            t = entries[(key, b)][0]
+            if s > threshold:
+                last_hit = t
+            ts.append(t)
+            zs.append(z.get((key, b), math.nan))
+            ss.append(s)
+            al.append(last_hit is not None and t - last_hit <= hold_ns)
+        out[key] = (ts, zs, ss, al)
+    return out

@@ -6,15 +6,29 @@ otherwise; calibration then turns off those that do not suit it.
 """
 
 from .base import REGISTRY, Budget, Detector, DetectorOutput, DetectorState, hold_alarm
+from .fleet import FleetDetector
 from .flatline import FlatLineDetector
 from .shape import ShapeDetector
 from .zscores import DriftDetector, ZScoreDetector
 
 __all__ = ["Budget", "Detector", "DetectorOutput", "DetectorState", "REGISTRY", "hold_alarm",
            "ShapeDetector", "FlatLineDetector", "ZScoreDetector", "DriftDetector",
-           "DEFAULT_DETECTORS", "make_detectors"]
+           "FleetDetector", "DEFAULT_DETECTORS", "FLEET_DETECTORS", "default_detectors",
+           "make_detectors"]
 
 DEFAULT_DETECTORS = ("shape", "flatline", "zscore", "drift")
+FLEET_DETECTORS = ("fleet",)
+"""Added to the defaults for a fleet (fan-out) of at least :data:`MIN_FLEET_KEYS` keys."""
+MIN_FLEET_KEYS = 3
+
+
+def default_detectors(n_keys: int = 1) -> tuple:
+    """What ``python -m pipeline.train`` fits for ``n_keys`` series keys sharing one model.
+
+    >>> default_detectors(1), default_detectors(3)[-1]
+    (('shape', 'flatline', 'zscore', 'drift'), 'fleet')
+    """
+    return DEFAULT_DETECTORS + (FLEET_DETECTORS if n_keys >= MIN_FLEET_KEYS else ())
 
 
 def make_detectors(names=DEFAULT_DETECTORS, **params) -> list:

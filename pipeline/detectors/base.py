@@ -222,6 +222,12 @@ class Detector(ABC):
     extra_fields: ClassVar[tuple] = ()
     calibrate_on_training: ClassVar[bool] = False
     """True when ``fit`` learns so little that training data may calibrate too (see above)."""
+    cross_key: ClassVar[bool] = False
+    """True for a detector that compares the keys of a fleet with each other (the fleet
+    baseline): ``fit`` and ``calibrate`` take every key's runs at once, and ``new_state()`` is
+    one state for the whole fleet with the block interface of
+    :mod:`pipeline.detectors.block` (``update(rows, starts, times, values)``, ``grow(n)``),
+    whose output points lie where the detector puts them, not one per input point."""
 
     enabled_: bool = True
     threshold_: float | None = None

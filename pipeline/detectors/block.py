@@ -767,6 +767,11 @@ _BLOCKS = {ZScoreDetector: ZScoreBlock, DriftDetector: DriftBlock,
 
 
 def make_block(det, n: int = 0) -> Block:
-    """The block of ``det`` for ``n`` keys: vectorized for the detectors that have one."""
+    """The block of ``det`` for ``n`` keys: vectorized for the detectors that have one; a
+    cross-key detector's state is a block of the whole fleet already."""
+    if getattr(det, "cross_key", False):
+        blk = det.new_state()
+        blk.grow(n)
+        return blk
     kind = _BLOCKS.get(type(det))
     return kind(det, n) if kind is not None else GenericBlock(det, n)
