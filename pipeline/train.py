@@ -174,6 +174,8 @@ def train(train_times, train_values, val_times, val_values, *, out,
     params.setdefault("shape", {}).update(n_clusters=n_clusters, segment_len=segment_len,
                                           train_slide=train_slide, slide_len=slide_len,
                                           random_state=random_state)
+    if cross:  # the level of a slow signal is the fleet's and the drift's (detectors/shape.py)
+        params["shape"].setdefault("slow", "off")
     try:
         dets = make_detectors(detectors, **{k: v for k, v in params.items() if k in detectors})
     except (TypeError, ValueError) as e:

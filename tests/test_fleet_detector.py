@@ -12,13 +12,14 @@ import warnings
 
 import numpy as np
 import pytest
-from naive import naive_fleet
 
 from pipeline.calibrate import CalibrationWarning
 from pipeline.detectors import REGISTRY, FleetDetector, default_detectors
 from pipeline.detectors.block import make_block
 from pipeline.model_io import load_model, save_model
 from pipeline.train import TrainError, train
+
+from naive import naive_fleet
 
 S = 10**9
 P = 2 * S

@@ -221,7 +221,7 @@ class FleetDetector(Detector):
         n_out = sum(len(s[1]) for s in stats)
         scored = sum(int(np.count_nonzero(np.isfinite(s[1]))) for s in stats)
         if scored < max(1, 0.5 * n_out):
-            self.enabled_, self.threshold_ = False, math.inf
+            self.enabled_, self.threshold_ = False, 0.0  # off: a number for the model file
             most = _most_keys(self, runs)
             self.calibration_ = {"why_off": (
                 f"it compares at least {self.min_keys} keys reporting at the same time, and "

@@ -21,6 +21,18 @@ decides at fit, from the training data (:func:`has_shape`): centre when the
 segments' means vary less than :data:`SHAPE_RATIO` times the mean variance
 within a segment.  On the project's suites the ratio is 0.1-6 for EKG at 90
 and 360 Hz and 400-1500 for the temperature and humidity fleets.
+
+Slow signals.  Raw segments of a slow signal are a detector of *levels* the
+training and held-out data did not show: they see a drift or a slide once it
+leaves that range, and they raise false alarms when normal weather does
+(the test humidity fleet: 53 of the sensor suite's 100 false alarms).  The
+level belongs to the detectors built for it: the drift detector (a sensor
+against its own past) and the fleet detector (a sensor against the others at
+the same time, which cancels the weather).  ``slow="off"`` turns the shape
+detector off, at calibration, for a signal ``center="auto"`` finds slow;
+``pipeline.train`` asks for it whenever a fleet detector is trained beside
+it.  (Centred segments of a slow signal only see fingers and spikes, which
+the z-score sees too, with more false alarms: docs/detectors.md.)
 """
 
 from __future__ import annotations
@@ -154,6 +166,11 @@ class ShapeDetector(Detector):
         (:class:`CenteredKMeans`); ``False``: the tutorial's raw segments;
         ``"auto"``: decide at fit (:func:`has_shape`).  The choice is
         ``center_``, with the ratio it was made on in ``shape_ratio_``.
+    slow : {"raw", "off"}, default="raw"
+        What ``center="auto"`` does with a slow signal (no shape at the segment's
+        scale): keep raw segments (a level detector), or turn the detector off at
+        calibration (``enabled_ = False``, the reason in ``calibration_``): the level is
+        then left to the drift and fleet detectors.
 
     Examples
     --------
@@ -175,13 +192,15 @@ class ShapeDetector(Detector):
     alarm_field = "anomaly"
 
     def __init__(self, n_clusters=config.N_CLUSTERS, segment_len=config.SEGMENT_LEN,
-                 train_slide=config.TRAIN_SLIDE, slide_len=None, random_state=0, center="auto"):
+                 train_slide=config.TRAIN_SLIDE, slide_len=None, random_state=0, center="auto",
+                 slow="raw"):
         self.n_clusters = n_clusters
         self.segment_len = segment_len
         self.train_slide = train_slide
         self.slide_len = slide_len
         self.random_state = random_state
         self.center = center
+        self.slow = slow
 
     def _model(self, center: bool) -> KMeansReconstructor:
         kind = CenteredKMeans if center else KMeansReconstructor
@@ -192,6 +211,8 @@ class ShapeDetector(Detector):
     def fit(self, runs, period_ns: float) -> ShapeDetector:
         if self.center not in ("auto", True, False):
             raise ValueError(f"center must be 'auto', True or False, got {self.center!r}")
+        if self.slow not in ("raw", "off"):
+            raise ValueError(f"slow must be 'raw' or 'off', got {self.slow!r}")
         values = [np.asarray(v, np.float64) for _, v in runs]
         self.center_, self.shape_ratio_ = self.center, None
         if self.center == "auto":
@@ -201,6 +222,14 @@ class ShapeDetector(Detector):
         self.model_ = self._model(self.center_).fit(values)
         self.period_ns_ = float(period_ns)
         return self
+
+    def _after_calibrate(self) -> None:
+        if self.slow == "off" and self.center == "auto" and not self.center_:
+            self.enabled_ = False
+            self.calibration_["why_off"] = (
+                f"a slow signal (its segments' means vary {self.shape_ratio_:.0f} x more than "
+                f"within a segment, above {SHAPE_RATIO:g}): raw segments would be a detector of "
+                "levels, which the drift and fleet detectors watch (slow='off')")
 
     def calibration_scores(self, times_ns, values):
         seg = score_segments_batch(self.model_, times_ns, values, self.period_ns_)
