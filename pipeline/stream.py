@@ -434,6 +434,7 @@ class Stream:
             det = blk.det
             out.measurement = out_cfg.zscore_measurement if det.per_sample else out_cfg.measurement
             self.totals["skipped_samples"] += out.skipped
+            self.totals["late"] += out.late
             for row, gaps in out.gaps:
                 self._log_gaps(s, f.keys[row], gaps)
             n_alarm = int(np.count_nonzero(out.alarm))

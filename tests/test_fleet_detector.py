@@ -7,6 +7,8 @@ update with everything followed by ``finish()``, and both equal the slow referen
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import warnings
 
@@ -173,8 +175,13 @@ def test_checkpoint_in_the_middle_changes_nothing():
                    np.concatenate([first[k][1] for k in keys]))
     meta, arrays = st.get_data()
     assert len(st.p_row)  # readings wait for their bins across the checkpoint
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # as a checkpoint file holds them: JSON text and arrays
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
     again = make_block(det, 0)
-    again.set_data(meta, {k: np.array(a) for k, a in arrays.items()}, len(keys))
+    again.set_data(json.loads(json.dumps(meta)), arrays, len(keys))
     rest, _ = stream(det, second, [mid, end], state=again)
     got = collect([o1], keys)
     for k in keys:
@@ -198,7 +205,7 @@ def test_a_key_behind_by_more_than_the_wait_is_counted_not_scored():
     newest = max(int(data[k][0][-1]) for k in others)
     o = st.update(np.array([0]), np.array([0, len(t0)]), t0, v0)
     scored = det.bins(t0) <= det.bins([newest - det.wait_ns()])[0] - 1
-    assert o.skipped == st.n_late == int(np.count_nonzero(scored))
+    assert o.late == st.n_late == int(np.count_nonzero(scored))
     assert len(o) == 0 or int(o.times.min()) > int(t0[scored].max())
 
 
@@ -232,6 +239,15 @@ def test_fit_calibrate_and_the_model_file_round_trip(tmp_path):
     assert isinstance(back, FleetDetector)
     assert (back.threshold_, back.phase_ns_, back.std_floor_, back.get_params()) == \
         (det.threshold_, det.phase_ns_, det.std_floor_, det.get_params())
+    data = dict(zip([f"k{i}" for i in range(6)], runs, strict=True))
+    data["k2"] = (data["k2"][0], data["k2"][1] + np.linspace(0, 2, len(data["k2"][1])))
+    a, b = batch(det, data), batch(back, data)
+    equal(a, b)
+    assert any(any(a[k][2]) for k in a)  # the comparison covers alarms
+    # the alarm events on the calibration data are the ones calibration counted
+    n_events = sum(int(np.count_nonzero(np.diff(np.r_[0, np.asarray(al, int)]) == 1))
+                   for _, _, al in batch(det, dict(enumerate(runs))).values())
+    assert n_events == det.calibration_["n_events"]
 
 
 def test_the_grid_phase_is_learned_from_the_readings():

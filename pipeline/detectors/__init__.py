@@ -6,8 +6,8 @@ otherwise; calibration then turns off those that do not suit it.
 """
 
 from .base import REGISTRY, Budget, Detector, DetectorOutput, DetectorState, hold_alarm
-from .fleet import FleetDetector
 from .flatline import FlatLineDetector
+from .fleet import FleetDetector
 from .shape import ShapeDetector
 from .zscores import DriftDetector, ZScoreDetector
 

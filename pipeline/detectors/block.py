@@ -74,6 +74,9 @@ class BlockOutput:
     """``(row, [Gap, ...])`` for the keys where the detector found breaks."""
     skipped: int = 0
     """Samples the detector skipped at breaks in this update (all keys)."""
+    late: int = 0
+    """Samples a cross-key detector did not score: their time bin had been scored already
+    (their key came more than its wait after the others)."""
 
     def __len__(self) -> int:
         return len(self.times)

@@ -19,7 +19,7 @@ reported past it, or when the newest reading of any key is more than
 delays the fleet by ``wait`` and never stalls it.  A reading for a bin
 already scored (a key more than ``wait`` behind the others) still moves its
 key's EWMA, but is not scored: it is counted (``n_late``, the block
-output's ``skipped``).  A bin with fewer than ``min_keys`` finite smoothed
+output's ``late``, the stream's late points).  A bin with fewer than ``min_keys`` finite smoothed
 values scores NaN (never an alarm); so does a key's reading while its EWMA
 warms up (the first ``ceil(half-life in samples)`` readings), and a key
 without a reading in a bin has no output there and breaks its streak.
@@ -362,12 +362,12 @@ class FleetState(Block):
         o = self.update(np.zeros(1, np.int64), np.array([0, len(t)]), t, values)
         return DetectorOutput(self.det, o.times, o.score, o.alarm, o.threshold)
 
-    def _output(self, res, skipped) -> BlockOutput:
+    def _output(self, res, late) -> BlockOutput:
         rows, bounds, times, z, stat = res
         with np.errstate(invalid="ignore"):
             raw = stat > self._thr
         alarm = self._hold(rows, bounds, times, raw) if len(rows) else np.zeros(0, bool)
-        return BlockOutput(self.det, rows, bounds, times, z, alarm, self._thr, {}, [], skipped)
+        return BlockOutput(self.det, rows, bounds, times, z, alarm, self._thr, {}, late=late)
 
     def _scored(self, rows, starts, times, values, finish=False):
         """Absorb, then score the bins that are complete: ``(rows, bounds, times, z, stat)``
