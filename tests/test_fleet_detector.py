@@ -403,3 +403,42 @@ def test_backfill_and_follow_with_a_restart_equal_the_batch(influx, fresh_db, tm
         influx.drop_database(db2)
         influx.drop_database(fresh_db + "_f")
         influx.drop_database(out)
+
+
+def test_fleet_alarms_reach_the_alert_path(influx, fresh_db, tmp_path, fleet_model, caplog):
+    """The alert engine gets the fleet detector's episodes like any detector's: an alert for the
+    drifting sensor, naming the detector, its score and threshold (the log destination)."""
+    import logging
+
+    from pipeline.stream import Stream, load_config
+
+    data = scored_data()
+    write(influx, fresh_db, data)
+    path = tmp_path / "s.toml"
+    path.write_text(f"""
+[output]
+db = "{fresh_db}_o"
+[stream]
+checkpoint_dir = "{tmp_path / 'ck'}"
+batch_samples = 1000
+[[series]]
+name = "temp"
+db = "{fresh_db}"
+measurement = "temp"
+fan_out = "sensor"
+model = "{fleet_model}"
+[alerts]
+max_per_minute = 100
+[[alerts.destination]]
+type = "log"
+""")
+    stream = Stream(load_config(str(path)), influx)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pipeline.alerts"):
+            stream.backfill(T0 - P, T0 + 10**13)
+            stream.close(drain_s=10)
+    finally:
+        influx.drop_database(fresh_db + "_o")
+    fleet_msgs = [r.getMessage() for r in caplog.records if "] fleet on temp" in r.getMessage()]
+    assert any(m.startswith("[CRITICAL] fleet on temp (sensor=s3): fleet_z = ")
+               and ", threshold " in m for m in fleet_msgs), fleet_msgs
