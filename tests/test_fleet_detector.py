@@ -442,3 +442,17 @@ type = "log"
     fleet_msgs = [r.getMessage() for r in caplog.records if "] fleet on temp" in r.getMessage()]
     assert any(m.startswith("[CRITICAL] fleet on temp (sensor=s3): fleet_z = ")
                and ", threshold " in m for m in fleet_msgs), fleet_msgs
+
+
+def test_train_cli_refuses_the_fleet_detector_without_fan_out(tmp_path, capsys):
+    from pipeline.train import main
+
+    csv = tmp_path / "s.csv"
+    t = np.arange(2000) * 2.0
+    csv.write_text("time_s,value\n" + "\n".join(f"{a},{20 + np.sin(a / 100):.3f}" for a in t))
+    assert main(["--csv", str(csv), "--train-end", "3000", "--detectors", "zscore,fleet",
+                 "--out", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the fleet detector compares the keys of a fleet") and \
+        "--fan-out TAG" in err and "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists()
