@@ -197,7 +197,7 @@ class Stream:
         self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
                        "quarantined": 0, "late": 0, "alarm_points": {}}
-        self.flagged: list[tuple[str, str, str, int, float]] = []
+        self.flagged: list[tuple[str, str, str, int, float, float]] = []
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -447,9 +447,10 @@ class Stream:
                 self.totals["segments"] += len(out)
             if n_alarm and len(self.flagged) < MAX_FLAGGED:
                 idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]
-                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e)) for r, t, e in zip(
-                    orows[idx].tolist(), out.times[idx].tolist(), out.score[idx].tolist(),
-                    strict=True)]
+                step = det.output_period_ns()
+                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
+                                 for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),
+                                                    out.score[idx].tolist(), strict=True)]
         if per_sample:
             lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, b.times,
                                  per_sample)

@@ -209,6 +209,9 @@ class ShapeDetector(Detector):
     def new_state(self) -> ShapeState:
         return ShapeState(self)
 
+    def output_period_ns(self) -> float:
+        return float(self.period_ns_) * int(self.model_.slide_len_)
+
     # -- data -------------------------------------------------------------
     def fitted_data(self):
         m = self.model_
