@@ -284,7 +284,9 @@ def check_output_names(cfg: StreamConfig) -> None:
     filter tag or fan-out tag named ``series`` or ``model`` is refused: the
     stream writes those tags itself, so the source's values would be replaced
     (with ``fan_out``, every key's scores would land in one series and
-    overwrite each other).  The source's measurement and field are only read,
+    overwrite each other), and so is one named like a tag the alert history
+    sets itself (:data:`pipeline.alerts.history.HISTORY_TAGS`) when ``[alerts]``
+    writes the Chronograf history.  The source's measurement and field are only read,
     so any name that exists there works.  Fan-out key values are checked as
     they arrive (a key that cannot round-trip is quarantined).
 
@@ -316,3 +318,14 @@ def check_output_names(cfg: StreamConfig) -> None:
                                   f"writes ({OUTPUT_TAGS[s.fan_out]}), so every key's scores "
                                   "would be written as one series and overwrite each other; "
                                   "rename that tag in the source data")
+    if cfg.alerts is not None and any(d.type == "chronograf" for d in cfg.alerts.destinations):
+        from .alerts.history import HISTORY_TAGS
+
+        for s in cfg.series:
+            for k in [*s.tags, *([s.fan_out] if s.fan_out else [])]:
+                if k in HISTORY_TAGS:
+                    raise ConfigError(
+                        f"series {s.name!r}: the tag {k!r} is also a tag of the alert history "
+                        f"(Chronograf's schema: {', '.join(HISTORY_TAGS)}), where its value "
+                        "would be replaced; rename that tag in the source data, or remove the "
+                        "chronograf destination from [alerts]")

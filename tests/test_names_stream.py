@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-from conftest import SENSOR_PERIOD, T0
+from conftest import RATE, SENSOR_PERIOD, T0
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -140,6 +140,10 @@ CASES = {
     "unicode": dict(measurement="température °C", field="日本語", filter=("lieu", "café"),
                     fan_out="🌡 sensor", keys=["日本", "🔥", "tab\there", "nul\x00inside"],
                     series="温度 🌡", zscore="z-score °"),
+    # tags named like the output's fields (z-score's "alert" and "zscore"): read as ::tag
+    "field names": dict(measurement="zscore", field="alert", filter=("zscore", "alert"),
+                        fan_out="alert", keys=["true", "1", "z"], series="model",
+                        zscore="zscore"),
     "keywords": dict(measurement="select", field="from", filter=("where", "time"),
                      fan_out="group", keys=["select", "time", "from", "DROP DATABASE x;"],
                      series="drop", zscore="time"),
@@ -158,6 +162,36 @@ def test_stream_scores_come_back_under_the_same_names(influx, fresh_db, sensor_m
         assert totals["samples"] == N * len(case["keys"])
         assert totals["quarantined"] == 0
         assert_scores_under_the_same_names(influx, out_db, case, data, sensor_model_file)
+    finally:
+        influx.drop_database(out_db)
+
+
+def test_segment_and_sample_outputs_under_awkward_measurements(influx, fresh_db, ekg, model_path,
+                                                              model_file, tmp_path):
+    """The EKG model (a segment detector too): both output measurements renamed in [output]."""
+    t, v = ekg[0][:20 * RATE], ekg[1][:20 * RATE]
+    meas, field, tags = 'my ekg, "lead" II', "mV #1", {"patient": "O'Brien, J. = 日本"}
+    series, out_db = "ekg \\\\ward\\3", fresh_db + "_o"
+    seg_m, per_m = 'E "rr", or=1 C:\\e', "select"
+    influx.write_series(fresh_db, meas, t, {field: v}, tags)
+    s = SeriesConfig(name=series, db=fresh_db, measurement=meas, field=field, tags=tags,
+                     model=model_path)
+    cfg = StreamConfig(series=[s], output=OutputConfig(db=out_db, measurement=seg_m,
+                                                       zscore_measurement=per_m),
+                       checkpoint_dir=str(tmp_path / "ck"), batch_samples=5000)
+    try:
+        Stream(cfg, influx).backfill(T0, END)
+        written = {r[0] for r in _show(influx, out_db, "SHOW MEASUREMENTS")}
+        assert written == {seg_m, per_m}
+        out_tags = {**tags, "series": series, "model": model_file.version}
+        assert any(not d.per_sample for d in model_file.enabled)
+        for d in model_file.enabled:
+            want = d.new_state().update_many(t, v)
+            got = influx.read_field(out_db, per_m if d.per_sample else seg_m, d.alarm_field,
+                                    tags=out_tags)
+            assert len(want.times) > 0
+            np.testing.assert_array_equal(got.times, want.times, err_msg=d.name)
+            np.testing.assert_array_equal(got.values, want.alarm.astype(float), err_msg=d.name)
     finally:
         influx.drop_database(out_db)
 
@@ -248,6 +282,56 @@ def test_output_names_that_cannot_round_trip_are_refused_before_anything_is_writ
     assert out_db not in influx.databases()
 
 
+def test_a_key_that_cannot_be_written_back_is_quarantined_with_the_reason(
+        influx, fresh_db, sensor_model_path, tmp_path, caplog):
+    """Another client wrote a sensor ``x\\ y`` (stored, but written back in a batch it can break
+    the lines after it: tests/test_names.py): that key is skipped with the reason, the others
+    are scored."""
+    case = OK_CASE | {"keys": ["x\\ y", "ok"]}
+    write_source(influx, fresh_db, case, raw=True)
+    assert influx.tag_values(fresh_db, "temp", "sensor") == ["ok", "x\\ y"]
+    out_db = fresh_db + "_o"
+    try:
+        with caplog.at_level("ERROR", logger="pipeline.stream"):
+            totals = Stream(stream_config(case, fresh_db, out_db, sensor_model_path,
+                                          tmp_path / "ck"), influx).backfill(T0, END)
+        assert (totals["samples"], totals["quarantined"]) == (N, 1)
+        assert "series temp[x\\ y]: tag value 'x\\\\ y' cannot be written" in caplog.text
+        assert "backslash directly before ' '" in caplog.text
+        assert "this key is skipped from now on (the others go on)" in caplog.text
+        assert influx.tag_values(out_db, "zscore", "sensor") == ["ok"]
+        assert influx.count(out_db, "zscore", "alert") == N
+    finally:
+        influx.drop_database(out_db)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--fan-out", "series"], "fan_out 'series' is also a tag the stream writes"),
+    (["--zscore-measurement", "#z"], "[output] zscore_measurement: measurement '#z' cannot"),
+    (["--out-measurement", "e\\"], "[output] measurement: measurement 'e\\\\' cannot"),
+    (["--tag", "model=m1"], "the filter's tag 'model' is also a tag the stream writes"),
+])
+def test_command_line_refuses_the_names_before_anything_is_written(
+        influx, influx_env, fresh_db, sensor_model_path, tmp_path, caplog, flags, words):
+    import signal
+
+    from pipeline.stream import main
+
+    out_db = fresh_db + "_o"
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with caplog.at_level("ERROR"):
+            rc = main(["--db", fresh_db, "--measurement", "temp", "--model", sensor_model_path,
+                       "--out-db", out_db, "--checkpoint-dir", str(tmp_path / "ck"),
+                       "--start", str(T0), "--end", str(END), *flags])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert rc == 2 and words in caplog.text, caplog.text
+    assert "Traceback" not in caplog.text
+    assert out_db not in influx.databases() and not (tmp_path / "ck").exists()
+
+
 # ---------------------------------------------------------------------------
 # hypothesis: any accepted fan-out key and series name comes back
 # ---------------------------------------------------------------------------
@@ -303,10 +387,21 @@ db = {_toml(history_db)}
 """
 
 
-def history_rows(influx, db, series):
-    q = f"SELECT * FROM {quote_ident('alerts')} WHERE {quote_ident('series')} = $s ORDER BY time"
+def history_rows(influx, db, series, tags):
+    """The history of ``series``: the message and the given tags of each point, by time."""
+    cols = ", ".join(f"{quote_ident(k)}::tag" for k in tags)
+    q = (f"SELECT {quote_ident('message')}::field, {cols} FROM {quote_ident('alerts')} "
+         f"WHERE {quote_ident('series')}::tag = $s ORDER BY time")
     return [dict(zip(s["columns"], v, strict=True))
             for s in influx.query_json(q, db, {"s": series}) for v in s["values"]]
+
+
+@pytest.fixture
+def alert_env(monkeypatch):
+    """The variables the [alerts] table names, for tests that only parse it (nothing is sent:
+    the port is closed)."""
+    monkeypatch.setenv("HOOK_URL", "http://127.0.0.1:9/alerts")
+    monkeypatch.setenv("SLACK_URL", "http://127.0.0.1:9/services/T0/B0/x")
 
 
 @pytest.fixture
@@ -319,14 +414,24 @@ def receivers(monkeypatch):
     slack.close()
 
 
-def test_alerts_carry_awkward_names_unchanged(influx, fresh_db, sensor_model_path,
-                                              sensor_model_file, tmp_path, receivers, caplog):
+ALERT_CASES = {
+    "awkward": dict(measurement='select "temp", C:\\x', field="#f <v>",
+                    filter=("it's & <site>", 'a,b = "c"'), fan_out="sen sor=1",
+                    keys=['C:\\temp <1> & "x"', "🔥 s,2"], zscore="z <score>",
+                    series='Kühl <raum> & "B", =\\x #'),
+    # names of the history's own schema: a "value" tag beside the "value" field, "host" given
+    "schema names": dict(measurement="alerts", field="value", filter=("value", "message"),
+                         fan_out="host", keys=["alertID", "level"], zscore="alerts",
+                         series="alerts"),
+}
+
+
+@pytest.mark.parametrize("name", list(ALERT_CASES))
+def test_alerts_carry_the_names_unchanged(influx, fresh_db, sensor_model_path, sensor_model_file,
+                                          tmp_path, receivers, caplog, name):
     hook, slack = receivers
-    case = dict(measurement='select "temp", C:\\x', field="#f <v>",
-                filter=("it's & <site>", 'a,b = "c"'), fan_out="sen sor=1",
-                keys=['C:\\temp <1> & "x"', "🔥 s,2"], zscore="z <score>",
-                # unique: the chronograf database is shared with other tests
-                series=f'Kühl <raum> & "B", =\\x #{fresh_db}')
+    case = dict(ALERT_CASES[name])
+    case["series"] += f" {fresh_db}"  # unique: the chronograf database is shared with other tests
     key = case["keys"][0]
     data = write_source(influx, fresh_db, case, spike_key=key)
     out_db = fresh_db + "_o"
@@ -345,8 +450,9 @@ def test_alerts_carry_awkward_names_unchanged(influx, fresh_db, sensor_model_pat
     series, fan, version = case["series"], case["fan_out"], sensor_model_file.version
     t = data[key][0]
     where = f"z-score on {series} ({', '.join(f'{k}={v}' for k, v in sorted({fk: fv, fan: key}.items()))})"
-    assert where == ('z-score on Kühl <raum> & "B", =\\x #' + fresh_db
-                     + ' (it\'s & <site>=a,b = "c", sen sor=1=C:\\temp <1> & "x")')
+    if name == "awkward":
+        assert where == ('z-score on Kühl <raum> & "B", =\\x # ' + fresh_db
+                         + ' (it\'s & <site>=a,b = "c", sen sor=1=C:\\temp <1> & "x")')
 
     # (a) the webhook: every name as it is
     bodies = hook.bodies()
@@ -364,12 +470,12 @@ def test_alerts_carry_awkward_names_unchanged(influx, fresh_db, sensor_model_pat
     messages = [b["message"] for b in bodies]
 
     # (b) the history in InfluxDB: the same tag values, found by them
-    rows = history_rows(influx, "chronograf", series)
+    cols = [fk, fan, "series", "model", "host", "alertName", "alertID"]
+    rows = history_rows(influx, "chronograf", series, cols)
     assert [r["message"] for r in rows] == messages
     for r in rows:
-        assert (r[fk], r[fan], r["series"], r["model"]) == (fv, key, series, version)
-        assert (r["host"], r["alertName"], r["alertID"]) == (key, f"z-score on {series}",
-                                                             f"{series}:zscore:{key}")
+        assert [r[c] for c in cols] == [fv, key, series, version, key, f"z-score on {series}",
+                                        f"{series}:zscore:{key}"]
     got = influx.read_field("chronograf", "alerts", "value",
                             tags={fk: fv, fan: key, "series": series})
     assert got.times.tolist() == [t[SPIKE], t[SPIKE + 4]]
@@ -378,11 +484,46 @@ def test_alerts_carry_awkward_names_unchanged(influx, fresh_db, sensor_model_pat
     # (c) Slack: the same text with &, < and > escaped, nothing else
     texts = [b["text"] for b in slack.bodies()]
     assert texts == [slack_escaped(m) for m in messages]
-    assert "Kühl &lt;raum&gt; &amp; \"B\", =\\x" in texts[0]
-    assert 'sen sor=1=C:\\temp &lt;1&gt; &amp; "x"' in texts[0]
+    if name == "awkward":
+        assert "Kühl &lt;raum&gt; &amp; \"B\", =\\x" in texts[0]
+        assert 'sen sor=1=C:\\temp &lt;1&gt; &amp; "x"' in texts[0]
     series_field = slack.bodies()[0]["attachments"][0]["fields"][0]
     assert series_field == {"title": "Series", "value": slack_escaped(f"{series} {key}"),
                             "short": True}
     # and the log
     for m in messages:
         assert m in caplog.text
+
+
+@pytest.mark.parametrize("tag", ["level", "alertName", "alertID", "triggerType", "detector"])
+def test_a_tag_the_history_sets_itself_is_refused_with_the_chronograf_destination(
+        sensor_model_path, tmp_path, alert_env, tag):
+    """The history's own tags would replace the source's value: refused up front; without the
+    history nothing replaces it, and the webhook carries it."""
+    for change in ({"fan_out": tag}, {"filter": (tag, "x")}):
+        case = OK_CASE | change
+        path = write_toml(tmp_path / "s.toml", case, "src", "out", sensor_model_path,
+                          tmp_path / "ck", alerts_table())
+        with pytest.raises(ConfigError, match=f"the tag '{tag}' is also a tag of the alert "
+                                              r"history \(Chronograf's schema: alertName, level, "
+                                              r"alertID, triggerType, detector\), where its value "
+                                              "would be replaced; rename that tag"):
+            load_config(path)
+        without = alerts_table().split('[[alerts.destination]]\ntype = "chronograf"')[0]
+        path = write_toml(tmp_path / "s.toml", case, "src", "out", sensor_model_path,
+                          tmp_path / "ck", without)
+        assert load_config(path).series[0].name == "temp"
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("measurement", "#alerts", "measurement '#alerts' cannot be written"),
+    ("measurement", "alerts\\", "ends with a backslash"),
+    ("db", "chrono/graf", "database 'chrono/graf' cannot be written"),
+])
+def test_history_names_that_cannot_round_trip_are_refused(option, value, words):
+    from pipeline.alerts import parse_alerts_config
+
+    with pytest.raises(ConfigError, match=None) as e:
+        parse_alerts_config({"destination": [{"type": "chronograf", option: value}]})
+    assert str(e.value).startswith(f"[alerts] [[alerts.destination]] #1 (chronograf) {option}: ")
+    assert words in str(e.value)
