@@ -59,14 +59,14 @@ def raw_lines(meas, field, tags, t, v) -> list[str]:
                                                                         strict=True)]
 
 
-def write_source(influx, db, case, raw=False, spike_key=None):
+def write_source(influx, db, case, raw=False, spike_keys=()):
     """One short series per fan-out key under the case's filter tag, plus a decoy under a
     neighbouring filter value that the stream must not read."""
     data = {}
     fk, fv = case["filter"]
     lines = []
     for i, key in enumerate(case["keys"]):
-        t, v = readings(i, spike=key == spike_key)
+        t, v = readings(i, spike=key in spike_keys)
         data[key] = (t, v)
         for value, vv in ((fv, v), (fv + "x", v + 100.0)):  # the decoy is far off: it would alarm
             tags = {fk: value, case["fan_out"]: key}
@@ -366,9 +366,10 @@ def slack_escaped(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def alerts_table(history_db="chronograf"):
+def alerts_table(history_db="chronograf", limit=5):
     return f"""
 [alerts]
+max_per_minute = {limit}
 detectors = ["zscore"]
 tries = 2
 retry_delay = 0.05
@@ -433,7 +434,7 @@ def test_alerts_carry_the_names_unchanged(influx, fresh_db, sensor_model_path, s
     case = dict(ALERT_CASES[name])
     case["series"] += f" {fresh_db}"  # unique: the chronograf database is shared with other tests
     key = case["keys"][0]
-    data = write_source(influx, fresh_db, case, spike_key=key)
+    data = write_source(influx, fresh_db, case, spike_keys=[key])
     out_db = fresh_db + "_o"
     cfg = load_config(write_toml(tmp_path / "s.toml", case, fresh_db, out_db, sensor_model_path,
                                  tmp_path / "ck", alerts_table()))
@@ -493,6 +494,41 @@ def test_alerts_carry_the_names_unchanged(influx, fresh_db, sensor_model_path, s
     # and the log
     for m in messages:
         assert m in caplog.text
+
+
+def test_flood_summary_lists_the_suppressed_keys_unchanged(influx, fresh_db, sensor_model_path,
+                                                          tmp_path, receivers):
+    """Three keys alarm in the same minute with a limit of one: the summary's payload lists the
+    two suppressed keys exactly (its text joins them with ", ", so a key holding ", " reads
+    ambiguously there; the list does not)."""
+    hook, slack = receivers
+    keys = ["a, b", 'C:\\x "<y>"', "🔥 x2"]
+    case = OK_CASE | {"keys": keys, "series": f"fleet, & <all> {fresh_db}"}
+    write_source(influx, fresh_db, case, spike_keys=keys)
+    out_db = fresh_db + "_o"
+    cfg = load_config(write_toml(tmp_path / "s.toml", case, fresh_db, out_db, sensor_model_path,
+                                 tmp_path / "ck", alerts_table(limit=1)))
+    stream = Stream(cfg, influx)
+    try:
+        stream.backfill(T0, END)
+        assert stream.alerts.drain(10)
+    finally:
+        stream.close()
+        influx.drop_database(out_db)
+    bodies = hook.bodies()
+    first, *suppressed = sorted(keys)  # the engine's order within a time: by key
+    assert [(b["kind"], b["key"]) for b in bodies] == [
+        ("alert", first), ("recovery", first), ("summary", "")]
+    summary = bodies[2]
+    assert summary["series"] == case["series"] and summary["tags"] == {"series": case["series"]}
+    assert suppressed == ["a, b", "🔥 x2"]
+    assert summary["suppressed_alerts"] == summary["suppressed_recoveries"] == suppressed
+    assert summary["message"].startswith(f"[SUPPRESSED] z-score on {case['series']}, minute ")
+    assert summary["message"].endswith(": 2 more alerts suppressed (a, b, 🔥 x2); "
+                                       "2 suppressed alerts recovered (a, b, 🔥 x2)")
+    assert [b["text"] for b in slack.bodies()] == [slack_escaped(b["message"]) for b in bodies]
+    history = history_rows(influx, "chronograf", case["series"], ["sensor"])
+    assert sorted(r["sensor"] for r in history) == sorted(keys * 2)  # suppressed ones too
 
 
 @pytest.mark.parametrize("tag", ["level", "alertName", "alertID", "triggerType", "detector"])
