@@ -98,6 +98,7 @@ from .stream_config import (
     OutputConfig,
     SeriesConfig,
     StreamConfig,
+    check_output_names,
     load_config,
 )
 
@@ -159,6 +160,7 @@ class Stream:
     """
 
     def __init__(self, cfg: StreamConfig, influx: Influx, stop: threading.Event | None = None):
+        check_output_names(cfg)  # before anything is written (load_config checked it too)
         self.cfg = cfg
         self.influx = influx
         self.reader = Influx(influx.settings)
