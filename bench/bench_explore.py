@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.datasets import synthetic_ekg  # noqa: E402
-from pipeline.window import read_window  # noqa: E402
 from pipeline.influx import Influx, InfluxSettings  # noqa: E402
 from pipeline.influxd import LocalInfluxd  # noqa: E402
 from pipeline.load import read_csv_series, write_loaded  # noqa: E402
@@ -51,6 +50,7 @@ from pipeline.plot import plot_window  # noqa: E402
 from pipeline.stream import Stream  # noqa: E402
 from pipeline.stream_config import OutputConfig, SeriesConfig, StreamConfig  # noqa: E402
 from pipeline.train import train  # noqa: E402
+from pipeline.window import read_window  # noqa: E402
 
 START = "2026-01-01T00:00:00Z"
 T0 = 1_767_225_600_000_000_000

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.window import ExploreError, alarm_episodes, read_window
 from pipeline.plot import main, plot_window
 from pipeline.stream import Stream
 from pipeline.stream_config import OutputConfig, SeriesConfig, StreamConfig
+from pipeline.window import ExploreError, alarm_episodes, read_window
 
 from loopback import free_port
 
