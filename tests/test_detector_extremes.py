@@ -305,6 +305,14 @@ def test_fit_on_data_holding_extremes_equals_fit_with_nan(det):
         np.testing.assert_array_equal(aa[k], ab[k])
 
 
+def test_shape_fit_on_nothing_usable_says_so():
+    t = T0 + np.arange(300) * P
+    (det,) = make_detectors(["shape"], shape=PARAMS["shape"])
+    with pytest.raises(ValueError, match=r"no usable training sample: all are NaN, inf or beyond "
+                                         r"\+-1e\+100"):
+        det.fit([(t, np.full(300, 1.7e308))], P)
+
+
 # -- parameter bounds ------------------------------------------------------------------------
 @pytest.mark.parametrize("name, params, message", [
     ("shape", {"n_clusters": 0}, "n_clusters must be an integer in [1, 10000], got 0"),

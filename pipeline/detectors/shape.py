@@ -260,6 +260,9 @@ class ShapeDetector(Detector):
     def fit(self, runs, period_ns: float) -> ShapeDetector:
         self._check_params()
         values = _usable_runs([np.asarray(v, np.float64) for _, v in runs])
+        if runs and not any(len(v) for v in values):
+            raise ValueError(f"no usable training sample: all are NaN, inf or beyond "
+                             f"+-{config.Z_MAX_ABS:g} (docs/extremes.md)")
         self.center_, self.shape_ratio_ = self.center, None
         if self.center == "auto":
             m = self._model(False)
