@@ -479,8 +479,8 @@ class Stream:
                                         s.db, s.measurement, s.field, start_ns, end_ns, tags,
                                         s.fan_out, None, include_start))
         if r.n_malformed:
-            log.warning("series %s: %d malformed values (not numbers) skipped", s.name,
-                        r.n_malformed)
+            log.warning("series %s: %d malformed values (not numbers, or beyond +-1e100) "
+                        "skipped", s.name, r.n_malformed)
             self.totals["malformed"] += r.n_malformed
         return r
 
