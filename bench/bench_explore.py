@@ -12,7 +12,7 @@ writes (``time_s,value``).  Then it measures:
    a new process (what a user waits for);
 2. training a model on 5 minutes and calibrating it on the next 5 (for the
    plots, not a target);
-3. plotting one minute in the middle: :func:`pipeline.explore.read_window`
+3. plotting one minute in the middle: :func:`pipeline.window.read_window`
    (scores computed from the model: the minute plus a minute of lead-in is
    read) + :func:`pipeline.plot.plot_window` + the PNG, in this process and as
    ``python -m pipeline.plot`` in a new one; then the same minute with scores
@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.datasets import synthetic_ekg  # noqa: E402
-from pipeline.explore import read_window  # noqa: E402
 from pipeline.influx import Influx, InfluxSettings  # noqa: E402
 from pipeline.influxd import LocalInfluxd  # noqa: E402
 from pipeline.load import read_csv_series, write_loaded  # noqa: E402
@@ -51,6 +50,7 @@ from pipeline.plot import plot_window  # noqa: E402
 from pipeline.stream import Stream  # noqa: E402
 from pipeline.stream_config import OutputConfig, SeriesConfig, StreamConfig  # noqa: E402
 from pipeline.train import train  # noqa: E402
+from pipeline.window import read_window  # noqa: E402
 
 START = "2026-01-01T00:00:00Z"
 T0 = 1_767_225_600_000_000_000

@@ -35,6 +35,7 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
+from .config import Z_MAX_ABS
 from .line_protocol import (  # noqa: F401 - re-exported: the public API of this layer
     MAX_KEY_BYTES,
     NAME_KINDS,
@@ -592,12 +593,12 @@ def _parse_csv(body: bytes, field_name: str, group_by: str | None) -> ReadResult
     raw = df["value"]
     if raw.dtype.kind == "f":
         values = raw.to_numpy(np.float64)
-        bad = ~np.isfinite(values)
+        bad = ~(np.abs(values) <= Z_MAX_ABS)
     else:
         # strings, booleans, empty cells: anything that is not a finite number
         num = pd.to_numeric(raw, errors="coerce")
         values = num.to_numpy(np.float64, na_value=np.nan)
-        bad = ~np.isfinite(values)
+        bad = ~(np.abs(values) <= Z_MAX_ABS)  # not a number, or beyond the detectors' range
     times = df["time"].to_numpy(np.int64)
     groups = None
     if group_by:

@@ -16,7 +16,7 @@ detector), then one panel per enabled detector: its score against its
 threshold, with every alarm episode (a maximal run of alarm points) shaded.
 Scores come from the error database the stream wrote, or, where it holds
 none for this model, are computed from the model; each panel's title says
-which (:func:`pipeline.explore.read_window`).  Only the window (plus a
+which (:func:`pipeline.window.read_window`).  Only the window (plus a
 minute of lead-in when computing) is read.
 """
 
@@ -320,7 +320,7 @@ def plot_window(win, labels=None, title=None, width=12.0, buckets=4000):
 
     Parameters
     ----------
-    win : pipeline.explore.Window
+    win : pipeline.window.Window
     labels : (starts_ns, ends_ns), optional
         Labelled intervals, shaded on every panel.
 
@@ -395,11 +395,11 @@ def _save(fig, out: Path, dpi: int) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    from .explore import ExploreError, read_window
     from .influx import InfluxError, InfluxUnavailableError
     from .load import LoadError, add_influx_args, parse_tags, settings_from_args
     from .model_io import ModelFileError
     from .series import parse_timestamp
+    from .window import ExploreError, read_window
 
     p = argparse.ArgumentParser(prog="python -m pipeline.plot", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

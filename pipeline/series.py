@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import JITTER_TOL, MAX_TIME_NS, MIN_TIME_NS
+from .config import JITTER_TOL, MAX_TIME_NS, MIN_TIME_NS, Z_MAX_ABS
 
 GAP_FACTOR = 1.5
 """A step of at least this many sample periods is a gap."""
@@ -233,7 +233,7 @@ class RegularSeries:
         ``(last time before, first time after)`` of each gap, in ns.
     n_duplicates, n_nonfinite : int
         Samples dropped at the boundary (duplicate timestamps keep the last
-        value, as InfluxDB does; non-finite values become gaps).
+        value, as InfluxDB does; NaN, inf and values beyond ``config.Z_MAX_ABS`` become gaps).
     """
 
     times: np.ndarray
@@ -251,7 +251,8 @@ class RegularSeries:
     def summary(self) -> str:
         return (f"{len(self.times):,} samples, period {self.period_ns / 1e6:.6g} ms, "
                 f"{len(self.runs)} run(s), {len(self.gaps)} gap(s), "
-                f"{self.n_duplicates} duplicate and {self.n_nonfinite} non-finite dropped")
+                f"{self.n_duplicates} duplicate and {self.n_nonfinite} non-finite or out-of-range "
+                "(|x| > 1e100) dropped")
 
 
 def validate_series(times_ns, values, period_ns: float | None = None,
@@ -309,7 +310,7 @@ def validate_series(times_ns, values, period_ns: float | None = None,
     last[:-1] = t[1:] != t[:-1]  # keep the last of equal timestamps
     n_dup = int(len(t) - last.sum())
     t, v = t[last], v[last]
-    finite = np.isfinite(v)
+    finite = np.abs(v) <= Z_MAX_ABS  # NaN, inf and |x| > 1e100 (docs/extremes.md) are gaps
     n_bad = int(len(v) - finite.sum())
     t, v = t[finite], v[finite]
     if len(t) < 2:

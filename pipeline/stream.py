@@ -98,6 +98,7 @@ from .stream_config import (
     OutputConfig,
     SeriesConfig,
     StreamConfig,
+    check_output_names,
     load_config,
 )
 
@@ -159,6 +160,7 @@ class Stream:
     """
 
     def __init__(self, cfg: StreamConfig, influx: Influx, stop: threading.Event | None = None):
+        check_output_names(cfg)  # before anything is written (load_config checked it too)
         self.cfg = cfg
         self.influx = influx
         self.reader = Influx(influx.settings)
@@ -197,7 +199,7 @@ class Stream:
         self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
                        "quarantined": 0, "late": 0, "alarm_points": {}}
-        self.flagged: list[tuple[str, str, str, int, float]] = []
+        self.flagged: list[tuple[str, str, str, int, float, float]] = []
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -455,9 +457,10 @@ class Stream:
                 self.totals["segments"] += 0 if det.per_sample else len(out)
             if n_alarm and len(self.flagged) < MAX_FLAGGED:
                 idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]
-                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e)) for r, t, e in zip(
-                    orows[idx].tolist(), out.times[idx].tolist(), out.score[idx].tolist(),
-                    strict=True)]
+                step = det.output_period_ns()
+                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
+                                 for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),
+                                                    out.score[idx].tolist(), strict=True)]
         if per_sample:
             lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, b.times,
                                  per_sample)
@@ -484,8 +487,8 @@ class Stream:
                                         s.db, s.measurement, s.field, start_ns, end_ns, tags,
                                         s.fan_out, None, include_start))
         if r.n_malformed:
-            log.warning("series %s: %d malformed values (not numbers) skipped", s.name,
-                        r.n_malformed)
+            log.warning("series %s: %d malformed values (not numbers, or beyond +-1e100) "
+                        "skipped", s.name, r.n_malformed)
             self.totals["malformed"] += r.n_malformed
         return r
 

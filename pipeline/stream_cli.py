@@ -26,7 +26,6 @@ log = logging.getLogger("pipeline.stream")
 
 MAX_FLAGGED = 1000
 """Alarm points remembered for the summary (memory stays flat)."""
-EVENT_GAP_S = 1.0
 """Flagged points closer than this are one event in the summary."""
 DESCRIPTION = "python -m pipeline.stream: score InfluxDB series into the error database."
 
@@ -98,9 +97,9 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
     if flagged:
         events = _events(flagged)
         more = " (from the first 1,000 alarm points)" if len(flagged) >= MAX_FLAGGED else ""
-        lines.append(f"  alarm events{more}: alarm points of one detector less than "
-                     f"{EVENT_GAP_S:g} s apart, merged; series, detector, start .. end, points, "
-                     "peak |score|:")
+        lines.append(f"  alarm events{more}: consecutive alarm points of one detector and key "
+                     "(as the alert path counts episodes); series, detector, start .. end, "
+                     "points, peak |score|:")
         for name, det, t0, t1, n, peak in events[:limit]:
             lines.append(f"    {name}  {det:<9s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
         if len(events) > limit:
@@ -114,11 +113,22 @@ def _alarm_counts(totals) -> str:
 
 
 def _events(flagged):
-    """Merge alarm points of one series key and detector that lie less than EVENT_GAP_S apart."""
+    """Merge the alarm points of one series key and detector into episodes.
+
+    Each entry is ``(series, key, detector label, time ns, |score|, output spacing ns)``.  The
+    alarm is held, so an episode is a run of consecutive output points; two points less than
+    1.5 output spacings apart are consecutive (episodes then match the alert path's, except
+    across a gap in the data).
+
+    >>> s = 2e9  # a 2 s cadence: 0, 2, 4 s are one episode, 8 s another
+    >>> [(e[2], e[3], e[4]) for e in _events([("t", "", "z-score", int(x * 1e9), 1.0, s)
+    ...                                       for x in (0, 2, 4, 8)])]
+    [(0, 4000000000, 3), (8000000000, 8000000000, 1)]
+    """
     out, cur = [], None
-    for name, key, det, t, e in sorted(flagged):
+    for name, key, det, t, e, step in sorted(flagged):
         label = f"{name}[{key}]" if key else name
-        if cur and cur[0] == label and cur[1] == det and t - cur[3] < EVENT_GAP_S * 1e9:
+        if cur and cur[0] == label and cur[1] == det and t - cur[3] < 1.5 * step:
             cur[3], cur[4], cur[5] = t, cur[4] + 1, max(cur[5], e)
         else:
             cur = [label, det, t, t, 1, e]

@@ -26,6 +26,11 @@ A config lists the series to score and where the scores go::
     sample_rate = 360             # Hz (or sample_period in s); default: the model's
     model = "models/ekg.npz"      # required: the detectors and thresholds (python -m pipeline.train)
 
+Every name the output carries (the output database and measurements, the series name,
+the filter's tags, the fan-out tag key) is checked before anything is written
+(:func:`check_output_names`): a name InfluxDB could not store and read back
+unchanged is refused with the reason.
+
 Credentials never go in this file: they come from ``INFLUXDB_USERNAME`` and
 ``INFLUXDB_PASSWORD``.  Every key is checked: an unknown key or a bad value
 is an error naming the file, the table and the key.
@@ -37,6 +42,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 
+from .line_protocol import InfluxNameError, check_name
 from .load import LoadError, parse_tags
 
 
@@ -254,4 +260,72 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     for k in ("db", "measurement", "zscore_measurement", "error_field"):
         if not isinstance(getattr(cfg.output, k), str) or not getattr(cfg.output, k):
             raise ConfigError(f"[output] {k} must be a non-empty string")
+    check_output_names(cfg)
     return cfg
+
+
+OUTPUT_TAGS = {"series": "the series' config name", "model": "the model version"}
+"""Tags the stream adds to every output point (and what they hold)."""
+
+
+def _check(name, kind: str, where: str) -> None:
+    try:
+        check_name(name, kind)
+    except InfluxNameError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def check_output_names(cfg: StreamConfig) -> None:
+    """Refuse a config whose output would not carry its names unchanged, before any write.
+
+    Checked (:func:`pipeline.influx.check_name`): the output database and
+    measurements; per series its name (the ``series`` tag value), the filter's
+    tag keys and values (copied onto the output) and the fan-out tag key.  A
+    filter tag or fan-out tag named ``series`` or ``model`` is refused: the
+    stream writes those tags itself, so the source's values would be replaced
+    (with ``fan_out``, every key's scores would land in one series and
+    overwrite each other), and so is one named like a tag the alert history
+    sets itself (:data:`pipeline.alerts.history.HISTORY_TAGS`) when ``[alerts]``
+    writes the Chronograf history.  The source's measurement and field are only read,
+    so any name that exists there works.  Fan-out key values are checked as
+    they arrive (a key that cannot round-trip is quarantined).
+
+    >>> s = SeriesConfig(name="t", db="src", measurement="temp", fan_out="series")
+    >>> check_output_names(StreamConfig(series=[s]))
+    Traceback (most recent call last):
+    ...
+    pipeline.stream_config.ConfigError: series 't': fan_out 'series' is also a tag the stream writes (the series' config name), so every key's scores would be written as one series and overwrite each other; rename that tag in the source data
+    """
+    o = cfg.output
+    _check(o.db, "database", "[output] db")
+    _check(o.measurement, "measurement", "[output] measurement")
+    _check(o.zscore_measurement, "measurement", "[output] zscore_measurement")
+    for s in cfg.series:
+        where = f"series {s.name!r}"
+        _check(s.name, "tag value", f"{where}: the name is the output's 'series' tag")
+        for k, v in s.tags.items():
+            _check(k, "tag key", f"{where}: tags (copied onto the output)")
+            if v != "":  # an empty value filters points without the tag (none on the output)
+                _check(v, "tag value", f"{where}: tags (copied onto the output)")
+            if k in OUTPUT_TAGS:
+                raise ConfigError(f"{where}: the filter's tag {k!r} is also a tag the stream "
+                                  f"writes ({OUTPUT_TAGS[k]}), so its value {v!r} would be "
+                                  "replaced in the output; rename that tag in the source data")
+        if s.fan_out is not None:
+            _check(s.fan_out, "tag key", f"{where}: fan_out")
+            if s.fan_out in OUTPUT_TAGS:
+                raise ConfigError(f"{where}: fan_out {s.fan_out!r} is also a tag the stream "
+                                  f"writes ({OUTPUT_TAGS[s.fan_out]}), so every key's scores "
+                                  "would be written as one series and overwrite each other; "
+                                  "rename that tag in the source data")
+    if cfg.alerts is not None and any(d.type == "chronograf" for d in cfg.alerts.destinations):
+        from .alerts.history import HISTORY_TAGS
+
+        for s in cfg.series:
+            for k in [*s.tags, *([s.fan_out] if s.fan_out else [])]:
+                if k in HISTORY_TAGS:
+                    raise ConfigError(
+                        f"series {s.name!r}: the tag {k!r} is also a tag of the alert history "
+                        f"(Chronograf's schema: {', '.join(HISTORY_TAGS)}), where its value "
+                        "would be replaced; rename that tag in the source data, or remove the "
+                        "chronograf destination from [alerts]")

@@ -465,7 +465,8 @@ def naive_flat_runs(times, values, tol, period, carry=None, gap_factor=1.5):
 
     A run goes on while the step from the previous sample is at most ``tol``, the time step is
     below ``gap_factor`` periods and the value is finite; a non-finite value scores NaN and
-    ends the run.
+    ends the run.  A value beyond ``config.Z_MAX_ABS`` (1e100) is taken as NaN
+    (``docs/extremes.md``).
     """
     import math
 
@@ -473,6 +474,8 @@ def naive_flat_runs(times, values, tol, period, carry=None, gap_factor=1.5):
     flat = []
     for t, v in zip(times, values, strict=True):
         t, v = int(t), float(v)
+        if not abs(v) <= 1e100:
+            v = math.nan
         goes_on = (last_t is not None and run_start is not None and math.isfinite(v)
                    and abs(v - last_v) <= tol and t - last_t < gap_factor * period)
         if not goes_on:

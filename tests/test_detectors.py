@@ -290,7 +290,8 @@ def test_nan_in_nan_out_never_an_alarm(det, nan_case):
 
 # -- kernels against slow loops ----------------------------------------------------------------
 _STEPS = st.sampled_from([1.0, 1.0, 1.0, 1.0, 1.4, 1.5, 3.0])
-_VALUES = st.sampled_from([0.0, 0.0, 1.0, 1.0, 1.004, 2.0, float("nan"), float("inf")])
+_VALUES = st.sampled_from([0.0, 0.0, 1.0, 1.0, 1.004, 2.0, float("nan"), float("inf"), 1e100, 1e100,
+                          1.7e308, -1.7e308])  # beyond 1e100: taken as NaN (docs/extremes.md)
 
 
 @settings(max_examples=300, deadline=None)

@@ -456,3 +456,27 @@ def test_train_cli_refuses_the_fleet_detector_without_fan_out(tmp_path, capsys):
     assert err.startswith("error: the fleet detector compares the keys of a fleet") and \
         "--fan-out TAG" in err and "Traceback" not in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_extreme_values_are_missing_readings():
+    """docs/extremes.md: a reading beyond 1e100 (or inf) is exactly a NaN; nothing overflows."""
+    data = fleet_data(seed=9)
+    rng = np.random.default_rng(9)
+    bad = {k: (t, v.copy()) for k, (t, v) in data.items()}
+    nan = {k: (t, v.copy()) for k, (t, v) in data.items()}
+    for k in data:
+        at = rng.choice(len(bad[k][1]), 8, replace=False)
+        bad[k][1][at] = rng.choice([1.7e308, -1.7e308, 1e300, np.nextafter(1e100, np.inf),
+                                    np.inf, -np.inf], 8)
+        nan[k][1][at] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = batch(detector(), bad)
+    want = batch(detector(), nan)
+    equal(got, want)
+    assert all(not np.isinf(got[k][1]).any() for k in got)
+    # a value within the bound is a reading like any other
+    huge = {k: (t, v.copy()) for k, (t, v) in data.items()}
+    huge["k0"][1][300:] = 1e99
+    hit = batch(detector(), huge)["k0"]
+    assert any(hit[2]) and np.nanmax(np.abs(hit[1])) > 1e90

@@ -130,6 +130,15 @@ def test_non_numeric_values_are_counted_not_zeroed(influx, fresh_db):
     assert r.n_malformed == 2 and len(r) == 0
 
 
+def test_values_beyond_the_detectors_range_are_counted_as_malformed(influx, fresh_db):
+    # docs/extremes.md: |x| > 1e100 is a sentinel or a decoding error, never scored
+    vals = np.array([1.5, 1.7e308, -1e101, 1e100, -1e100, 5e-324, 2.0])
+    influx.write_series(fresh_db, "m", T0 + np.arange(7), {"v": vals})
+    r = influx.read_field(fresh_db, "m", "v")
+    assert r.n_malformed == 2
+    np.testing.assert_array_equal(r.values, [1.5, 1e100, -1e100, 5e-324, 2.0])
+
+
 def test_csv_parser_drops_and_counts_mixed_values():
     body = b"name,tags,time,v\nm,,1,1.5\nm,,2,oops\nm,,3,true\nm,,4,-2\n"
     r = _parse_csv(body, "v", None)

@@ -1,4 +1,4 @@
-"""``python -m pipeline.plot`` and :func:`pipeline.explore.read_window` against a real influxd.
+"""``python -m pipeline.plot`` and :func:`pipeline.window.read_window` against a real influxd.
 
 The picture is checked for its content: one axis per enabled detector, titles
 that say where the scores came from, one shaded span per alarm episode of
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.explore import ExploreError, alarm_episodes, read_window
 from pipeline.plot import main, plot_window
 from pipeline.stream import Stream
 from pipeline.stream_config import OutputConfig, SeriesConfig, StreamConfig
+from pipeline.window import ExploreError, alarm_episodes, read_window
 
 from loopback import free_port
 

@@ -60,6 +60,15 @@ def test_sorts_dedupes_and_drops_nonfinite():
     assert [len(r) for r in rs.run_values()] == [4, 1]
 
 
+def test_values_beyond_the_detectors_range_are_gaps():
+    v = np.arange(10.0)
+    v[[3, 7]] = -1.7e308, 1e101
+    v[5] = 1e100  # in range: scored
+    rs = validate_series(np.arange(10) * 10, v)
+    assert rs.values.tolist() == [0, 1, 2, 4, 1e100, 6, 8, 9] and rs.n_nonfinite == 2
+    assert rs.gaps == [(20, 40), (60, 80)]
+
+
 @pytest.mark.parametrize("times, values, message", [
     ([0.5, 1.5], [1.0, 2.0], "times_ns must be integers"),
     ([0, 1, 2], [1.0, 2.0], "equally long"),

@@ -772,11 +772,17 @@ def test_summary_merges_alarm_points_into_events_per_detector():
               "points_written": 15, "retries": 0, "seconds": 1.0,
               "alarm_points": {"shape": 3, "flat line": 1, "z-score": 0}}
     s = 10**9
-    flagged = [("ekg", "", "shape", T0, 0.5), ("ekg", "", "shape", T0 + s // 2, 0.9),
-               ("ekg", "", "flat line", T0 + s // 2, 7.0),  # another detector: its own event
-               ("ekg", "", "shape", T0 + 3 * s, 0.4),
-               ("t", "s1", "z-score", T0, 2.0), ("t", "s2", "z-score", T0, 3.0)]
+    h = s // 2  # the shape detector's output spacing here; the z-score's is 2 s
+    flagged = [("ekg", "", "shape", T0, 0.5, h), ("ekg", "", "shape", T0 + h, 0.9, h),
+               ("ekg", "", "flat line", T0 + h, 7.0, h),  # another detector: its own event
+               ("ekg", "", "shape", T0 + 3 * s, 0.4, h),  # not the next point: a new episode
+               ("t", "s1", "z-score", T0, 2.0, 2 * s), ("t", "s2", "z-score", T0, 3.0, 2 * s),
+               # consecutive points at a 2 s cadence are one episode (they were 3 before)
+               ("t", "s3", "z-score", T0, 1.0, 2 * s), ("t", "s3", "z-score", T0 + 2 * s, 5.0, 2 * s),
+               ("t", "s3", "z-score", T0 + 4 * s, 4.0, 2 * s)]
     text = summary_text(totals, flagged)
+    assert ("t[s3]  z-score   2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:04+00:00      3  5"
+            in text)
     assert "alarm points per detector: shape 3, flat line 1, z-score 0" in text
     assert ("ekg  shape     2026-01-01T00:00:00+00:00 .. 2026-01-01T00:00:00.500000+00:00"
             "      2  0.9") in text

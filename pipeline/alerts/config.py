@@ -48,6 +48,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..line_protocol import InfluxNameError, check_name
 from ..stream_config import ConfigError
 
 __all__ = ["AlertsConfig", "DestinationConfig", "PlexusConfig", "parse_alerts_config",
@@ -240,6 +241,12 @@ def _parse_destination(d, where, env) -> DestinationConfig:
         for k in ("db", "rp", "measurement"):
             if k in d:
                 opts[k] = _str(where, k, d[k])
+        for k, kind in (("db", "database"), ("measurement", "measurement")):
+            if k in opts:
+                try:
+                    check_name(opts[k], kind)
+                except InfluxNameError as e:
+                    raise AlertsConfigError(f"{where} {k}: {e}") from None
     return DestinationConfig(type=t, name=name, options=opts)
 
 

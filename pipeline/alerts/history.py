@@ -34,9 +34,12 @@ from ._http import DeliveryError
 from .destinations import Destination
 from .messages import SUMMARY, Notification
 
-__all__ = ["ChronografHistory", "history_line"]
+__all__ = ["ChronografHistory", "history_line", "HISTORY_TAGS"]
 
 _FIELD_KEYS = ("duration", "message", "threshold", "value")
+HISTORY_TAGS = ("alertName", "level", "alertID", "triggerType", "detector")
+"""Tags every history point gets from the alert itself (they replace a point tag of the same
+name, so the stream refuses a series whose filter or fan-out tag has one of these names)."""
 
 
 def history_line(n: Notification, measurement: str = "alerts") -> str:
@@ -54,8 +57,8 @@ def history_line(n: Notification, measurement: str = "alerts") -> str:
         raise ValueError("summaries are not alert history")
     tags = dict(n.tags)
     tags.setdefault("host", n.key or n.series)
-    tags.update(alertName=f"{n.label} on {n.series}", level=n.level, alertID=n.alert_id,
-                triggerType="threshold", detector=n.detector)
+    tags.update(zip(HISTORY_TAGS, (f"{n.label} on {n.series}", n.level, n.alert_id,
+                                   "threshold", n.detector), strict=True))
     check_times(np.array([n.time_ns], dtype=np.int64))
     # one point: the fields by hand (encode_lines' numpy columns cost 40 % more for one point);
     # every name is still checked and escaped by series_prefix, fields in sorted order

@@ -267,6 +267,10 @@ class Detector(ABC):
     def hold_ns(self, period_ns: float | None = None) -> int:
         return default_hold_ns(period_ns or self.period_ns_ or 1e9)
 
+    def output_period_ns(self) -> float:
+        """Spacing of the output points: the sample period, or a segment detector's slide."""
+        return float(self.period_ns_ or 1e9)
+
     def decluster_ns(self, period_ns: float | None = None) -> int:
         """How far apart calibration's tail fit takes peaks to be independent (default: the
         hold; a slow statistic says how long its excursions last)."""

@@ -23,7 +23,8 @@ samples are chunked (``tests/test_block.py`` pins it):
 
 Keys with many new samples in one update (a backfill, a key catching up)
 run through their per-key state when that is cheaper; keys whose chunk
-holds a non-finite value always do.  Any detector without a block of its
+holds a non-finite value or one beyond ``config.Z_MAX_ABS`` always do
+(the flat line excepted: its formula takes them as NaN).  Any detector without a block of its
 own gets a :class:`GenericBlock`: a list of per-key states.
 
 An update takes the points of several keys at once, sorted by key:
@@ -40,9 +41,9 @@ import numpy as np
 
 from .. import config
 from ..series import GAP_FACTOR
-from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct, _refine
+from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct, _refine, _usable
 from .base import DetectorOutput
-from .flatline import FlatLineDetector
+from .flatline import FlatLineDetector, _as_usable
 from .zscores import DriftDetector, ZScoreDetector
 
 __all__ = ["Block", "BlockOutput", "GenericBlock", "make_block"]
@@ -188,11 +189,13 @@ class Block:
         return {}
 
     def _slow_groups(self, lengths, v, starts) -> np.ndarray:
-        """Keys that go through their per-key state: those with a non-finite value, and the
-        longest ones when a per-key update is cheaper than more columns for everyone."""
+        """Keys that go through their per-key state: those with a non-finite value or one
+        beyond ``Z_MAX_ABS``, and the longest ones when a per-key update is cheaper than more
+        columns for everyone."""
         slow = np.zeros(len(lengths), bool)
-        if len(v) and not np.isfinite(v).all():
-            bad = np.add.reduceat(~np.isfinite(v), starts[:-1]) > 0
+        ok = _usable(v)
+        if len(v) and not ok.all():
+            bad = np.add.reduceat(~ok, starts[:-1]) > 0
             slow |= bad & (lengths > 0)
         return slow | _longest(lengths, self._column_cost)
 
@@ -321,6 +324,7 @@ class FlatLineBlock(Block):
 
     def _update_fast(self, rows, starts, t, v):
         d = self.det
+        v = _as_usable(v)  # beyond Z_MAX_ABS: NaN, as flat_runs does
         n = len(t)
         first = starts[:-1]
         last = starts[1:] - 1

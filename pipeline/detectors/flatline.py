@@ -15,13 +15,18 @@ variation.  Normal data has flat runs too (quantized readings repeat), and
 calibration learns how long they get at this sample rate: the threshold on
 ``flat_s`` is set so that normal data stays within the alarm budget, and it
 is never shorter than 3 samples.
+
+A sample beyond ``config.Z_MAX_ABS`` (1e100) in magnitude is treated like
+NaN (``docs/extremes.md``): it breaks the run and scores NaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import config
 from ..series import GAP_FACTOR
+from ..zscore import _usable
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 
 __all__ = ["FlatLineDetector", "resolution"]
@@ -34,10 +39,21 @@ def resolution(runs) -> float:
     >>> float(round(resolution([(None, x)]), 6))
     0.01
     """
-    steps = [np.abs(np.diff(np.asarray(v, np.float64))) for _, v in runs]
+    steps = [np.abs(np.diff(_as_usable(v))) for _, v in runs]
     d = np.concatenate(steps) if steps else np.empty(0)
     d = d[np.isfinite(d) & (d > 0)]
     return float(np.percentile(d, 1)) if len(d) else 0.0
+
+
+def _as_usable(values) -> np.ndarray:
+    """float64 values with those beyond ``Z_MAX_ABS`` (and inf) as NaN: then no step overflows.
+
+    >>> _as_usable([1.0, 1.7e308, -np.inf, -1e100]).tolist()
+    [1.0, nan, nan, -1e+100]
+    """
+    v = np.asarray(values, np.float64)
+    ok = _usable(v)
+    return v if ok.all() else np.where(ok, v, np.nan)
 
 
 def flat_runs(times, values, tol: float, period_ns: float, carry=None):
@@ -48,7 +64,7 @@ def flat_runs(times, values, tol: float, period_ns: float, carry=None):
     [0.0, 10.0, 20.0, 0.0, 10.0]
     """
     t = np.asarray(times, np.int64)
-    v = np.asarray(values, np.float64)
+    v = _as_usable(values)
     n = len(t)
     if n == 0:
         return np.empty(0), carry
@@ -112,9 +128,13 @@ class FlatLineDetector(Detector):
         self.min_samples = min_samples
 
     def fit(self, runs, period_ns: float) -> FlatLineDetector:
-        if self.tol is not None and not (isinstance(self.tol, (int, float)) and self.tol >= 0):
-            raise ValueError(f"tol must be a number >= 0 or None, got {self.tol!r}")
-        if not (isinstance(self.min_samples, int) and 2 <= self.min_samples <= 10**6):
+        if self.tol is not None and not (
+                isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
+                and 0 <= self.tol <= config.Z_MAX_ABS):
+            raise ValueError(f"tol must be a finite number in [0, {config.Z_MAX_ABS:g}] or None, "
+                             f"got {self.tol!r}")
+        if not (isinstance(self.min_samples, int) and not isinstance(self.min_samples, bool)
+                and 2 <= self.min_samples <= 10**6):
             raise ValueError(f"min_samples must be an integer in [2, 1000000], "
                              f"got {self.min_samples!r}")
         self.tol_ = float(self.tol) if self.tol is not None else 0.5 * resolution(runs)

@@ -19,7 +19,9 @@ reported past it, or when the newest reading of any key is more than
 delays the fleet by ``wait`` and never stalls it.  A reading for a bin
 already scored (a key more than ``wait`` behind the others) still moves its
 key's EWMA, but is not scored: it is counted (``n_late``, the block
-output's ``late``, the stream's late points).  A bin with fewer than ``min_keys`` finite smoothed
+output's ``late``, the stream's late points).  A reading that is NaN, inf or beyond
+``config.Z_MAX_ABS`` (1e100) is missing (``docs/extremes.md``): it reports its key's time
+but is not smoothed or scored.  A bin with fewer than ``min_keys`` finite smoothed
 values scores NaN (never an alarm); so does a key's reading while its EWMA
 warms up (the first ``ceil(half-life in samples)`` readings), and a key
 without a reading in a bin has no output there and breaks its streak.
@@ -378,6 +380,10 @@ class FleetState(Block):
         t = np.asarray(times, np.int64)
         v = np.asarray(values, np.float64)
         if len(t):
+            with np.errstate(invalid="ignore"):
+                out = ~(np.abs(v) <= config.Z_MAX_ABS)
+            if out.any():  # NaN, inf and beyond 1e100: a missing reading (docs/extremes.md)
+                v = np.where(out, np.nan, v)
             lengths = np.diff(starts)
             m = self._absorb(rows, starts, v)
             has = lengths > 0

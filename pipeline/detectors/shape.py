@@ -33,6 +33,11 @@ detector off, at calibration, for a signal ``center="auto"`` finds slow;
 ``pipeline.train`` asks for it whenever a fleet detector is trained beside
 it.  (Centred segments of a slow signal only see fingers and spikes, which
 the z-score sees too, with more false alarms: docs/detectors.md.)
+
+Missing and extreme samples (``docs/extremes.md``): a NaN, an inf or a
+sample beyond ``config.Z_MAX_ABS`` (1e100) in magnitude is left out like a
+gap, at fit, calibration and in the stream: no segment spans it, so it never
+scores or alarms.  Any sample within the bound is scored.
 """
 
 from __future__ import annotations
@@ -43,13 +48,62 @@ from .. import config
 from ..kmeans import WINDOWS, KMeansReconstructor, _as_runs
 from ..scoring import SegmentScorer, score_segments_batch
 from ..segment import _as_series, n_segments, overlap_add, sliding_segments
+from ..zscore import _usable
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 
-__all__ = ["ShapeDetector", "CenteredKMeans", "center_segments", "has_shape", "SHAPE_RATIO"]
+__all__ = ["ShapeDetector", "CenteredKMeans", "center_segments", "has_shape", "usable_samples",
+           "SHAPE_RATIO"]
+
+MAX_CLUSTERS = 10_000
+"""Largest ``n_clusters`` (the default is 150; K-Means with more is hours of fitting)."""
+MAX_SEGMENT_LEN = 8192
+"""Largest ``segment_len`` (the default is 32; the training matrix is segments x length)."""
 
 SHAPE_RATIO = 20.0
 """``center="auto"`` centres when the between-segment variance of the segments' means is below
 this times their mean within-segment variance (see the module docstring)."""
+
+
+def _check_int(name: str, value, lo: int, hi: int, alt: str = "") -> int:
+    """``value`` as an int in ``[lo, hi]``, or a ValueError naming ``name``, the range and the value.
+
+    >>> _check_int("n_clusters", 0, 1, 10)
+    Traceback (most recent call last):
+    ValueError: n_clusters must be an integer in [1, 10], got 0
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+        and lo <= value <= hi
+    if not ok:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]{alt}, got {value!r}")
+    return int(value)
+
+
+def usable_samples(times_ns, values):
+    """``(times, values)`` without the samples the detector leaves out (NaN, inf and
+    ``|x| > config.Z_MAX_ABS``): a gap is left where they were.
+
+    >>> t, v = usable_samples([0, 1, 2, 3], [1.0, np.nan, 1.7e308, -1e100])
+    >>> t.tolist(), v.tolist()
+    ([0, 3], [1.0, -1e+100])
+    """
+    t = np.asarray(times_ns)
+    v = np.asarray(values, np.float64)
+    ok = _usable(v)
+    return (t, v) if ok.all() else (t[ok], v[ok])
+
+
+def _usable_runs(values) -> list:
+    """Each run cut at its unusable samples (fit sees values only: cutting keeps segments from
+    spanning a left-out sample, as the stream's gap rule does)."""
+    out = []
+    for v in values:
+        ok = _usable(v)
+        if ok.all():
+            out.append(v)
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], ok.astype(np.int8), [0]))))
+        out.extend(v[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True))
+    return out
 
 
 def center_segments(segs, window) -> np.ndarray:
@@ -208,12 +262,28 @@ class ShapeDetector(Detector):
                     train_slide=self.train_slide, slide_len=self.slide_len,
                     random_state=self.random_state)
 
-    def fit(self, runs, period_ns: float) -> ShapeDetector:
+    def _check_params(self) -> None:
+        """Bounds on the parameters, each error naming the parameter, its range and the value."""
+        _check_int("n_clusters", self.n_clusters, 1, MAX_CLUSTERS)
+        seg = _check_int("segment_len", self.segment_len, 2, MAX_SEGMENT_LEN)
+        if seg % 2:
+            raise ValueError(f"segment_len must be even, got {seg}")
+        _check_int("train_slide", self.train_slide, 1, seg)
+        if self.slide_len is not None:
+            _check_int("slide_len", self.slide_len, 1, seg)
+        if self.random_state is not None:
+            _check_int("random_state", self.random_state, 0, 2**32 - 1, " or None")
         if self.center not in ("auto", True, False):
             raise ValueError(f"center must be 'auto', True or False, got {self.center!r}")
         if self.slow not in ("raw", "off"):
             raise ValueError(f"slow must be 'raw' or 'off', got {self.slow!r}")
-        values = [np.asarray(v, np.float64) for _, v in runs]
+
+    def fit(self, runs, period_ns: float) -> ShapeDetector:
+        self._check_params()
+        values = _usable_runs([np.asarray(v, np.float64) for _, v in runs])
+        if runs and not any(len(v) for v in values):
+            raise ValueError(f"no usable training sample: all are NaN, inf or beyond "
+                             f"+-{config.Z_MAX_ABS:g} (docs/extremes.md)")
         self.center_, self.shape_ratio_ = self.center, None
         if self.center == "auto":
             m = self._model(False)
@@ -232,11 +302,14 @@ class ShapeDetector(Detector):
                 "levels, which the drift and fleet detectors watch (slow='off')")
 
     def calibration_scores(self, times_ns, values):
-        seg = score_segments_batch(self.model_, times_ns, values, self.period_ns_)
+        seg = score_segments_batch(self.model_, *usable_samples(times_ns, values), self.period_ns_)
         return seg.times, seg.errors
 
     def new_state(self) -> ShapeState:
         return ShapeState(self)
+
+    def output_period_ns(self) -> float:
+        return float(self.period_ns_) * int(self.model_.slide_len_)
 
     # -- data -------------------------------------------------------------
     def fitted_data(self):
@@ -278,14 +351,11 @@ class ShapeState(DetectorState):
         self.last_hit = None
 
     def update_many(self, times_ns, values) -> DetectorOutput:
-        """Score the segments these samples complete.  Non-finite samples are left out: like a
-        gap, no segment spans one (NaN in, no score out, never an alarm)."""
+        """Score the segments these samples complete.  Non-finite samples and those beyond
+        ``Z_MAX_ABS`` are left out: like a gap, no segment spans one (NaN in, no score out,
+        never an alarm)."""
         d = self.det
-        values = np.asarray(values, np.float64)
-        finite = np.isfinite(values)
-        if not finite.all():
-            times_ns, values = np.asarray(times_ns, np.int64)[finite], values[finite]
-        seg = self.scorer.update(d.model_, times_ns, values)
+        seg = self.scorer.update(d.model_, *usable_samples(times_ns, values))
         raw = seg.errors > d.threshold_
         alarm, self.last_hit = hold_alarm(seg.times, raw, d.hold_ns(), self.last_hit)
         return DetectorOutput(d, seg.times, seg.errors, alarm, d.threshold_)

@@ -19,6 +19,10 @@ detector's (:func:`~pipeline.detectors.base.hold_alarm`).
 The std floor is learned too: half the data's resolution
 (:func:`~pipeline.detectors.flatline.resolution`), so quantized readings
 that repeat do not make a zero std and an infinite ``z``.
+
+Extreme magnitudes (``docs/extremes.md``): a sample beyond
+``config.Z_MAX_ABS`` (1e100) is treated like NaN by both, as by
+:mod:`pipeline.zscore`: never part of a baseline, scores NaN, never alarms.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .. import config
-from ..zscore import RollingZScore, rolling_zscore
+from ..zscore import RollingZScore, _usable, rolling_zscore
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 from .flatline import resolution
 
@@ -35,11 +39,18 @@ __all__ = ["ZScoreDetector", "DriftDetector", "streak_min", "ewma_residuals"]
 
 _BIG = 1e300  # a threshold no z reaches: the batch twins then only compute z
 _RES = 1e299
+_MIN_SCALE = 1e-200
+"""The drift's smallest scale: residuals are at most ``4 * Z_MAX_ABS``, so ``long_z`` is finite."""
 
 
 def _resolve(threshold: float) -> float:
     """The guard's resolve level: just below the threshold (the hold debounces instead)."""
     return float(np.nextafter(threshold, 0.0))
+
+
+def _number(v) -> bool:
+    """A real number (not a bool), finite."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 def streak_min(z, streak: int) -> np.ndarray:
@@ -64,11 +75,17 @@ class _ZDetector(Detector):
     streaks: tuple = (1, 3)
 
     def _check_common(self):
-        if not (isinstance(self.max_useful, (int, float)) and self.max_useful > 0):
-            raise ValueError(f"max_useful must be a positive number, got {self.max_useful!r}")
+        if not (_number(self.max_useful) and 0 < self.max_useful <= config.Z_MAX_ABS):
+            raise ValueError(f"max_useful must be a finite number in (0, {config.Z_MAX_ABS:g}], "
+                             f"got {self.max_useful!r}")
+        if self.std_floor is not None and not (_number(self.std_floor)
+                                               and 0 <= self.std_floor <= config.Z_MAX_ABS):
+            raise ValueError(f"std_floor must be a finite number in [0, {config.Z_MAX_ABS:g}] or "
+                             f"None, got {self.std_floor!r}")
         streaks = self.streak if self.streak is not None else self.streaks
         streaks = (streaks,) if isinstance(streaks, int) else tuple(streaks)
-        if not streaks or not all(isinstance(s, int) and 1 <= s <= 1000 for s in streaks):
+        if not streaks or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 1000
+                                  for s in streaks):
             raise ValueError(f"streak must be an integer in [1, 1000] or None, got {self.streak!r}")
         return streaks
 
@@ -225,8 +242,8 @@ def ewma_residuals(x, alpha: float, state=None):
 
     ``state`` is ``None`` (nothing seen) or ``[count, ref, md]``: the samples
     absorbed, the first one (``ref``) and the EWMA of ``x - ref``.  A
-    non-finite sample gets NaN and is not absorbed; the first sample gets
-    NaN (nothing before it).  Chunks give the same numbers as one call
+    non-finite sample, or one beyond ``config.Z_MAX_ABS``, gets NaN and is
+    not absorbed; the first sample gets NaN (nothing before it).  Chunks give the same numbers as one call
     (``scipy.signal.lfilter`` carries ``md``).
 
     >>> r, st = ewma_residuals([10.0, 12.0, np.nan, 12.0], 0.5)
@@ -236,7 +253,7 @@ def ewma_residuals(x, alpha: float, state=None):
     x = np.asarray(x, np.float64)
     out = np.full(x.shape, np.nan)
     count, ref, md = state if state is not None else (0, 0.0, 0.0)
-    fin = np.flatnonzero(np.isfinite(x))
+    fin = np.flatnonzero(_usable(x))
     if len(fin) == 0:
         return out, state
     f = x[fin]
@@ -310,7 +327,7 @@ class DriftDetector(_ZDetector):
         self.max_useful = max_useful
 
     def _check_own(self):
-        if not (isinstance(self.halflife_s, (int, float)) and 0 < self.halflife_s <= 86400 * 365):
+        if not (_number(self.halflife_s) and 0 < self.halflife_s <= 86400 * 365):
             raise ValueError(f"halflife_s must be in (0, 31536000] seconds, got {self.halflife_s!r}")
 
     def _halflife(self):
@@ -344,7 +361,8 @@ class DriftDetector(_ZDetector):
         return super().calibrate(runs, period_ns, budget)
 
     def _scale(self):
-        return max(self.scale_, self.std_floor_, 1e-300)
+        # at least _MIN_SCALE: |x - EWMA| <= 4 * Z_MAX_ABS, so |long_z| <= 4e300 stays finite
+        return max(self.scale_, self.std_floor_, _MIN_SCALE)
 
     def hold_ns(self, period_ns=None):
         """A tenth of the half-life (3 min at 30 min), at least the default: the statistic moves
@@ -362,7 +380,7 @@ class DriftDetector(_ZDetector):
     def _z(self, values, state):
         """``long_z`` and the EWMA state after ``values``; NaN while the EWMA warms up."""
         r, after = ewma_residuals(values, self._alpha(), state)
-        fin = np.isfinite(np.asarray(values, np.float64))
+        fin = _usable(np.asarray(values, np.float64))
         seen_before = 0 if state is None else state[0]
         before = seen_before + np.cumsum(fin) - fin  # finite samples absorbed before each one
         r[before < self._warm()] = np.nan
