@@ -22,6 +22,7 @@ from .detectors import (
     Detector,
     DriftDetector,
     FlatLineDetector,
+    FleetDetector,
     ShapeDetector,
     ZScoreDetector,
 )
@@ -66,4 +67,5 @@ __all__ = [
     "FlatLineDetector",
     "ZScoreDetector",
     "DriftDetector",
+    "FleetDetector",
 ]

@@ -289,7 +289,7 @@ class DriftDetector(_ZDetector):
     What it cannot see: a change as slow as the series' normal changes (a
     daily cycle lags the EWMA as much as a 2 degC drift over 6 h does), and a
     sensor that is off from the start (its EWMA starts there).  Comparing a
-    sensor with its fleet sees both (docs/detectors.md, "FleetDetector").
+    sensor with its fleet sees both (docs/detectors.md, "Fleet").
 
     Parameters
     ----------
