@@ -609,7 +609,6 @@ class FleetState(Block):
         return _relative_z(M, self.off, self.scl, self.det.min_keys, self.det.std_floor_)
 
     def _close(self, upto: int):
-        d = self.det
         n, k = self.n, self._k
         sel = self.p_bin < upto
         r, b, tt, mm = self.p_row[sel], self.p_bin[sel], self.p_t[sel], self.p_m[sel]
