@@ -76,9 +76,10 @@ FLEET_SLICE_NS = 3600 * 10**9
 as a stream's backfill reads them."""
 
 
-def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS) -> list:
+def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS, keys=None) -> list:
     """``[(times, alarm), ...]`` per key: a cross-key detector's fleet state (the stream's
-    block) fed every key's ``(times, values)`` in time slices, then finished.
+    block) fed every key's ``(times, values)`` in time slices, then finished (``keys``: the
+    key names, as the stream's fleet gives them to the block).
 
     >>> from pipeline.detectors import FleetDetector
     >>> det = FleetDetector(); det.period_ns_, det.phase_ns_, det.std_floor_ = 1e9, 0, 0.0
@@ -91,6 +92,8 @@ def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS) -> list:
     from .detectors.block import make_block
 
     blk = make_block(det, len(keyed))
+    if keys is not None and hasattr(blk, "set_keys"):
+        blk.set_keys(keys)
     lo = min((int(t[0]) for t, _ in keyed if len(t)), default=0)
     hi = max((int(t[-1]) for t, _ in keyed if len(t)), default=-1) + 1
     got = [([], []) for _ in keyed]
@@ -113,13 +116,13 @@ def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS) -> list:
              np.concatenate(al) if al else np.empty(0, bool)) for ts, al in got]
 
 
-def _run_keyed(detectors, keyed) -> dict:
+def _run_keyed(detectors, keyed, keys=None) -> dict:
     """``{label: [(times, alarm) per key]}``: per-key states, or the fleet's for a cross-key
     detector (the stream's code paths)."""
     out = {}
     for det in detectors:
         if det.cross_key:
-            out[det.label] = run_fleet(det, keyed)
+            out[det.label] = run_fleet(det, keyed, keys=keys)
         else:
             out[det.label] = [(o.times, np.asarray(o.alarm, bool)) for o in
                               (det.new_state().update_many(t, v) for t, v in keyed)]
@@ -154,7 +157,8 @@ def evaluate(model, series: pd.DataFrame, events: pd.DataFrame, rules: EventRule
         lo, hi = int(rs.times[0]), int(rs.times[-1] + rs.period_ns)
         span = [lo if span[0] is None else min(span[0], lo),
                 hi if span[1] is None else max(span[1], hi)]
-    for name, per_key in _run_keyed(model.enabled, keyed).items():
+    for name, per_key in _run_keyed(model.enabled, keyed,
+                                    None if key_col is None else [str(k) for k in keys]).items():
         runs[name] = dict(zip(keys, per_key, strict=True))
     runs.update(tut)
     labels = Labels.from_frame(events, key_column="sensor" if key_col else None)
@@ -284,11 +288,12 @@ def run_case(case, workdir, budget=None, detectors=None, params=None, tutorials=
     shape_kw = {k: params["shape"].pop(k) for k in _SHAPE_KW if k in params.get("shape", {})}
     res = train(*part(tr), *part(ca), out=path, budget=budget or DEFAULT_BUDGET,
                 detectors=tuple(detectors) if detectors else None, params=params,
-                period_ns=case.period_s * 1e9, **shape_kw)
+                period_ns=case.period_s * 1e9, keys=keys if fleet else None, **shape_kw)
     model = load_model(path)
     p = int(round(case.period_s * 1e9))
     ours, theirs = {}, {}
-    for label, per_key in _run_keyed(model.enabled, [(t[fe], v[fe]) for v in vals]).items():
+    for label, per_key in _run_keyed(model.enabled, [(t[fe], v[fe]) for v in vals],
+                                     keys if fleet else None).items():
         runs = dict(zip(keys, per_key, strict=True))
         ours[label] = runs if fleet else runs[None]
     if tutorials:

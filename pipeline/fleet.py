@@ -143,6 +143,7 @@ class Fleet:
         self.open = np.concatenate([self.open, np.ones((m, len(self.blocks)), bool)])
         for b in self.blocks:
             b.grow(len(self.keys))
+        self._name_rows()
         if self.late is not None:
             self.late.grow(len(self.keys))
 
@@ -167,6 +168,13 @@ class Fleet:
         self.checked = np.zeros(n, bool)
         self.n_steps = np.zeros(n, np.int64)
         self.open = np.ones((n, len(self.blocks)), bool)
+        self._name_rows()
+
+    def _name_rows(self) -> None:
+        """Tell the blocks that compare keys (the fleet detector's) which key each row is."""
+        for b in self.blocks:
+            if hasattr(b, "set_keys"):
+                b.set_keys(self.keys)
 
     # -- checks -----------------------------------------------------------
     def duplicate_groups(self, b: Batch) -> np.ndarray:
@@ -297,6 +305,7 @@ class Fleet:
             pre = f"d{i}."
             blk.set_data(d["state"], {k[len(pre):]: a for k, a in arrays.items()
                                       if k.startswith(pre)}, n)
+        self._name_rows()
 
     def observed_period(self) -> float | None:
         """The median step collected by the period check so far (None before any)."""

@@ -127,7 +127,8 @@ def train(train_times, train_values, val_times, val_values, *, out,
           detectors=None, budget: Budget | float = DEFAULT_BUDGET,
           n_clusters=config.N_CLUSTERS, segment_len=config.SEGMENT_LEN,
           train_slide=config.TRAIN_SLIDE, slide_len=None, random_state=0, period_ns=None,
-          resample=False, extra_metadata=None, seconds_read=0.0, params=None) -> TrainResult:
+          resample=False, extra_metadata=None, seconds_read=0.0, params=None,
+          keys=None) -> TrainResult:
     """Fit, calibrate and save every detector.  The library entry point behind the command.
 
     Parameters
@@ -146,6 +147,10 @@ def train(train_times, train_values, val_times, val_values, *, out,
         detectors (a float is events per hour).
     params : dict, optional
         Constructor arguments per detector name, e.g. ``{"zscore": {"window": 30}}``.
+    keys : list of str, optional
+        For a fleet, the series key of each list entry (the same order in the training
+        and validation lists): the fleet detector learns each key's relation to the fleet
+        under this name; without it every key is scored as one the model does not know.
 
     Raises
     ------
@@ -185,6 +190,14 @@ def train(train_times, train_values, val_times, val_values, *, out,
     va = [_regular(t, v, period, resample) for t, v in _as_keyed(val_times, val_values)]
     train_runs = [p for r in tr for p in _run_pairs(r)]
     val_runs = [p for r in va for p in _run_pairs(r)]
+    if keys is not None and (not keyed or len(keys) != len(tr) or len(va) != len(tr)):
+        raise TrainError("give one key name per fleet entry (keys=...), as many as the "
+                         "training and validation lists")
+    names = None if keys is None else [str(k) for k in keys]
+    train_keys = None if names is None else \
+        [names[i] for i, r in enumerate(tr) for _ in _run_pairs(r)]
+    val_keys = None if names is None else \
+        [names[i] for i, r in enumerate(va) for _ in _run_pairs(r)]
     if not train_runs:
         raise TrainError("the training range holds no usable run of samples")
     if not val_runs:
@@ -197,7 +210,10 @@ def train(train_times, train_values, val_times, val_values, *, out,
         log.info("fitting %s on %s samples in %d run(s)...", d.label, f"{n_train:,}",
                  len(train_runs))
         try:
-            d.fit(train_runs, period)
+            if d.cross_key:  # it learns each key's relation to the fleet
+                d.fit(train_runs, period, train_keys)
+            else:
+                d.fit(train_runs, period)
         except ValueError as e:
             raise TrainError(f"cannot fit the {d.label} detector: {e}") from None
     t_fit = time.perf_counter() - t0
@@ -208,19 +224,26 @@ def train(train_times, train_values, val_times, val_values, *, out,
         # a detector that learns a number or two calibrates on training data too (base.py)
         return train_runs + val_runs if d.calibrate_on_training else val_runs
 
+    def _calibrate(d, share):
+        if not d.cross_key:
+            return d.calibrate(_cal_runs(d), period, share)
+        ks = None if names is None else \
+            (train_keys + val_keys if d.calibrate_on_training else val_keys)
+        return d.calibrate(_cal_runs(d), period, share, ks)
+
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
         for d in dets:
             try:
-                d.calibrate(_cal_runs(d), period, share)
+                _calibrate(d, share)
             except ValueError as e:
                 raise TrainError(f"cannot calibrate the {d.label} detector: {e}") from None
         # the detectors that stay off do not use their share: recalibrate the others on it
         on = [d for d in dets if d.enabled_]
         if 0 < len(on) < len(dets):
             for d in on:
-                d.calibrate(_cal_runs(d), period, budget.split(len(on)))
+                _calibrate(d, budget.split(len(on)))
     seen = set()
     for w in caught:
         msg = str(w.message).split(";")[0]
@@ -305,13 +328,15 @@ def _budget(args) -> Budget:
 
 
 def _read(ix, args, lo, hi, tags):
-    """One series (refusing mixed ones), or with --fan-out a list per key."""
+    """One series (refusing mixed ones), or with --fan-out a list per key; and the key names
+    (``None`` without --fan-out)."""
     r = ix.read_field(args.db, args.measurement, args.field, lo, hi, tags, args.fan_out)
     if args.fan_out:
         parts = r.by_group()
-        return [p.times for p in parts.values()], [p.values for p in parts.values()]
+        return ([p.times for p in parts.values()], [p.values for p in parts.values()],
+                list(parts))
     _refuse_mixed_series(r.times, tags, args.db, args.measurement)
-    return r.times, r.values
+    return r.times, r.values, None
 
 
 def _hold_out(tt, tv, vt, vv, fraction):
@@ -425,6 +450,7 @@ def main(argv=None) -> int:
             except ValueError as e:
                 raise TrainError(f"InfluxDB settings: {e}") from None
         t0 = time.perf_counter()
+        names = None
         if csv_mode:
             s = read_csv_series(args.csv, args.value_column, args.time_column, args.time_unit)
             times, values = s.times_ns, s.values
@@ -435,10 +461,19 @@ def main(argv=None) -> int:
                 vt = vv = None
         else:
             ix = Influx(settings)
-            tt, tv = _read(ix, args, tr0, tr1, tags)
-            vt, vv = _read(ix, args, va0, va1, tags) if va0 is not None else (None, None)
+            tt, tv, names = _read(ix, args, tr0, tr1, tags)
+            vt, vv, vnames = _read(ix, args, va0, va1, tags) if va0 is not None else \
+                (None, None, names)
+            if args.fan_out and vnames != names:
+                if sorted(vnames) == sorted(names):  # the same keys in another order
+                    at = [vnames.index(k) for k in names]
+                    vt, vv = [vt[i] for i in at], [vv[i] for i in at]
+                else:
+                    log.warning("the training and validation ranges hold different keys: the "
+                                "fleet detector scores every key as one it does not know")
+                    names = None
         tt, tv, vt, vv = _hold_out(tt, tv, vt, vv, args.val_fraction)
-        res = train(tt, tv, vt, vv, n_clusters=args.clusters, segment_len=args.segment_len,
+        res = train(tt, tv, vt, vv, n_clusters=args.clusters, keys=names, segment_len=args.segment_len,
                     train_slide=args.train_slide, slide_len=args.slide, detectors=dets,
                     budget=budget, random_state=args.seed, out=args.out,
                     period_ns=1e9 / args.sample_rate if args.sample_rate else None,

@@ -594,15 +594,17 @@ def naive_held_alarm_peaks(times, stat, level, hold_ns):
     return peaks
 
 
-def naive_fleet(series, period, phase, alpha, warm, min_keys, floor, streak, threshold, hold_ns):
+def naive_fleet(series, period, phase, alpha, warm, min_keys, floor, streak, threshold, hold_ns,
+                relation=None, unknown_scale=1.0):
     """The fleet detector over whole series, one reading, one bin, one key at a time.
 
     ``series`` is ``{key: (times, values)}``.  Each key's readings are smoothed in order
     (``m = x`` first, then ``m = m + alpha * (x - m)``; a non-finite value is skipped; the
     first ``warm`` finite readings stand for NaN); a key's last reading in a bin (``(t - phase
     + period // 2) // period``) stands for it there; a bin with at least ``min_keys`` finite
-    values gives each of them ``(m - median) / max(1.4826 * MAD, floor + 1e-9 * max(1,
-    |median|))``.  The alarm statistic is the smallest ``|z|`` over the key's last ``streak``
+    values gives each of them ``(m - off - median) / max(scale, 1.4826 * MAD, floor + 1e-9 *
+    max(1, |median|))``, ``median`` and ``MAD`` those of the bin's ``m - off``, ``(off, scale)`` the key's in
+    ``relation`` (``{key: (offset, scale)}``), else ``(0, unknown_scale)``.  The alarm statistic is the smallest ``|z|`` over the key's last ``streak``
     bins, a bin without its reading (or NaN) counting as 0; an alarm point is one at most
     ``hold_ns`` after a point whose statistic is above ``threshold``.  Returns ``{key:
     (times, z, stat, alarm)}`` at each key's last reading per bin.
@@ -610,29 +612,20 @@ def naive_fleet(series, period, phase, alpha, warm, min_keys, floor, streak, thr
     import math
     import statistics
 
-    def bin_of(t):
-        return (int(t) - phase + period // 2) // period
-
-    entries = {}  # (key, bin) -> (time, smoothed or nan)
-    for key, (times, values) in series.items():
-        m, count = None, 0
-        for t, x in zip(times, values, strict=True):
-            x = float(x)
-            if not math.isfinite(x):
-                continue
-            m = x if count == 0 else m + alpha * (x - m)
-            entries[(key, bin_of(t))] = (int(t), m if count >= warm else math.nan)
-            count += 1
+    entries = _naive_smoothed(series, period, phase, alpha, warm)
+    rel = relation or {}
     bins = sorted({b for _, b in entries})
     z = {}
     for b in bins:
-        vals = {k: v for (k, bb), (_, v) in entries.items() if bb == b and math.isfinite(v)}
+        vals = {k: v - rel.get(k, (0.0, 0.0))[0] for (k, bb), (_, v) in entries.items()
+                if bb == b and math.isfinite(v)}
         if len(vals) < min_keys:
             continue
         med = statistics.median(vals.values())
-        mad = statistics.median(abs(v - med) for v in vals.values())
-        den = max(1.4826 * mad, floor + 1e-9 * max(1.0, abs(med)))
+        spread = 1.4826 * statistics.median(abs(v - med) for v in vals.values())
         for k, v in vals.items():
+            den = max(rel[k][1] if k in rel else unknown_scale, spread,
+                      floor + 1e-9 * max(1.0, abs(med)))
             z[(k, b)] = (v - med) / den
     out = {}
     first = bins[0] if bins else 0
@@ -654,3 +647,70 @@ def naive_fleet(series, period, phase, alpha, warm, min_keys, floor, streak, thr
             al.append(last_hit is not None and t - last_hit <= hold_ns)
         out[key] = (ts, zs, ss, al)
     return out
+
+
+def _naive_smoothed(series, period, phase, alpha, warm):
+    """``{(key, bin): (time, smoothed or nan)}``: each key's EWMA at its last reading per bin."""
+    import math
+
+    entries = {}
+    for key, (times, values) in series.items():
+        m, count = None, 0
+        for t, x in zip(times, values, strict=True):
+            x = float(x)
+            if not math.isfinite(x):
+                continue
+            m = x if count == 0 else m + alpha * (x - m)
+            entries[(key, (int(t) - phase + period // 2) // period)] = \
+                (int(t), m if count >= warm else math.nan)
+            count += 1
+    return entries
+
+
+def naive_fleet_relation(series, period, phase, alpha, warm, min_keys, floor, min_bins):
+    """Each key's ``(offset, scale)`` against its fleet, one bin and one key at a time.
+
+    The bins with at least ``min_keys`` finite smoothed values (as :func:`naive_fleet`) are
+    kept; keys with fewer than ``min_bins`` of them are dropped, then the bins with fewer than
+    ``min_keys`` of the keys left.  Three times: ``median`` of each bin's ``s - offset``, then
+    each offset moves by the median over its bins of ``s - offset - median`` (from 0).  Scale:
+    1.4826 x the median of ``|s - offset - median|``, at least the median scale and
+    ``floor + 1e-9``.  Returns ``({key: (offset, scale)}, unknown_scale)``: an unknown key's
+    scale is ``hypot(median scale, 1.4826 x MAD of the offsets)``.
+    """
+    import math
+    import statistics
+
+    entries = _naive_smoothed(series, period, phase, alpha, warm)
+    per_bin = {}
+    for (k, b), (_, v) in entries.items():
+        if math.isfinite(v):
+            per_bin.setdefault(b, {})[k] = v
+    per_bin = {b: d for b, d in per_bin.items() if len(d) >= min_keys}
+    n = {}
+    for d in per_bin.values():
+        for k in d:
+            n[k] = n.get(k, 0) + 1
+    keys = [k for k in series if n.get(k, 0) >= min_bins]
+    if len(keys) < min_keys:
+        return {}, None
+    per_bin = {b: {k: d[k] for k in keys if k in d} for b, d in per_bin.items()}
+    per_bin = {b: d for b, d in per_bin.items() if len(d) >= min_keys}
+    off = dict.fromkeys(keys, 0.0)
+
+    def medians():
+        return {b: statistics.median(v - off[k] for k, v in d.items()) for b, d in per_bin.items()}
+
+    for _ in range(3):
+        med = medians()
+        off = {k: off[k] + statistics.median(d[k] - off[k] - med[b] for b, d in per_bin.items()
+                                             if k in d) for k in keys}
+    med = medians()
+    scale = {k: 1.4826 * statistics.median(abs(d[k] - off[k] - med[b])
+                                           for b, d in per_bin.items() if k in d) for k in keys}
+    typical = statistics.median(scale.values())
+    scale = {k: max(s, typical, floor + 1e-9) for k, s in scale.items()}
+    typical = statistics.median(scale.values())
+    mo = statistics.median(off.values())
+    spread = 1.4826 * statistics.median(abs(o - mo) for o in off.values())
+    return {k: (off[k], scale[k]) for k in keys}, math.hypot(typical, spread)

@@ -17,11 +17,12 @@ import pytest
 
 from pipeline.calibrate import CalibrationWarning
 from pipeline.detectors import REGISTRY, FleetDetector, default_detectors
+from pipeline.detectors import fleet as fleet_mod
 from pipeline.detectors.block import make_block
 from pipeline.model_io import load_model, save_model
 from pipeline.train import TrainError, train
 
-from naive import naive_fleet
+from naive import naive_fleet, naive_fleet_relation
 
 S = 10**9
 P = 2 * S
@@ -55,17 +56,34 @@ def fleet_data(n_keys=6, n=600, seed=0, jitter=True, info=None):
     return out
 
 
-def detector(threshold=2.0, **kw):
+RELATION = {"k0": (0.3, 0.08), "k1": (-0.2, 0.05), "k2": (0.0, 0.06), "k3": (0.1, 0.07),
+            "k4": (-0.4, 0.1)}
+"""Offsets and scales of the keys the test model knows (k5 and beyond: unknown keys)."""
+UNKNOWN = 0.3
+
+
+def detector(threshold=2.0, relation=RELATION, **kw):
     det = FleetDetector(**{"halflife_s": 10.0, "streak": 4, **kw})
     det.period_ns_, det.phase_ns_, det.std_floor_ = float(P), 0, 0.001
     det.threshold_ = threshold
+    det.keys_ = list(relation)
+    det.offsets_ = np.array([o for o, _ in relation.values()])
+    det.scales_ = np.array([s for _, s in relation.values()])
+    det.fleet_scale_, det.unknown_scale_ = 0.07, UNKNOWN
     return det
+
+
+def block(det, keys):
+    """The fleet block of ``keys``, named (as the stream's fleet names its rows)."""
+    st = make_block(det, len(keys))
+    st.set_keys(keys)
+    return st
 
 
 def batch(det, data):
     """One update with every key's data, then finish: ``{key: (times, z, alarm)}``."""
     keys = list(data)
-    st = make_block(det, len(keys))
+    st = block(det, keys)
     lengths = [len(data[k][0]) for k in keys]
     outs = [st.update(np.arange(len(keys)), np.concatenate(([0], np.cumsum(lengths))),
                       np.concatenate([data[k][0] for k in keys]),
@@ -89,7 +107,7 @@ def stream(det, data, cuts, per_key_lag=None, state=None):
     """Feed slices ``[cuts[i], cuts[i+1])`` of data time, all keys together (each key's slice
     ends ``per_key_lag[key]`` earlier, the rest coming with the next slice)."""
     keys = list(data)
-    st = state or make_block(det, len(keys))
+    st = state or block(det, keys)
     outs = []
     lag = per_key_lag or {}
     pos = dict.fromkeys(keys, 0)
@@ -125,7 +143,7 @@ def test_batch_equals_the_naive_reference():
     det = detector()
     got = batch(det, data)
     ref = naive_fleet(data, P, 0, det._alpha(), det._warm(), 3, det.std_floor_, det.streak,
-                      det.threshold_, det.hold_ns())
+                      det.threshold_, det.hold_ns(), RELATION, UNKNOWN)
     n_alarms = 0
     for k in data:
         t, z, _, alarm = ref[k]
@@ -168,7 +186,7 @@ def test_checkpoint_in_the_middle_changes_nothing():
     first = {k: (t[t < mid], v[t < mid]) for k, (t, v) in data.items()}
     second = {k: (t[t >= mid], v[t >= mid]) for k, (t, v) in data.items()}
     keys = list(data)
-    st = make_block(det, len(keys))
+    st = block(det, keys)
     lengths = [len(first[k][0]) for k in keys]
     o1 = st.update(np.arange(len(keys)), np.concatenate(([0], np.cumsum(lengths))),
                    np.concatenate([first[k][0] for k in keys]),
@@ -182,6 +200,7 @@ def test_checkpoint_in_the_middle_changes_nothing():
         arrays = {k: npz[k] for k in npz.files}
     again = make_block(det, 0)
     again.set_data(json.loads(json.dumps(meta)), arrays, len(keys))
+    again.set_keys(keys)  # the stream's fleet names the rows after restoring them
     rest, _ = stream(det, second, [mid, end], state=again)
     got = collect([o1], keys)
     for k in keys:
@@ -194,7 +213,7 @@ def test_a_key_behind_by_more_than_the_wait_is_counted_not_scored():
     data = fleet_data(seed=5, jitter=False)
     det = detector()
     keys = list(data)
-    st = make_block(det, len(keys))
+    st = block(det, keys)
     t0, v0 = data["k0"]
     others = [k for k in keys if k != "k0"]
     lengths = [len(data[k][0]) for k in others]
@@ -228,9 +247,10 @@ def _fleet_runs(n_keys, n=8000, seed=0):
 
 def test_fit_calibrate_and_the_model_file_round_trip(tmp_path):
     runs = _fleet_runs(6)
+    keys = [f"k{i}" for i in range(6)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
-        det = FleetDetector(halflife_s=120).fit(runs, P).calibrate(runs, P, 1 / 24)
+        det = FleetDetector(halflife_s=120).fit(runs, P, keys).calibrate(runs, P, 1 / 24, keys)
     assert det.enabled_ and math.isfinite(det.threshold_)
     assert det.phase_ns_ == 0 and det.std_floor_ == pytest.approx(0.005)
     assert "fleet" in REGISTRY
@@ -239,6 +259,9 @@ def test_fit_calibrate_and_the_model_file_round_trip(tmp_path):
     assert isinstance(back, FleetDetector)
     assert (back.threshold_, back.phase_ns_, back.std_floor_, back.get_params()) == \
         (det.threshold_, det.phase_ns_, det.std_floor_, det.get_params())
+    assert back.keys_ == keys and back.unknown_scale_ == det.unknown_scale_
+    np.testing.assert_array_equal(back.offsets_, det.offsets_)
+    np.testing.assert_array_equal(back.scales_, det.scales_)
     data = dict(zip([f"k{i}" for i in range(6)], runs, strict=True))
     data["k2"] = (data["k2"][0], data["k2"][1] + np.linspace(0, 2, len(data["k2"][1])))
     a, b = batch(det, data), batch(back, data)
@@ -246,7 +269,7 @@ def test_fit_calibrate_and_the_model_file_round_trip(tmp_path):
     assert any(any(a[k][2]) for k in a)  # the comparison covers alarms
     # the alarm events on the calibration data are the ones calibration counted
     n_events = sum(int(np.count_nonzero(np.diff(np.r_[0, np.asarray(al, int)]) == 1))
-                   for _, _, al in batch(det, dict(enumerate(runs))).values())
+                   for _, _, al in batch(det, dict(zip(keys, runs, strict=True))).values())
     assert n_events == det.calibration_["n_events"]
 
 
@@ -480,3 +503,34 @@ def test_extreme_values_are_missing_readings():
     huge["k0"][1][300:] = 1e99
     hit = batch(detector(), huge)["k0"]
     assert any(hit[2]) and np.nanmax(np.abs(hit[1])) > 1e90
+
+
+def test_fit_learns_each_keys_relation_as_the_naive_reference():
+    data = fleet_data(n_keys=7, n=1200, seed=11)
+    keys = list(data)
+    det = FleetDetector(halflife_s=10.0, streak=4, std_floor=0.001)
+    det.fit([data[k] for k in keys], P, keys)
+    ref, unknown = naive_fleet_relation(data, P, det.phase_ns_, det._alpha(), det._warm(), 3,
+                                        0.001, fleet_mod.MIN_FIT_BINS)
+    assert det.keys_ == [k for k in keys if k in ref]
+    np.testing.assert_allclose(det.offsets_, [ref[k][0] for k in det.keys_], rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(det.scales_, [ref[k][1] for k in det.keys_], rtol=1e-9)
+    assert det.unknown_scale_ == pytest.approx(unknown, rel=1e-9)
+
+
+def test_a_sensor_in_a_warm_room_is_compared_with_its_own_level():
+    """A key 1.5 degrees above the others all along is normal for it; the old design flagged it
+    for ever.  A key the model does not know is scored at offset 0 with the wider scale."""
+    runs = _fleet_runs(6, n=6000, seed=3)
+    runs[0] = (runs[0][0], runs[0][1] + 1.5)
+    keys = [f"k{i}" for i in range(6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        det = FleetDetector(halflife_s=60).fit(runs, P, keys).calibrate(runs, P, 1 / 24, keys)
+    assert det.offsets_[0] == pytest.approx(1.5, abs=0.2)
+    later = {k: (t + 6000 * P, v) for k, (t, v) in zip(keys, runs, strict=True)}
+    got = batch(det, later)
+    assert not any(got["k0"][2])
+    det.keys_, det.offsets_, det.scales_ = det.keys_[1:], det.offsets_[1:], det.scales_[1:]
+    assert any(batch(det, later)["k0"][2])  # unknown: at the fleet's median, it is off

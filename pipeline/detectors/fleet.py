@@ -1,14 +1,31 @@
-"""Fleet baseline: each sensor against the rest of its fleet at the same time.
+"""Fleet baseline: each sensor against its own normal relation to its fleet.
 
 A building's daily cycle and its weather are common to every sensor and
 cancel when a sensor is compared with the others; what is left is small and
-stationary, so a drift, a slow slide or a sensor that is off from the start
-stands out, none of which a per-sensor baseline sees well (its baseline
-moves with the fault, or starts there)::
+stationary, so a drift or a slow slide stands out, which a per-sensor
+baseline sees badly (its baseline moves with the fault).  Sensors sit at
+levels of their own (a warm room, a sensor near a window), so a key is not
+compared with the fleet's median itself but with where it normally sits
+relative to it, learned per key on the training data::
 
-    m_k     = EWMA of key k's readings (half-life halflife_s)
-    z_k(b)  = (m_k - median_j m_j) / max(1.4826 * MAD_j m_j, floor)   # over the keys in bin b
+    s_k     = EWMA of key k's readings (half-life halflife_s)
+    m(b)    = median_j (s_j - offset_j)                 # over the keys in bin b
+    z_k(b)  = (s_k - offset_k - m(b)) / max(scale_k, 1.4826 * MAD_j(s_j - offset_j), floor)
     alarm   when min |z_k| over the last ``streak`` bins > threshold    # then held, as every one
+
+Fit (per key, on the training runs): ``offset_k`` is the median of ``s_k -
+m`` over the training bins, ``scale_k`` 1.4826 x the median of ``|s_k -
+offset_k - m|`` (refined twice, ``m`` the corrected median), at least the
+median of all keys' scales (a very quiet key is not hypersensitive).  The
+bin's own spread of the corrected values is a floor too: when several keys
+move at once (a small fleet with faults) the median is pulled, and the
+others are not flagged for it.
+A key the model does not know (a new sensor; or no key names given at fit)
+gets offset 0 and the scale of an unknown key: the typical scale combined
+with the spread of the known keys' offsets (``hypot(median scale, 1.4826 x
+MAD of the offsets)``), so a new sensor is compared roughly as the fleet's
+own spread allows until the model is retrained.  The trade-off: a key that
+is already off during training is learned as normal there.
 
 Time alignment.  Keys are binned on the model's sample-period grid (its
 phase learned at fit: bins are centred on where the training readings
@@ -44,6 +61,7 @@ compares both with a slow reference in ``tests/naive.py``).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -76,7 +94,7 @@ class FleetDetector(Detector):
     min_keys : int, default=3
         Keys with a finite smoothed value a bin needs to be scored.
     std_floor : float or None, default=None
-        Floor of the fleet's spread; ``None`` learns half the data's resolution.
+        Absolute floor of every key's scale; ``None`` learns half the data's resolution.
 
     Examples
     --------
@@ -87,16 +105,18 @@ class FleetDetector(Detector):
     >>> t = np.arange(n, dtype=np.int64) * 2 * 10**9                   # every 2 s
     >>> common = 2 * np.sin(np.arange(n) / 3000.0)
     >>> x = [20 + common + 0.05 * rng.standard_normal(n) for k in range(K)]
-    >>> det = FleetDetector(halflife_s=120).fit([(t[:8000], v[:8000]) for v in x], 2e9)
-    >>> det = det.calibrate([(t[:14000], v[:14000]) for v in x], 2e9, 1 / 24)
+    >>> keys = [f"s{k}" for k in range(K)]
+    >>> det = FleetDetector(halflife_s=120).fit([(t[:8000], v[:8000]) for v in x], 2e9, keys)
+    >>> det = det.calibrate([(t[:14000], v[:14000]) for v in x], 2e9, 1 / 24, keys)
     >>> x[2] = x[2] + np.clip((np.arange(n) - 16000) / 1500, 0, None)   # +1 per 50 min
     >>> st = det.new_state()
     >>> st.grow(K)
+    >>> st.set_keys(keys)
     >>> out = st.update(np.arange(K), np.arange(K + 1) * 6000, np.tile(t[14000:], K),
     ...                 np.concatenate([v[14000:] for v in x]))
     >>> alarmed = np.repeat(out.rows, np.diff(out.starts))[out.alarm]
     >>> sorted(set(alarmed.tolist())), float(out.times[out.alarm].min() / 1e9 - 32000)
-    ([2], 226.0)
+    ([2], 214.0)
     """
 
     name = "fleet"
@@ -133,9 +153,12 @@ class FleetDetector(Detector):
                 isinstance(self.std_floor, (int, float)) and 0 <= self.std_floor < math.inf):
             raise ValueError(f"std_floor must be a number >= 0 or None, got {self.std_floor!r}")
 
-    def fit(self, runs, period_ns: float) -> FleetDetector:
-        """Learn the bin grid's phase and the spread's floor.  ``runs`` are the runs of every
-        key (several per key after gaps): each is a column of the fleet where it has data."""
+    def fit(self, runs, period_ns: float, keys=None) -> FleetDetector:
+        """Learn the bin grid's phase, the scale's floor and each key's relation to the fleet.
+
+        ``runs`` are the runs of every key (several per key after gaps); ``keys`` names the
+        key of each run (``None``: each run a key of its own, none kept for the stream: every
+        key is then scored as unknown)."""
         self._check()
         if not (isinstance(period_ns, (int, float)) and period_ns >= 1):
             raise ValueError(f"period_ns must be >= 1 ns, got {period_ns!r}")
@@ -151,7 +174,74 @@ class FleetDetector(Detector):
             self.phase_ns_ = 0
         self.std_floor_ = (float(self.std_floor) if self.std_floor is not None
                            else 0.5 * resolution(runs))
+        self.keys_, self.offsets_, self.scales_ = [], np.empty(0), np.empty(0)
+        self.fleet_scale_ = self.unknown_scale_ = 1.0
+        names = _run_names(runs, keys)
+        learned = self._relations(runs, names)
+        if learned is not None:
+            ks, off, scl = learned
+            self.fleet_scale_ = float(np.median(scl))
+            spread = _MAD * float(np.median(np.abs(off - np.median(off))))
+            self.unknown_scale_ = float(math.hypot(self.fleet_scale_, spread))
+            if keys is not None:
+                self.keys_, self.offsets_, self.scales_ = ks, off, scl
         return self
+
+    def _relations(self, runs, names):
+        """``(keys, offsets, scales)`` of the keys with at least ``MIN_FIT_BINS`` scored
+        training bins (``None`` when fewer than ``min_keys`` have them)."""
+        if not runs:
+            return None
+        col = {}
+        for k in names:
+            col.setdefault(k, len(col))
+        U, M = _Collector(self, len(runs)).matrix(runs)
+        if not len(U):
+            return None
+        X = np.full((len(U), len(col)), np.nan)
+        for j, k in enumerate(names):  # a key's runs do not share a bin
+            c = col[k]
+            X[:, c] = np.where(np.isfinite(M[:, j]), M[:, j], X[:, c])
+        ok = np.count_nonzero(np.isfinite(X), axis=1) >= self.min_keys
+        X = X[ok]
+        n_bins = np.count_nonzero(np.isfinite(X), axis=0)
+        use = n_bins >= MIN_FIT_BINS
+        if np.count_nonzero(use) < self.min_keys:
+            return None
+        X = X[:, use]
+        X = X[np.count_nonzero(np.isfinite(X), axis=1) >= self.min_keys]
+        off = np.zeros(X.shape[1])
+        with warnings.catch_warnings():  # a key without a bin left: NaN, floored below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for _ in range(3):  # the median of the raw values, then of the corrected ones
+                m = np.nanmedian(X - off, axis=1)
+                off = off + np.nan_to_num(np.nanmedian(X - off - m[:, None], axis=0))
+            m = np.nanmedian(X - off, axis=1)
+            scl = _MAD * np.nanmedian(np.abs(X - off - m[:, None]), axis=0)
+        scl = np.nan_to_num(scl, nan=0.0)
+        scl = np.maximum(scl, SCALE_FLOOR * float(np.median(scl)))
+        scl = np.maximum(scl, self.std_floor_ + config.EPS_STD)
+        ks = [k for k, u in zip(col, use.tolist(), strict=True) if u]
+        return ks, off.astype(np.float64), scl.astype(np.float64)
+
+    def relation(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, scales)`` of ``keys``: the learned ones, an unknown key's elsewhere.
+
+        >>> d = FleetDetector()
+        >>> d.keys_, d.offsets_, d.scales_ = ["a"], np.array([2.0]), np.array([0.5])
+        >>> d.unknown_scale_ = 3.0
+        >>> [a.tolist() for a in d.relation(["b", "a"])]
+        [[0.0, 2.0], [3.0, 0.5]]
+        """
+        idx = {k: i for i, k in enumerate(getattr(self, "keys_", []))}
+        at = np.fromiter((idx.get(k, -1) for k in keys), np.int64, len(keys))
+        known = at >= 0
+        off = np.zeros(len(keys))
+        scl = np.full(len(keys), float(getattr(self, "unknown_scale_", 1.0)))
+        if known.any():
+            off[known] = self.offsets_[at[known]]
+            scl[known] = self.scales_[at[known]]
+        return off, scl
 
     def _p(self) -> int:
         return max(1, int(round(self.period_ns_)))
@@ -198,9 +288,12 @@ class FleetDetector(Detector):
         raise ValueError("the fleet detector scores keys against each other: calibrate it on "
                          "all the fleet's runs at once (calibrate(runs, ...))")
 
-    def run_stats(self, runs) -> list:
-        """``[(times, z, stat), ...]`` per run, every run a key of one fleet, all scored."""
+    def run_stats(self, runs, keys=None) -> list:
+        """``[(times, z, stat), ...]`` per run, every run a key of one fleet, all scored
+        (``keys``: the key of each run, as at :meth:`fit`)."""
         st = FleetState(self, len(runs), threshold=math.inf)
+        if keys is not None:
+            st.set_keys(_run_names(runs, keys))
         lengths = [len(r[0]) for r in runs]
         starts = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         t = np.concatenate([np.asarray(r[0], np.int64) for r in runs]) if runs else \
@@ -215,11 +308,12 @@ class FleetDetector(Detector):
             out[r] = (times[a:b], z[a:b], stat[a:b])
         return out
 
-    def calibrate(self, runs, period_ns, budget) -> FleetDetector:
-        """Set the threshold on the fleet's runs (all keys at once) to ``budget`` per key."""
+    def calibrate(self, runs, period_ns, budget, keys=None) -> FleetDetector:
+        """Set the threshold on the fleet's runs (all keys at once, ``keys`` naming the key of
+        each run as at :meth:`fit`) to ``budget`` per key."""
         from ..calibrate import calibrate_threshold
 
-        stats = self.run_stats(runs)
+        stats = self.run_stats(runs, keys)
         n_out = sum(len(s[1]) for s in stats)
         scored = sum(int(np.count_nonzero(np.isfinite(s[1]))) for s in stats)
         if scored < max(1, 0.5 * n_out):
@@ -237,6 +331,17 @@ class FleetDetector(Detector):
                                   self.hold_ns(period_ns), decluster_ns=self.decluster_ns(period_ns))
         self.threshold_ = float(res.threshold)
         self.calibration_ = res.evidence()
+        # an event may last: the share of time in alarm is bounded too (the budget's events of
+        # a typical excursion each, a half-life long)
+        per_hour = getattr(budget, "per_hour", budget)
+        share = min(1.0, float(per_hour) * max(self.halflife_s, 1.0) / 3600.0)
+        st = np.concatenate([s[np.isfinite(s)] for _, _, s in stats] or [np.empty(0)])
+        if len(st):
+            by_time = float(np.quantile(st, 1.0 - share))
+            self.calibration_["threshold_by_time"] = by_time
+            self.calibration_["alarm_share_bound"] = share
+            if by_time > self.threshold_:
+                self.threshold_ = by_time
         self.calibration_["threshold"] = self.threshold_
         self.calibration_["streak"] = self.streak
         self.enabled_ = True
@@ -248,7 +353,11 @@ class FleetDetector(Detector):
 
     # -- data ---------------------------------------------------------------
     def fitted_data(self):
-        return {"phase_ns": int(self.phase_ns_), "std_floor": float(self.std_floor_)}, {}
+        return ({"phase_ns": int(self.phase_ns_), "std_floor": float(self.std_floor_),
+                 "fleet_scale": float(self.fleet_scale_),
+                 "unknown_scale": float(self.unknown_scale_), "keys": list(self.keys_)},
+                {"offsets": np.asarray(self.offsets_, np.float64),
+                 "scales": np.asarray(self.scales_, np.float64)})
 
     def set_fitted(self, meta, arrays):
         self._check()
@@ -257,6 +366,37 @@ class FleetDetector(Detector):
         if not (self.std_floor_ >= 0 and math.isfinite(self.std_floor_)):
             raise ValueError(f"fleet detector: std_floor must be a number >= 0, got "
                              f"{self.std_floor_}")
+        self.fleet_scale_ = float(meta["fleet_scale"])
+        self.unknown_scale_ = float(meta["unknown_scale"])
+        keys = meta["keys"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or \
+                len(set(keys)) != len(keys):
+            raise ValueError("fleet detector: keys must be a list of distinct strings")
+        off, scl = arrays.get("offsets"), arrays.get("scales")
+        for name, a in (("offsets", off), ("scales", scl)):
+            if a is None or a.dtype != np.float64 or a.shape != (len(keys),):
+                raise ValueError(f"fleet detector: array {name!r} missing or not float64 "
+                                 f"({len(keys)},)")
+        if not (np.isfinite(off).all() and (scl > 0).all() and np.isfinite(scl).all()
+                and self.unknown_scale_ > 0 and math.isfinite(self.unknown_scale_)
+                and self.fleet_scale_ > 0 and math.isfinite(self.fleet_scale_)):
+            raise ValueError("fleet detector: offsets must be finite and scales finite and > 0")
+        self.keys_, self.offsets_, self.scales_ = list(keys), np.array(off), np.array(scl)
+
+
+MIN_FIT_BINS = 100
+SCALE_FLOOR = 1.0
+"""Scored training bins a key needs for its relation to the fleet to be learned."""
+
+
+def _run_names(runs, keys) -> list:
+    """The key of each run: ``keys`` checked, or one key per run."""
+    if keys is None:
+        return [f"#{i}" for i in range(len(runs))]
+    keys = [str(k) for k in keys]
+    if len(keys) != len(runs):
+        raise ValueError(f"give the key of every run: {len(runs)} runs, {len(keys)} keys")
+    return keys
 
 
 def _most_keys(det, runs) -> int:
@@ -296,6 +436,23 @@ class FleetState(Block):
     def _init_arrays(self):
         for name, arr in self._fresh(0).items():
             setattr(self, name, arr)
+        self.off, self.scl = self.det.relation([])
+
+    def grow(self, n):
+        """Make the fleet ``n`` keys long; new rows are unknown keys until :meth:`set_keys`."""
+        m = n - self.n
+        super().grow(n)
+        if m > 0:
+            off, scl = self.det.relation([None] * m)
+            self.off, self.scl = np.concatenate([self.off, off]), np.concatenate([self.scl, scl])
+
+    def set_keys(self, keys) -> None:
+        """Name the rows (their offsets and scales are the model's for these keys)."""
+        keys = list(keys)
+        if len(keys) > self.n:
+            self.grow(len(keys))
+        off, scl = self.det.relation(keys)
+        self.off[:len(keys)], self.scl[:len(keys)] = off, scl
 
     def _fresh(self, n):
         return {"last_hit": np.full(n, _NONE, np.int64), "count": np.zeros(n, np.int64),
@@ -329,6 +486,7 @@ class FleetState(Block):
         if n is None:
             n = len(arrays.get("count", ()))
         super().set_data(meta, arrays, n)
+        self.off, self.scl = self.det.relation([None] * n)  # until set_keys
         p = {}
         for name, dt in (("p_row", np.int64), ("p_bin", np.int64), ("p_t", np.int64),
                          ("p_m", np.float64)):
@@ -447,8 +605,10 @@ class FleetState(Block):
             lim = max(lim, int(self.last_t.min()))
         return int(self.det.bins([lim])[0])
 
+    def _z(self, U, M):
+        return _relative_z(M, self.off, self.scl, self.det.min_keys, self.det.std_floor_)
+
     def _close(self, upto: int):
-        d = self.det
         n, k = self.n, self._k
         sel = self.p_bin < upto
         r, b, tt, mm = self.p_row[sel], self.p_bin[sel], self.p_t[sel], self.p_m[sel]
@@ -458,7 +618,7 @@ class FleetState(Block):
         U, pos = np.unique(b, return_inverse=True)
         M = np.full((len(U), n), np.nan)
         M[pos, r] = mm
-        Z = _robust_z(M, d.min_keys, d.std_floor_)
+        Z = self._z(U, M)
         A = np.abs(np.nan_to_num(Z, nan=0.0))
         if k:
             bins_ext = np.concatenate([np.arange(cur - k + 1, cur + 1), U])
@@ -489,30 +649,55 @@ class FleetState(Block):
         return r[bounds[:-1]], bounds, tt, z, stat
 
 
-def _robust_z(M, min_keys: int, std_floor: float) -> np.ndarray:
-    """Robust z of every cell of ``M`` (bins x keys, NaN missing) across its row.
+def _relative_z(M, off, scl, min_keys: int, std_floor: float) -> np.ndarray:
+    """z of every cell of ``M`` (bins x keys, NaN missing) against its key's relation.
 
-    ``(x - median) / max(1.4826 * MAD, std_floor + EPS_STD * max(1, |median|))`` as
-    :func:`pipeline.baselines.fleet_zscore`; rows with fewer than ``min_keys`` finite
-    values are NaN.  Medians by sorting (NaN sorts last), so a row's numbers do not depend
-    on the other rows.
+    ``(x - off - median) / max(scl, 1.4826 * MAD, std_floor + EPS_STD * max(1, |median|))``
+    with ``median`` and ``MAD`` those of the row's offset-corrected values ``x - off``; rows with fewer than ``min_keys``
+    finite values are NaN.  Medians by sorting (NaN sorts last), so a row's numbers do not
+    depend on the other rows.
 
-    >>> _robust_z(np.array([[1.0, 2.0, 3.0, np.nan], [1.0, np.nan, 2.0, np.nan]]), 3, 0.0)
-    array([[-0.67449076,  0.        ,  0.67449076,         nan],
-           [        nan,         nan,         nan,         nan]])
+    >>> M = np.array([[1.0, 12.0, 3.0, np.nan], [1.0, np.nan, 2.0, np.nan]])
+    >>> _relative_z(M, np.array([0.0, 10.0, 0.0, 0.0]), np.full(4, 2.0), 3, 0.0)
+    array([[-0.5,  0. ,  0.5,  nan],
+           [ nan,  nan,  nan,  nan]])
     """
     c = np.count_nonzero(np.isfinite(M), axis=1)
     ok = c >= min_keys
     Z = np.full(M.shape, np.nan)
     if not ok.any():
         return Z
-    X, c = M[ok], c[ok]
+    X, c = M[ok] - off, c[ok]
     med = _median_rows(X, c)
     dev = X - med[:, None]
-    mad = _median_rows(np.abs(dev), c)
-    den = np.maximum(_MAD * mad, std_floor + config.EPS_STD * np.maximum(1.0, np.abs(med)))
-    Z[ok] = dev / den[:, None]
+    spread = _MAD * _median_rows(np.abs(dev), c)  # the bin's own: wide when many keys move
+    floor = np.maximum(spread, std_floor + config.EPS_STD * np.maximum(1.0, np.abs(med)))
+    Z[ok] = dev / np.maximum(scl[None, :], floor[:, None])
     return Z
+
+
+class _Collector(FleetState):
+    """The smoothed values of every run per bin (bins x runs), for :meth:`FleetDetector.fit`."""
+
+    def __init__(self, det, n):
+        super().__init__(det, n, threshold=math.inf)
+        self._k = 0
+        self.tail = np.zeros((n, 0))
+        self._got = []
+
+    def _z(self, U, M):
+        self._got.append((U, M))
+        return np.full(M.shape, np.nan)
+
+    def matrix(self, runs):
+        starts = np.concatenate(([0], np.cumsum([len(r[0]) for r in runs]))).astype(np.int64)
+        t = np.concatenate([np.asarray(r[0], np.int64) for r in runs])
+        v = np.concatenate([np.asarray(r[1], np.float64) for r in runs])
+        self._scored(np.arange(len(runs)), starts, t, v, finish=True)
+        if not self._got:
+            return np.empty(0, np.int64), np.empty((0, len(runs)))
+        return (np.concatenate([u for u, _ in self._got]),
+                np.concatenate([m for _, m in self._got]))
 
 
 def _median_rows(X, c) -> np.ndarray:
