@@ -3,7 +3,7 @@
 Run ``python bench/bench_fleet.py`` (not a test).  It starts its own
 :class:`~pipeline.influxd.LocalInfluxd` in a temporary directory under /tmp
 (stopped and deleted at the end, also on errors), trains a sensor model at
-1 Hz with the detectors flat line, z-score and drift (6 h of
+1 Hz with the detectors flat line, z-score, drift and fleet (6 h of
 :func:`pipeline.datasets.synthetic_temperature`: 3 h to fit, 3 h to calibrate)
 and measures, in one run:
 
@@ -110,20 +110,36 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def train_model(path: Path) -> str:
+def train_model(path: Path, detectors=("flatline", "zscore", "drift", "fleet")) -> str:
+    """Train the sensor model at 1 Hz: 3 h to fit, 3 h to calibrate.
+
+    Without the fleet detector, on one sensor of :func:`synthetic_temperature`; with it, on
+    the first 20 sensors of the bench's own fleet (:func:`fleet_values`, named as the
+    stream's keys), so the fleet detector knows 20 of the keys and scores the rest as new.
+    """
     from pipeline.train import train
 
-    temp = synthetic_temperature(hours=6, n_sensors=1, cadence_s=1.0, seed=11)
-    v = temp["value"].to_numpy()
-    t = T0 - 7 * 86400 * SEC + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
-    half = len(v) // 2
+    detectors = list(detectors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
-        res = train(t[:half], v[:half], t[half:], v[half:],
-                    detectors=["flatline", "zscore", "drift"], out=str(path))
+        if "fleet" in detectors:
+            n, secs = 20, 6 * 3600
+            vals = np.stack([fleet_values(10**6 + k, n) for k in range(secs)])  # other seeds
+            t = T0 + (np.arange(secs, dtype=np.int64) - 7 * 86400) * SEC  # a week before
+            half = secs // 2
+            res = train([t[:half]] * n, [vals[:half, j] for j in range(n)],
+                        [t[half:]] * n, [vals[half:, j] for j in range(n)],
+                        detectors=detectors, out=str(path), keys=sensor_names(n))
+        else:
+            temp = synthetic_temperature(hours=6, n_sensors=1, cadence_s=1.0, seed=11)
+            v = temp["value"].to_numpy()
+            t = T0 - 7 * 86400 * SEC + np.round(temp["time_s"].to_numpy() * 1e9).astype(np.int64)
+            half = len(v) // 2
+            res = train(t[:half], v[:half], t[half:], v[half:], detectors=detectors,
+                        out=str(path))
     on = [d.name for d in res.detectors if d.enabled_]
-    print(f"model: {', '.join(on)} on (of flatline, zscore, drift), 1 Hz, version {res.version}",
-          flush=True)
+    print(f"model: {', '.join(on)} on (of {', '.join(detectors)}), 1 Hz, version "
+          f"{res.version}", flush=True)
     return str(path)
 
 
@@ -439,6 +455,8 @@ def main(argv=None) -> int:
     p.add_argument("--backfill-sensors", type=int, default=1000)
     p.add_argument("--backfill-hours", type=float, default=24.0)
     p.add_argument("--batch", type=int, default=200_000, help="stream batch_samples")
+    p.add_argument("--detectors", default="flatline,zscore,drift,fleet",
+                   help="the sensor model's detectors (default %(default)s)")
     p.add_argument("--repeats", type=int, default=1, help="backfill repeats (interleaved)")
     p.add_argument("--skip-follow", action="store_true")
     p.add_argument("--profile", metavar="PATH", help="follow: run the stream under cProfile "
@@ -458,7 +476,7 @@ def main(argv=None) -> int:
         print(f"machine: {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.1f}, python "
               f"{platform.python_version()}, numpy {np.__version__}, influxd "
               f"{Influx(settings).ping()}, {free_gb:.0f} GiB free in /tmp", flush=True)
-        model_path = train_model(root / "sensor.npz")
+        model_path = train_model(root / "sensor.npz", args.detectors.split(","))
         fol = None if args.skip_follow else follow_run(args, root, srv, settings, model_path)
         bf = None if args.skip_backfill else backfill_run(args, root, srv, settings, model_path)
         report(args, fol, bf)

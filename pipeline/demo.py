@@ -208,8 +208,9 @@ def run(settings: InfluxSettings, out: Path, db: str = "ekg", error_db: str = "e
             when = f" from {(hits[0] - T0) / 3600 / S:.2f} h" if len(hits) else ""
             row += f"{len(hits):6d}{when:<20s}"
         print(f"     {k:6s}  {row}{np.nanmedian(np.abs(fleet[:, i])):6.1f}")
-    print("     (the fleet baseline is a library feature for now: the stream scores each sensor "
-          "on its own)")
+    print("     (median |fleet z|: pipeline.baselines.fleet_zscore; the stream's fleet detector "
+          "learns each sensor's relation to the fleet from at least 3 normal sensors, and this "
+          "demo has 2)")
     seg = ix.read_field(error_db, "ERROR", "max_error", tags={"series": "ekg"})
     res_threshold = model.get("shape").threshold_
     png = out / "ekg_anomalies.png"
