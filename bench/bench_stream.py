@@ -385,7 +385,7 @@ def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) 
     st = pstats.Stats(prof)
     total = max(v[3] for v in st.stats.values())
     print()
-    print(f"Profile: one backfill with model {name}, {dt:.2f} s wall (cProfile slows Python code; "
+    print(f"Profile: one backfill, case {name}, {dt:.2f} s wall (cProfile slows Python code; "
           f"main thread only, {total:.2f} s profiled; the reader thread prefetches meanwhile)")
     for label, fname, func in PHASES:
         ct = sum(v[3] for (f, _, fn), v in st.stats.items()
