@@ -19,14 +19,17 @@ segment 32, training slide 2) on the first 150 s, calibrated on the next 30 s:
 
 and measures, in the same run:
 
-1-3. backfill with each model (a fresh output database and checkpoint
-     directory per run); the target: ``all`` keeps >= 80 % of the rate of
-     ``shape+z``;
+1-3. backfill (a fresh output database and checkpoint directory per run):
+     1 ``shape``; 2 ``shape+z`` with ``[output] diagnostics = true``, which
+     writes what the stream wrote when the issue was filed (``z, alert,
+     streak, zscore`` per sample; the baseline); 2n ``shape+z`` at the new
+     default output (``z, alert``: like for like); 3 ``all`` at the new
+     default output (each detector's score and alarm).  The target: 3 keeps
+     >= 80 % of the rate of 2;
 4.   the raw InfluxDB bound for the same point counts: ``Influx.read_field``
      of the same points in the same slices, and ``encode_lines`` +
-     ``write_lines`` of exactly the points the stream writes with
-     ``shape+z`` (and with ``all``), timed apart and in one read-then-write
-     loop;
+     ``write_lines`` of exactly the points the stream writes in 2 (and in 2n
+     and 3), timed apart and in one read-then-write loop;
 5.   the tutorial's loop on ``--loop-segments`` segments (a new
      ``influxdb.InfluxDBClient`` per segment, one 32-point query, window, a
      one-segment scikit-learn ``KMeans.predict`` with the model's centroids,
@@ -44,8 +47,7 @@ interleaved so drift on the shared machine hits all of them alike); each row
 also shows the CPU seconds of this process and of influxd, median of the
 repeats, and the every-detector verdict takes the lower of the median
 same-repeat ratio and the CPU ratio.  ``--profile`` adds a cProfile of one
-backfill per model (this thread: the prefetching reader thread is not in it)
-and raw writes of narrower outputs (what a schema change would save).
+backfill per case (this thread: the prefetching reader thread is not in it).
 ``--quick`` uses smaller sizes.  The machine is shared and noisy: the script
 prints rates and ratios measured in the same run, and says whether each
 target is met; it never fails on a time.  Shared parts live in
@@ -73,10 +75,9 @@ import pandas as pd  # noqa: E402
 import sklearn  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from stream_common import (  # noqa: E402
+    CASES,
     CHUNK_MS,
     LIVE_MODEL,
-    MODELS,
-    OUT,
     PERIOD,
     RATE,
     SLIDE,
@@ -96,7 +97,6 @@ from stream_common import (  # noqa: E402
 )
 from stream_live import follow_latency, memory_run  # noqa: E402
 
-from pipeline.detectors import REGISTRY  # noqa: E402
 from pipeline.influxd import LocalInfluxd  # noqa: E402
 from pipeline.model_io import load_model  # noqa: E402
 from pipeline.scoring import score_segments_batch  # noqa: E402
@@ -157,15 +157,18 @@ def main(argv=None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
-ROWS = {  # key: label (rows 1-3 are backfills with the model of the same name)
+ROWS = {  # key: label (rows 1-3 are backfills of CASES)
     "shape": "1. stream backfill, shape only",
-    "shape+z": "2. stream backfill, shape + z-score (baseline)",
-    "all": "3. stream backfill, every detector",
+    "shape+z": "2. backfill, shape + z-score, old output (baseline)",
+    "shape+z new": "2n. backfill, shape + z-score, new output",
+    "all": "3. stream backfill, every detector, new output",
     "read": "4a. raw read_field, same slices",
     "write": "4b. raw encode+write of 2's points",
     "both": "4c. raw read, then encode+write of 2's points",
+    "both_new": "4n. raw read, then encode+write of 2n's points",
     "both_all": "4d. raw read, then encode+write of 3's points",
 }
+RAW = {"both_new": "shape+z new", "both_all": "all"}  # raw read+write rows of other outputs
 
 
 def run(args, bench: Bench) -> int:
@@ -178,7 +181,8 @@ def run(args, bench: Bench) -> int:
     paths = train_models(bench.root, times, values)
 
     # 1-4, interleaved repeats
-    slices = {k: bench.raw_slices(paths[k], values, times) for k in ("shape+z", "all")}
+    slices = {k: bench.raw_slices(paths[CASES[k][0]], values, times, CASES[k][1])
+              for k in ("shape+z", *RAW.values())}
     n_out = {k: sum(len(t) for *_, out in sl for _, t, _, _ in out) for k, sl in slices.items()}
     n_fields = {k: {meas: len(f) for meas, _, f, _ in sl[-1][2]} for k, sl in slices.items()}
     best: dict[str, tuple] = {}
@@ -192,14 +196,15 @@ def run(args, bench: Bench) -> int:
             best[name] = (dt, info)
 
     for rep in range(args.repeats):
-        print(f"repeat {rep + 1}/{args.repeats}: backfill x{len(MODELS)}, raw read, raw write, "
-              "raw read+write x2...", flush=True)
-        for name in MODELS:
-            keep(name, *bench.backfill(paths[name], n))
+        print(f"repeat {rep + 1}/{args.repeats}: backfill x{len(CASES)}, raw read, raw write, "
+              f"raw read+write x{1 + len(RAW)}...", flush=True)
+        for name, (model, diag) in CASES.items():
+            keep(name, *bench.backfill(paths[model], n, diagnostics=diag))
         for mode in ("read", "write", "both"):
             keep(mode, *bench.raw(slices["shape+z"], mode))
-        keep("both_all", *bench.raw(slices["all"], "both"))
-    for k in ("shape+z", "all"):
+        for key, case in RAW.items():
+            keep(key, *bench.raw(slices[case], "both"))
+    for k in slices:
         if best[k][1]["points_written"] != n_out[k]:
             print(f"WARNING: the stream wrote {best[k][1]['points_written']:,} points with model "
                   f"{k}, the raw bound {n_out[k]:,}")
@@ -218,14 +223,13 @@ def run(args, bench: Bench) -> int:
     loop_diff = float(np.max(np.abs(e_loop - want)))
 
     # profiles (optional), then 6: follow latency, 7: memory
-    profiles, whatif = {}, None
+    profiles = {}
     if args.profile:
-        for name in MODELS:
-            print(f"profile: backfill, model {name}...", flush=True)
+        for name, (model, diag) in CASES.items():
+            print(f"profile: backfill, {name}...", flush=True)
             prof = cProfile.Profile()
-            dt, _ = bench.backfill(paths[name], n, profile=prof)
+            dt, _ = bench.backfill(paths[model], n, profile=prof, diagnostics=diag)
             profiles[name] = (dt, prof)
-        whatif = what_ifs(bench, slices, args.repeats)
     lat = []
     for poll in (1.0, 0.25):
         print(f"follow latency: poll_interval {poll} s, {args.latency_seconds:g} s of real-time "
@@ -237,8 +241,6 @@ def run(args, bench: Bench) -> int:
     report(args, n, best, runs, cpu, n_out, n_fields, (n_loop, t_loop, loop_diff), lat, mem)
     for name, (dt, prof) in profiles.items():
         report_profile(name, dt, prof)
-    if whatif:
-        report_what_ifs(n, whatif)
     return 0
 
 
@@ -257,26 +259,27 @@ def report(args, n, best, runs, cpu, n_out, n_fields, loop, lat, mem) -> None:
           "samples); output points: " + "; ".join(
               f"{k} {n_out[k]:,} (" + ", ".join(f"{m} {f} fields" for m, f in n_fields[k].items())
               + ")" for k in n_out))
-    hdr = (f"{'case':<48}{'seconds':>8}{'samples/s':>11}{'% of 2':>8}{'% 4c':>7}{'% 4a':>7}"
+    hdr = (f"{'case':<52}{'seconds':>8}{'samples/s':>11}{'% of 2':>8}{'% 4c':>7}{'% 4a':>7}"
            f"{'x loop':>8}{'py cpu':>8}{'db cpu':>8}")
     print(hdr)
     print("-" * len(hdr))
 
     def row(key, name=None):
-        print(f"{name or ROWS[key]:<48}{r[key]:>8.2f}{rate[key]:>11,.0f}"
+        print(f"{name or ROWS[key]:<52}{r[key]:>8.2f}{rate[key]:>11,.0f}"
               f"{100 * rate[key] / base:>7.0f}%{100 * rate[key] / raw_both:>6.0f}%"
               f"{100 * rate[key] / rate['read']:>6.0f}%{rate[key] / rate['loop']:>8.0f}"
               f"{med[key][0]:>8.2f}{med[key][1]:>8.2f}")
 
     for key in ROWS:
         row(key)
-    print(f"{'5. tutorial loop (new client + query per segment)':<48}{t_loop:>8.2f}"
+    print(f"{'5. tutorial loop (new client + query per segment)':<52}{t_loop:>8.2f}"
           f"{rate['loop']:>11,.0f}{100 * rate['loop'] / base:>7.1f}%"
           f"{100 * rate['loop'] / raw_both:>6.1f}%{100 * rate['loop'] / rate['read']:>6.1f}%"
           f"{1:>8.0f}")
     print(f"   (py cpu / db cpu: CPU seconds of this process, all threads, and of influxd, median "
-          f"of the repeats; encoding in 4b/4c/4d: {best['write'][1]['encode']:.2f} / "
-          f"{best['both'][1]['encode']:.2f} / {best['both_all'][1]['encode']:.2f} s; 4b in points: "
+          f"of the repeats; encoding in 4b/4c/4n/4d: {best['write'][1]['encode']:.2f} / "
+          f"{best['both'][1]['encode']:.2f} / {best['both_new'][1]['encode']:.2f} / "
+          f"{best['both_all'][1]['encode']:.2f} s; 4b in points: "
           f"{n_out['shape+z'] / r['write']:,.0f} output points/s; tutorial loop: {n_loop:,} "
           f"segments x {SLIDE} new samples in {t_loop:.2f} s, extrapolated; its errors match "
           f"the stream's to {loop_diff:.2g})")
@@ -288,20 +291,38 @@ def report(args, n, best, runs, cpu, n_out, n_fields, loop, lat, mem) -> None:
 
     print("Targets (ratios measured in this run; same-repeat pairs are the ratios within each "
           "repeat):")
-    v = 100 * rate["all"] / base
-    mid = 100 * float(np.median(np.array(runs["shape+z"]) / np.array(runs["all"])))
-    c2, c3 = med["shape+z"].sum(), med["all"].sum()
-    vc = 100 * c2 / c3
-    print(f"  3 / 2, every detector / shape + z-score (target >= {TARGET_ALL} %): best of "
-          f"{args.repeats}: {v:.0f} %; same-repeat pairs: {pairs('all', 'shape+z')} (median "
-          f"{mid:.0f} %); by CPU seconds (this process + influxd, median of the repeats): {vc:.0f} "
-          f"% ({c3:.2f} s against {c2:.2f} s)")
-    print(f"    verdict: {met(min(mid, vc) >= TARGET_ALL)} (on the median pair and the CPU ratio; "
+    def cpu_pairs(num, den):
+        """CPU-s (this process + influxd) of ``den`` / ``num`` within each repeat, in %."""
+        return [100 * (d[0] + d[1]) / (u[0] + u[1]) for u, d in
+                zip(cpu[num], cpu[den], strict=True)]
+
+    def ratio(num, den, what, target=None):
+        """Print ``num`` / ``den`` as rates: best-of, same-repeat pairs, CPU; return the lower
+        of the median pair and the median CPU pair."""
+        v = 100 * rate[num] / rate[den]
+        mid = 100 * float(np.median(np.array(runs[den]) / np.array(runs[num])))
+        cp = cpu_pairs(num, den)
+        cm = float(np.median(cp))
+        tgt = f" (target >= {target} %)" if target else " (no target)"
+        print(f"  {what}{tgt}: best of {args.repeats}: {v:.0f} %; same-repeat pairs: "
+              f"{pairs(num, den)} (median {mid:.0f} %); by CPU seconds (this process + influxd, "
+              f"within each repeat): {', '.join(f'{x:.0f} %' for x in cp)} (median {cm:.0f} %; "
+              f"medians {med[num].sum():.2f} s against {med[den].sum():.2f} s)")
+        return min(mid, cm)
+
+    low = ratio("all", "shape+z", "3 / 2, every detector (new output) / shape + z-score (old "
+                "output): the issue's ratio", TARGET_ALL)
+    print(f"    verdict: {met(low >= TARGET_ALL)} (on the median pair and the median CPU pair; "
           "best-of ratios of two rows can pair a lucky run with an unlucky one on a shared "
           "machine)")
-    print(f"    the raw bound of the same outputs, 4d / 4c: {100 * rate['both_all'] / raw_both:.0f} "
-          f"%; same-repeat pairs: {pairs('both_all', 'both')}; by CPU seconds: "
-          f"{100 * med['both'].sum() / med['both_all'].sum():.0f} %")
+    ratio("all", "shape+z new", "3 / 2n, like for like: every detector / shape + z-score, both "
+          "at the new output")
+    ratio("shape+z new", "shape+z", "2n / 2, shape + z-score: new output / old output")
+    for num, den in (("both_all", "both"), ("both_all", "both_new")):
+        print(f"    raw bound {ROWS[num].split('.')[0]} / {ROWS[den].split('.')[0]}: "
+              f"{100 * rate[num] / rate[den]:.0f} %; same-repeat pairs: {pairs(num, den)}; by "
+              f"CPU seconds within each repeat: "
+              f"{', '.join(f'{x:.0f} %' for x in cpu_pairs(num, den))}")
     v2 = 100 * base / raw_both
     print(f"  2 / 4c, shape + z-score / raw read+write: {v2:.0f} % (target >= 50 %): "
           f"{met(v2 >= 50)}; same-repeat pairs: {pairs('shape+z', 'both')}")
@@ -354,7 +375,7 @@ def report(args, n, best, runs, cpu, n_out, n_fields, loop, lat, mem) -> None:
 PHASES = (  # (label, file name, function): cumulative time of the main thread in each
     ("waiting for the prefetched slice", "_base.py", "result"),
     ("detectors' update_many", None, "update_many"),
-    ("encode_lines", "influx.py", "encode_lines"),
+    ("encode_rows (line protocol)", "fanout.py", "encode_rows"),
     ("write_lines (HTTP until influxd has ingested)", "influx.py", "write_lines"),
     ("checkpoint save", "checkpoint.py", "save"),
 )
@@ -364,7 +385,7 @@ def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) 
     st = pstats.Stats(prof)
     total = max(v[3] for v in st.stats.values())
     print()
-    print(f"Profile: one backfill with model {name}, {dt:.2f} s wall (cProfile slows Python code; "
+    print(f"Profile: one backfill, case {name}, {dt:.2f} s wall (cProfile slows Python code; "
           f"main thread only, {total:.2f} s profiled; the reader thread prefetches meanwhile)")
     for label, fname, func in PHASES:
         ct = sum(v[3] for (f, _, fn), v in st.stats.items()
@@ -386,102 +407,6 @@ def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) 
     for ln in lines[start:start + top + 1]:
         print("  " + ln.replace(str(Path(__file__).resolve().parents[1]) + "/", ""))
 
-
-
-# --------------------------------------------------------------------------
-# what if the stream wrote less? (raw writes of narrowed outputs, with --profile)
-# --------------------------------------------------------------------------
-_PER_SAMPLE = [c for c in REGISTRY.values() if c.per_sample]
-THRESHOLDS = {c.threshold_field for c in _PER_SAMPLE}
-SCORES_ALARMS = {f for c in _PER_SAMPLE for f in (c.score_field, c.alarm_field)}
-SCORES = {c.score_field for c in _PER_SAMPLE}
-
-
-def narrowed(slices, keep=None, every: int = 1, sparse: bool = False):
-    """``slices`` with the per-sample point changed as a design alternative would change it.
-
-    ``keep(name)``: the fields kept; ``every``: one point per ``every`` samples (max
-    ``|value|``, any alarm, at the group's first sample); ``sparse``: the fields that are
-    not scores (alarms, streak, emitted ``zscore``) only where set (true or non-zero).
-    """
-    out = []
-    for a, b, pts in slices:
-        new = []
-        for meas, t, fields, tags in pts:
-            if meas == OUT.zscore_measurement:
-                fields = {k: v for k, v in fields.items() if keep is None or keep(k)}
-                if every > 1:
-                    idx = np.arange(0, len(t), every)
-                    fields = {k: (np.logical_or.reduceat(v, idx) if v.dtype == bool
-                                  else np.maximum.reduceat(np.abs(v), idx))
-                              for k, v in fields.items()}
-                    t = t[idx]
-                if sparse:
-                    fields = {k: v if k in SCORES else np.where(v != 0, v.astype(float), np.nan)
-                              for k, v in fields.items()}
-            new.append((meas, t, fields, tags))
-        out.append((a, b, new))
-    return out
-
-
-WHAT_IFS = {  # key: (label, model, narrowed() arguments)
-    "w1": ("3's points without the per-sample thresholds", "all",
-           {"keep": lambda k: k not in THRESHOLDS}),
-    "w2": ("3's points, scores and alarms only", "all", {"keep": SCORES_ALARMS.__contains__}),
-    "w3": ("2's points, scores and alarms only", "shape+z", {"keep": SCORES_ALARMS.__contains__}),
-    "w4": (f"3's per-sample fields, one point per {SLIDE} samples", "all", {"every": SLIDE}),
-    "w5": ("3's points, no thresholds, the rest sparse", "all",
-           {"keep": lambda k: k not in THRESHOLDS, "sparse": True}),
-    "w6": ("2's points, no thresholds, the rest sparse", "shape+z",
-           {"keep": lambda k: k not in THRESHOLDS, "sparse": True}),
-}
-
-
-def what_ifs(bench: Bench, slices, repeats: int) -> dict:
-    """Raw read+write of narrowed outputs, interleaved with 4c (read+write of 2's points)."""
-    variants = {k: narrowed(slices[m], **kw) for k, (_, m, kw) in WHAT_IFS.items()}
-    runs: dict[str, list] = {}
-    for rep in range(repeats):
-        print(f"what-if raw writes {rep + 1}/{repeats}...", flush=True)
-        for k, sl in [("both", slices["shape+z"]), *variants.items()]:
-            dt, info = bench.raw(sl, "both")
-            runs.setdefault(k, []).append((dt, info["cpu_py"] + info["cpu_db"]))
-    return {"runs": runs, "fields": {k: mean_fields(sl) for k, sl in variants.items()}}
-
-
-def mean_fields(slices) -> float:
-    """Fields per per-sample point, on average (NaN fields are not written)."""
-    n_pts = n_fields = 0
-    for *_, pts in slices:
-        for meas, t, fields, _ in pts:
-            if meas == OUT.zscore_measurement:
-                n_pts += len(t)
-                n_fields += sum(int(np.count_nonzero(np.isfinite(v))) if v.dtype.kind == "f"
-                                else len(v) for v in fields.values())
-    return n_fields / max(1, n_pts)
-
-
-def report_what_ifs(n: int, w: dict) -> None:
-    runs = {k: np.array(v) for k, v in w["runs"].items()}  # (seconds, CPU-s) per repeat
-    rate = {k: n / v[:, 0].min() for k, v in runs.items()}
-    cpu = {k: float(np.median(v[:, 1])) for k, v in runs.items()}
-    print()
-    print("What if the stream wrote less: raw read + encode + write (as 4c) of narrowed outputs, "
-          f"best of {len(runs['both'])}, interleaved with 4c ({rate['both']:,.0f} samples/s, "
-          f"{cpu['both']:.2f} CPU-s here):")
-    print(f"{'output':<52}{'fields':>7}{'samples/s':>11}{'% 4c':>7}{'cpu s':>7}{'% 4c':>6}"
-          "  same-repeat pairs")
-    for k, (label, *_) in WHAT_IFS.items():
-        pairs = ", ".join(f"{100 * b / x:.0f} %" for b, x in zip(runs["both"][:, 0],
-                                                                   runs[k][:, 0], strict=True))
-        print(f"{k + '. ' + label:<52}{w['fields'][k]:>7.2f}{rate[k]:>11,.0f}"
-              f"{100 * rate[k] / rate['both']:>6.0f}%{cpu[k]:>7.2f}"
-              f"{100 * cpu['both'] / cpu[k]:>5.0f}%  {pairs}")
-    print("  (fields: per per-sample point, on average; cpu s: this process + influxd, median; its "
-          "% 4c: 4c's CPU-s / this one's, a rate ratio)")
-    print("  every detector vs shape + z-score, both narrowed alike (rate, by CPU): " + "; ".join(
-        f"{a} / {b} {100 * rate[a] / rate[b]:.0f} %, {100 * cpu[b] / cpu[a]:.0f} %"
-        for a, b in (("w2", "w3"), ("w5", "w6"))))
 
 
 if __name__ == "__main__":

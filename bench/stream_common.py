@@ -47,6 +47,12 @@ MODELS = {  # name: (what, detectors, params)
 }
 LIVE_MODEL = "all"  # follow latency and memory: the heaviest model
 TARGET_ALL = 80  # % of the shape+z backfill rate that every detector must keep (the issue)
+CASES = {  # backfill case: (model, [output] diagnostics)
+    "shape": ("shape", False),
+    "shape+z": ("shape+z", True),  # the baseline: the issue's "today's" output (streak, zscore)
+    "shape+z new": ("shape+z", False),  # like for like: the same model at the new default output
+    "all": ("all", False),  # every detector at the new default output
+}
 
 
 # --------------------------------------------------------------------------
@@ -131,11 +137,12 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def stream_cfg(model_path, out_db, ckpt, batch: int, db=SRC_DB, poll=1.0):
+def stream_cfg(model_path, out_db, ckpt, batch: int, db=SRC_DB, poll=1.0, diagnostics=False):
     s = SeriesConfig(name="ekg", db=db, measurement=MEAS, field="value", tags=dict(TAGS),
                      sample_period_ns=PERIOD, model=model_path)
-    return StreamConfig(series=[s], output=OutputConfig(db=out_db), checkpoint_dir=str(ckpt),
-                        poll_interval=poll, batch_samples=batch, log_every=1e9)
+    return StreamConfig(series=[s], output=OutputConfig(db=out_db, diagnostics=diagnostics),
+                        checkpoint_dir=str(ckpt), poll_interval=poll, batch_samples=batch,
+                        log_every=1e9)
 
 
 class Bench:
@@ -162,10 +169,11 @@ class Bench:
         return time.process_time(), proc_cpu(self.srv.proc.pid)
 
     # -- 1-3: the stream's backfill ---------------------------------------------
-    def backfill(self, model_path, n: int, db=SRC_DB, sampler=None, profile=None):
+    def backfill(self, model_path, n: int, db=SRC_DB, sampler=None, profile=None,
+                 diagnostics=False):
         out_db = self.fresh_db("err")
-        stream = Stream(stream_cfg(model_path, out_db, self.ckpt(), self.args.batch, db),
-                        Influx(self.settings))
+        stream = Stream(stream_cfg(model_path, out_db, self.ckpt(), self.args.batch, db,
+                                   diagnostics=diagnostics), Influx(self.settings))
         if sampler is not None:
             sampler.stream = stream
         c0 = self.cpu()
@@ -185,8 +193,9 @@ class Bench:
         return dt, dict(totals, cpu_py=c1[0] - c0[0], cpu_db=c1[1] - c0[1])
 
     # -- 4: raw InfluxDB bound ------------------------------------------------
-    def raw_slices(self, model_path, values, times):
-        """Per read slice, the exact points the stream writes with this model.
+    def raw_slices(self, model_path, values, times, diagnostics=False):
+        """Per read slice, the exact points the stream writes with this model (and
+        ``[output] diagnostics``).
 
         The model's enabled detectors are fed slice by slice, as the stream
         feeds them (computed outside any timing): segment detectors' points go
@@ -207,9 +216,9 @@ class Bench:
             for st in states:
                 o = st.update_many(t, v)
                 if o.detector.per_sample:
-                    per_sample.update(o.fields())
+                    per_sample.update(o.fields(diagnostics))
                 elif len(o):
-                    out.append((OUT.measurement, o.times, o.fields(), tags))
+                    out.append((OUT.measurement, o.times, o.fields(diagnostics), tags))
             if per_sample:
                 out.append((OUT.zscore_measurement, t, per_sample, tags))
             slices.append((a, b, out))

@@ -17,7 +17,10 @@ measurement>`` (tutorial defaults: ``error_ekg.ERROR.max_error``), and the
 per-sample detectors (flat line, z-score, drift) write their fields together,
 one point per sample, to ``<out db>.<zscore measurement>``.  Each detector's
 score, threshold and alarm have their own field names (README, "What it
-writes"), so every alarm says which detector raised it.  Output points carry
+writes"), so every alarm says which detector raised it; a per-sample point
+holds each detector's score and alarm (its threshold on alarm points only),
+and its diagnostics (the z-score's ``streak`` and ``zscore``) only with
+``[output] diagnostics = true`` (``--diagnostics``).  Output points carry
 the source's tags, ``series`` (the config name) and ``model`` (the model
 version), and are timestamped from the source points (a segment by its
 centre sample), so re-running a range overwrites instead of duplicating.
@@ -413,10 +416,12 @@ class Stream:
             return 0
         out_cfg = self.cfg.output
         pre = self._prefixes[s.name]
+        diag = out_cfg.diagnostics
         fields = {out_cfg.zscore_measurement: [], out_cfg.measurement: []}
         for d in f.model.enabled:
             meas = out_cfg.zscore_measurement if d.per_sample else out_cfg.measurement
-            fields[meas] += [d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields]
+            fields[meas] += [d.score_field, d.threshold_field, d.alarm_field,
+                             *(d.extra_fields if diag else ())]
         prefix = {}
         for meas, names in fields.items():
             if names:
@@ -446,14 +451,14 @@ class Stream:
             aligned = det.per_sample and not det.cross_key
             orows = point_rows if aligned else np.repeat(out.rows, np.diff(out.starts))
             if aligned:
-                per_sample.update(out.fields())
+                per_sample.update(out.fields(diag))
             elif len(out):
                 pfx = prefix[out.measurement]
                 if det.cross_key:  # its points may be of keys this batch did not hold
                     pfx = pre.get(out.measurement, out.rows, fields[out.measurement])[0]
                 ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
                 lines += encode_rows(pfx, orows[ok], out.times[ok],
-                                     {k: v[ok] for k, v in out.fields().items()})
+                                     {k: v[ok] for k, v in out.fields(diag).items()})
                 self.totals["segments"] += 0 if det.per_sample else len(out)
             if n_alarm and len(self.flagged) < MAX_FLAGGED:
                 idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out-measurement", help="segment score measurement (default ERROR)")
     o.add_argument("--zscore-measurement",
                    help="per-sample detectors' measurement (default zscore)")
+    o.add_argument("--diagnostics", action="store_true", default=None,
+                   help="also write each detector's diagnostics on every point (z-score: streak, "
+                        "zscore); default: score and alarm only ([output] diagnostics)")
     o.add_argument("--checkpoint-dir", help="default var/checkpoints")
     o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
     o.add_argument("--batch-samples", type=int,

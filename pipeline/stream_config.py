@@ -7,6 +7,7 @@ A config lists the series to score and where the scores go::
     measurement = "ERROR"         # one point per complete segment
     error_field = "max_error"
     zscore_measurement = "zscore" # one point per sample: every per-sample detector's fields
+    diagnostics = false           # true: also each detector's diagnostics (z-score: streak, zscore)
 
     [stream]
     checkpoint_dir = "var/checkpoints"
@@ -72,6 +73,10 @@ class OutputConfig:
     measurement: str = "ERROR"
     zscore_measurement: str = "zscore"
     error_field: str = "max_error"
+    diagnostics: bool = False
+    """Also write each detector's diagnostics (``Detector.extra_fields``: the z-score's
+    ``streak`` and ``zscore``) on every point; off, a point holds score and alarm (and the
+    threshold on alarm points), which keeps the stream's rate with every detector on."""
 
 
 @dataclass
@@ -243,6 +248,8 @@ def load_config(path: str | None, args=None) -> StreamConfig:
             v = getattr(args, a, None)
             if v is not None:
                 setattr(cfg.output, k, v)
+        if getattr(args, "diagnostics", None):
+            cfg.output.diagnostics = True
     def _number(key, value, cast, lo, hi):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok and cast is int:
@@ -260,6 +267,9 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     for k in ("db", "measurement", "zscore_measurement", "error_field"):
         if not isinstance(getattr(cfg.output, k), str) or not getattr(cfg.output, k):
             raise ConfigError(f"[output] {k} must be a non-empty string")
+    if not isinstance(cfg.output.diagnostics, bool):
+        raise ConfigError(f"[output] diagnostics must be true or false, got "
+                          f"{cfg.output.diagnostics!r}")
     check_output_names(cfg)
     return cfg
 

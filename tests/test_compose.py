@@ -528,10 +528,13 @@ def _schema() -> tuple[dict, dict]:
     """Fields and tags of every measurement the dashboard may read, from the code that writes it."""
     cfg = load_config(str(ROOT / "deploy" / "stream.toml"))
     out = cfg.output
-    seg = {f for d in REGISTRY.values() if not d.per_sample
-           for f in (d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields)}
-    per = {f for d in REGISTRY.values() if d.per_sample
-           for f in (d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields)}
+    diag = out.diagnostics  # each detector's extra_fields are written only when asked
+
+    def written(d):
+        return (d.score_field, d.threshold_field, d.alarm_field, *(d.extra_fields if diag else ()))
+
+    seg = {f for d in REGISTRY.values() if not d.per_sample for f in written(d)}
+    per = {f for d in REGISTRY.values() if d.per_sample for f in written(d)}
     score_tags = {"series", "model"} | {k for s in cfg.series for k in s.tags} | \
         {s.fan_out for s in cfg.series if s.fan_out}
     fields = {(out.db, "autogen", out.measurement): seg, (out.db, "autogen", out.zscore_measurement): per}

@@ -32,6 +32,7 @@ from pipeline.stream import (
     SeriesConfig,
     Stream,
     StreamConfig,
+    build_parser,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,23 +46,24 @@ def make_cfg(db, model_path, tmp_path, out_db, fan_out=None, tags=None, batch=50
                         poll_interval=0.05, **kw)
 
 
-def out_fields(model_file) -> dict:
+def out_fields(model_file, diagnostics=False) -> dict:
     """``{measurement: [field, ...]}`` the stream writes for this model."""
     seg, per = [], []
     for d in model_file.enabled:
-        names = [d.score_field, d.threshold_field, d.alarm_field, *d.extra_fields]
+        names = [d.score_field, d.threshold_field, d.alarm_field,
+                 *(d.extra_fields if diagnostics else ())]
         (per if d.per_sample else seg).extend(names)
     return {m: f for m, f in (("ERROR", seg), ("zscore", per)) if f}
 
 
-def batch_twin(model_file, t, v):
+def batch_twin(model_file, t, v, diagnostics=False):
     """What the stream must write for one series key: ``{measurement: (times, {field: array})}``."""
     want = {}
     for d in model_file.enabled:
         out = d.new_state().update_many(t, v)
         times, fields = want.setdefault("zscore" if d.per_sample else "ERROR", (out.times, {}))
         np.testing.assert_array_equal(times, out.times)
-        fields.update(out.fields())
+        fields.update(out.fields(diagnostics))
     return want
 
 
@@ -72,10 +74,15 @@ def _close(name, got, want):
         np.testing.assert_array_equal(got, want.astype(np.float64), err_msg=name)
 
 
-def assert_equals_batch(ix, out_db, model_file, t, v, tags=None):
-    """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v)."""
-    want = batch_twin(model_file, t, v)
-    assert set(want) == set(out_fields(model_file))
+def assert_equals_batch(ix, out_db, model_file, t, v, tags=None, diagnostics=False):
+    """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v);
+    the detectors' diagnostics are there with ``diagnostics``, else not written at all."""
+    want = batch_twin(model_file, t, v, diagnostics)
+    assert set(want) == set(out_fields(model_file, diagnostics))
+    for d in model_file.enabled:
+        for name in d.extra_fields:
+            n = ix.count(out_db, "zscore" if d.per_sample else "ERROR", name, tags)
+            assert (n > 0) == diagnostics, f"{name}: {n} points"
     for meas, (times, fields) in want.items():
         assert len(times) > 0
         for name, arr in fields.items():
@@ -472,6 +479,8 @@ _ONE = "[[series]]\ndb='a'\nmeasurement='x'\nmodel='m.npz'\n"
     ("[stream]\ncheckpoint_dir = 5\n" + _ONE, "checkpoint_dir must be a path"),
     ("[stream]\npoll_interval = 0\n" + _ONE, "poll_interval must be a number"),
     ("[oops]\n" + _ONE, "unknown tables ['oops']"),
+    ("[output]\ndiagnostics = 'yes'\n" + _ONE, "[output] diagnostics must be true or false, "
+                                              "got 'yes'"),
 ])
 def test_bad_config_is_a_clear_error(cli, tmp_path, toml, message):
     path = tmp_path / "bad.toml"
@@ -480,6 +489,17 @@ def test_bad_config_is_a_clear_error(cli, tmp_path, toml, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     if "tables are gone" in message:
         assert "python -m pipeline.train" in r.stderr  # and it says what to do instead
+
+
+def test_diagnostics_are_off_unless_the_config_or_the_flag_asks(tmp_path):
+    from pipeline.stream_config import load_config
+
+    path = tmp_path / "c.toml"
+    for head, flags, want in (("", [], False), ("[output]\ndiagnostics = true\n", [], True),
+                              ("[output]\ndiagnostics = false\n", ["--diagnostics"], True)):
+        path.write_text(head + _ONE)
+        args = build_parser().parse_args(["--config", str(path), *flags])
+        assert load_config(str(path), args).output.diagnostics is want, (head, flags)
 
 
 def test_corrupt_model_in_a_new_process_is_a_clear_error(tmp_path, influx_env, loaded):
@@ -794,10 +814,12 @@ def test_summary_merges_alarm_points_into_events_per_detector():
     assert "alarm points per detector: none" in summary_text({**totals, "alarm_points": {}}, [])
 
 
+@pytest.mark.parametrize("diagnostics", [False, True])
 def test_sensor_detectors_in_the_stream_equal_their_batch_twins(influx, fresh_db, tmp_path,
                                                                 sensor_model_path,
-                                                                sensor_model_file):
-    """z-score, drift and flat line, streamed per fan-out key in slices, equal their twins."""
+                                                                sensor_model_file, diagnostics):
+    """z-score, drift and flat line, streamed per fan-out key in slices, equal their twins;
+    with ``[output] diagnostics`` the z-score's ``streak`` and ``zscore`` too."""
     from pipeline.datasets import synthetic_temperature
 
     temp = synthetic_temperature(hours=3, n_sensors=3)
@@ -811,12 +833,14 @@ def test_sensor_detectors_in_the_stream_equal_their_batch_twins(influx, fresh_db
     out = fresh_db + "_o"
     s = SeriesConfig(name="temp", db=fresh_db, measurement="temp", fan_out="sensor",
                      model=sensor_model_path)
-    cfg = StreamConfig(series=[s], output=OutputConfig(db=out), batch_samples=1000,
-                       checkpoint_dir=str(tmp_path / "ck"))
+    cfg = StreamConfig(series=[s], output=OutputConfig(db=out, diagnostics=diagnostics),
+                       batch_samples=1000, checkpoint_dir=str(tmp_path / "ck"))
     totals = Stream(cfg, influx).backfill(T0, T0 + 86400 * 10**9)
     assert [d.name for d in sensor_model_file.enabled] == ["zscore", "drift", "flatline"]
     for sensor, (t, v) in series.items():
-        assert_equals_batch(influx, out, sensor_model_file, t, v, {"sensor": sensor})
+        assert_equals_batch(influx, out, sensor_model_file, t, v, {"sensor": sensor}, diagnostics)
+    if diagnostics:  # the comparison covers a streak and an emitted |z|
+        assert influx.read_field(out, "zscore", "zscore", tags={"sensor": "s00"}).values.max() > 0
     # the comparison covers alarms: s00's 3-sample spike at 1 h raises the z-score alarm
     assert totals["alarm_points"]["z-score"] > 0
     alert = influx.read_field(out, "zscore", "alert", tags={"sensor": "s00"})

@@ -118,7 +118,8 @@ class DetectorOutput:
     threshold : float
         The calibrated threshold ``|score|`` is compared with.
     extra : dict
-        More fields to write, each an array as long as ``times``.
+        The detector's diagnostics (``Detector.extra_fields``), each an array as long as
+        ``times``: always computed, written only when asked (``fields(diagnostics=True)``).
     """
 
     detector: Detector
@@ -140,26 +141,36 @@ class DetectorOutput:
             return getattr(self.detector, attr)
         raise AttributeError(attr)
 
-    def fields(self) -> dict:
+    def fields(self, diagnostics: bool = False) -> dict:
         """The fields to write, under the detector's field names.
 
-        A per-sample detector writes its threshold only on its alarm points (where an alert
-        message shows it); elsewhere the field is left out (NaN), which saves a quarter of the
-        stream's per-sample output.  The threshold is in the model file too.  A segment
-        detector writes it on every point (the tutorial's schema).
+        Every detector writes its score and its alarm on every point.  A
+        per-sample detector writes its threshold only on its alarm points
+        (where an alert message shows it); elsewhere the field is left out
+        (NaN), which saves a quarter of the stream's per-sample output.  The
+        threshold is in the model file too.  A segment detector writes it on
+        every point (the tutorial's schema).  The detector's diagnostics
+        (``extra``: the z-score's ``streak`` and ``zscore``) are added only
+        with ``diagnostics=True`` (``[output] diagnostics``): every field on
+        every sample costs the stream rate (``bench/README.md``, bench_stream).
 
-        >>> from pipeline.detectors import FlatLineDetector
+        >>> from pipeline.detectors import FlatLineDetector, ZScoreDetector
         >>> o = DetectorOutput(FlatLineDetector(), np.arange(5), np.zeros(5),
         ...                    np.array([False, False, True, False, False]), 2.0)
         >>> o.fields()["flat_threshold"].tolist()
         [nan, nan, 2.0, nan, nan]
+        >>> z = DetectorOutput(ZScoreDetector(), np.arange(2), np.zeros(2), np.zeros(2, bool), 6.0,
+        ...                    {"streak": np.zeros(2, np.int64), "zscore": np.zeros(2)})
+        >>> sorted(z.fields()), sorted(z.fields(diagnostics=True))
+        (['alert', 'z', 'z_threshold'], ['alert', 'streak', 'z', 'z_threshold', 'zscore'])
         """
         d = self.detector
         thr = np.full(len(self), self.threshold)
         if d.per_sample and len(self):
             thr[~np.asarray(self.alarm, bool)] = np.nan
         out = {d.score_field: self.score, d.threshold_field: thr, d.alarm_field: self.alarm}
-        out.update(self.extra)
+        if diagnostics:
+            out.update(self.extra)
         return out
 
 
@@ -220,6 +231,8 @@ class Detector(ABC):
     threshold_field: ClassVar[str]
     alarm_field: ClassVar[str]
     extra_fields: ClassVar[tuple] = ()
+    """Diagnostics beyond score, threshold and alarm (``DetectorOutput.extra``); the stream
+    writes them only with ``[output] diagnostics = true``."""
     calibrate_on_training: ClassVar[bool] = False
     """True when ``fit`` learns so little that training data may calibrate too (see above)."""
     cross_key: ClassVar[bool] = False

@@ -82,11 +82,11 @@ class BlockOutput:
     def __len__(self) -> int:
         return len(self.times)
 
-    def fields(self) -> dict:
+    def fields(self, diagnostics: bool = False) -> dict:
         """The fields to write, under the detector's field names (all keys), exactly as
         :meth:`DetectorOutput.fields` gives them for one key."""
         return DetectorOutput(self.detector, self.times, self.score, self.alarm, self.threshold,
-                              self.extra).fields()
+                              self.extra).fields(diagnostics)
 
     def key_output(self, j: int) -> DetectorOutput:
         """The :class:`DetectorOutput` of the ``j``-th key of the update."""
