@@ -83,6 +83,10 @@ class InfluxUnavailableError(InfluxError):
     """The server cannot be reached (down, restarting, wrong host/port)."""
 
 
+SHUTTING_DOWN = ("query engine shutdown", "query interrupted")
+"""Errors influxd gives a query while it stops: the server is going away, not the query wrong."""
+
+
 class InfluxQueryError(InfluxError):
     """The server answered with an error (bad query, unknown database, refused points...).
 
@@ -290,7 +294,7 @@ class Influx:
         results = r.json().get("results", [])
         for res in results:
             if "error" in res:
-                raise InfluxQueryError(f"query failed: {res['error']} (query: {q})")
+                self._query_failed(str(res["error"]), q)
         return [s for res in results for s in res.get("series", [])]
 
     def query_csv(self, q: str, db: str, params: Mapping | None = None) -> bytes:
@@ -300,8 +304,15 @@ class Influx:
         r = self._request("query", method="GET", params=p, headers={"Accept": "application/csv"})
         body = r.content
         if body.startswith(b"error"):
-            raise InfluxQueryError(f"query failed: {_short(body[5:].strip())} (query: {q})")
+            self._query_failed(_short(body[5:].strip()), q)
         return body
+
+    def _query_failed(self, error: str, q: str):
+        """Raise for a statement's error: a server shutting down is unavailable (retried)."""
+        if error.strip(' ,"').startswith(SHUTTING_DOWN):
+            raise InfluxUnavailableError(f"InfluxDB at {self.settings.url} is shutting down "
+                                         f"({error.strip()})")
+        raise InfluxQueryError(f"query failed: {error} (query: {q})")
 
     # -- databases -------------------------------------------------------
     def databases(self) -> list[str]:

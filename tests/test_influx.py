@@ -227,3 +227,14 @@ def test_encode_lines_equals_the_naive_encoder(measurement, tags, n, data, kinds
         return
     assert encode_lines(measurement, times, fields, tags) == line_protocol(measurement, times,
                                                                          fields, tags)
+
+
+@pytest.mark.parametrize("error", ["query engine shutdown", '"query engine shutdown"',
+                                   "query interrupted"])
+def test_a_server_shutting_down_is_unavailable_not_a_bad_query(error):
+    # influxd answers queries with these while it stops; the stream must retry, not give up
+    ix = Influx(InfluxSettings(host="127.0.0.1", port=free_port()))
+    with pytest.raises(InfluxUnavailableError, match="shutting down"):
+        ix._query_failed(error, "SELECT 1")
+    with pytest.raises(InfluxQueryError, match="query failed: database not found"):
+        ix._query_failed("database not found: x", "SELECT 1")
