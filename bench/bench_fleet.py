@@ -163,7 +163,11 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 
 class Counter(http.server.ThreadingHTTPServer):
-    """Counts per-sample points per timestamp; a second is complete when all sensors arrived."""
+    """Counts per-sample points per timestamp; a second is complete when all sensors arrived.
+
+    The fleet detector's points (``fleet_z``) come in their own lines, when their time bin
+    closes for the whole fleet (a poll later): they are counted apart (``fleet_done``).
+    """
 
     daemon_threads = True
 
@@ -172,24 +176,30 @@ class Counter(http.server.ThreadingHTTPServer):
         self.n = n_sensors
         self.counts: dict[int, int] = {}
         self.done: dict[int, float] = {}
+        self.fleet_counts: dict[int, int] = {}
+        self.fleet_done: dict[int, float] = {}
         self.points = 0
         self.lock = threading.Lock()
 
     def count(self, now: float, body: bytes) -> None:
         seen: dict[int, int] = {}
+        fleet: dict[int, int] = {}
         for line in body.split(b"\n"):
             if line.startswith(b"zscore,"):
                 ts = int(line[line.rfind(b" ") + 1:])
-                seen[ts] = seen.get(ts, 0) + 1
+                d = fleet if line.split(b" ", 2)[1].startswith(b"fleet_") else seen
+                d[ts] = d.get(ts, 0) + 1
         with self.lock:
-            for ts, c in seen.items():
-                self.points += c
-                got = self.counts.get(ts, 0) + c
-                if got >= self.n and ts not in self.done:
-                    self.done[ts] = now
-                    self.counts.pop(ts, None)
-                else:
-                    self.counts[ts] = got
+            self.points += sum(seen.values())
+            for part, counts, done in ((seen, self.counts, self.done),
+                                       (fleet, self.fleet_counts, self.fleet_done)):
+                for ts, c in part.items():
+                    got = counts.get(ts, 0) + c
+                    if got >= self.n and ts not in done:
+                        done[ts] = now
+                        counts.pop(ts, None)
+                    elif ts not in done:
+                        counts[ts] = got
 
 
 def follow_run(args, root: Path, srv: LocalInfluxd, settings, model_path: str) -> dict:
@@ -278,6 +288,8 @@ model = "{model_path}"
         counter.shutdown()
     out_text = (root / "follow.log").read_text()
     lat = np.array([counter.done[t] - written[t] for t in sorted(written) if t in counter.done])
+    fleet_lat = np.array([counter.fleet_done[t] - written[t] for t in sorted(written)
+                          if t in counter.fleet_done])
     lat_t = np.array([(t - t_start) / SEC for t in sorted(written) if t in counter.done])
     s = np.array(samples)
     warm = s[:, 0] >= min(args.warmup, s[-1, 0] / 2)
@@ -289,7 +301,7 @@ model = "{model_path}"
     for db in (SRC_DB, err):
         ix.drop_database(db)
     return {"n": n, "secs": secs, "written": len(written), "complete": len(lat),
-            "lat": lat, "lat_t": lat_t, "cpu_share": cpu_share, "influxd_share": influxd_share,
+            "lat": lat, "lat_t": lat_t, "fleet_lat": fleet_lat, "cpu_share": cpu_share, "influxd_share": influxd_share,
             "bench_share": bench_share, "load": load, "cpu_total": s[-1, 1], "rss": s[:, 2],
             "t": s[:, 0], "slope": slope, "points": counter.points, "log": out_text,
             "rate": counter.points / max(1e-9, s[-1, 0])}
@@ -423,8 +435,12 @@ def backfill_run(args, root: Path, srv: LocalInfluxd, settings, model_path: str)
         ix.drop_database(out_db)
         parts["cpu_stream"] = cpu_stream
         if parts["n_written"] != totals["points_written"]:
-            print(f"WARNING: the raw loop wrote {parts['n_written']:,} points, the stream "
-                  f"{totals['points_written']:,}")
+            # the fleet detector's fields go in their own lines (written when a bin closes for
+            # the whole fleet), which InfluxDB merges into the same points; the raw loop writes
+            # each point's fields in one line
+            print(f"  note: the raw loop wrote {parts['n_written']:,} lines (one per point), the "
+                  f"stream {totals['points_written']:,} (a cross-key detector's fields in lines "
+                  "of their own)")
         rows.append((t_stream, t_raw, totals, parts))
     ix.drop_database(db)
     return {"n": n_pts, "sensors": n, "hours": hours, "rows": rows}
@@ -506,6 +522,11 @@ def report(args, fol, bf) -> None:
               f"{pct(after, 99):.2f} s, max {(after.max() if len(after) else float('nan')):.2f} s;"
               f" target p99 <= poll + 1 s: "
               f"{met(len(after) > 0 and pct(after, 99) <= args.poll + 1.0)}")
+        fl = fol["fleet_lat"]
+        if len(fl):
+            print(f"  fleet detector's points (written when a second's bin closes for the whole "
+                  f"fleet): {len(fl)} seconds complete, lag p50 {pct(fl, 50):.2f} s, p99 "
+                  f"{pct(fl, 99):.2f} s, max {fl.max():.2f} s")
         print(f"  CPU of the stream process: {fol['cpu_share']:.1%} of one core "
               f"(target <= 100 %: {met(fol['cpu_share'] <= 1.0)}), {fol['cpu_total']:.1f} CPU s "
               f"in total, {fol['cpu_share'] / max(1e-9, fol['rate']) * 1e6:.1f} us of CPU per "
