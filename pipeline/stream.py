@@ -410,9 +410,14 @@ class Stream:
         self._commit(lines, [f] if (got or moved) else [])
         return got, set(b.rows.tolist())
 
-    def _score(self, s: SeriesConfig, f: Fleet, b: Batch, lines: list) -> int:
-        """Score a batch of one fleet into ``lines``; return the number of samples."""
-        if len(b) == 0:
+    def _score(self, s: SeriesConfig, f: Fleet, b: Batch, lines: list,
+               finish: bool = False) -> int:
+        """Score a batch of one fleet into ``lines``; return the number of samples.
+
+        ``finish``: the end of the data (``b`` empty): what the blocks held back (a cross-key
+        detector's open time bins) is scored and written.
+        """
+        if len(b) == 0 and not finish:
             return 0
         out_cfg = self.cfg.output
         pre = self._prefixes[s.name]
@@ -434,7 +439,7 @@ class Stream:
                 b = b.without(drop)
                 if len(b) == 0:
                     return 0
-        outs = f.score(b)
+        outs = f.finish() if finish else f.score(b)
         point_rows = b.point_rows()
         per_sample = {}
         for blk, out in zip(f.blocks, outs, strict=True):
@@ -616,6 +621,8 @@ class Stream:
                     self._maybe_log()
                 if nxt is not None:
                     nxt.cancel()
+                elif not self.stop.is_set():
+                    self._finish_range(s, f)
         if bar is not None:
             bar.close()
         if self.alerts is not None and not self.stop.is_set():
@@ -623,6 +630,15 @@ class Stream:
         if not self.stop.is_set():
             self.store.remove()  # finished: a re-run re-scores the range
         return self._finish(t_start)
+
+    def _finish_range(self, s: SeriesConfig, f: Fleet) -> None:
+        """The end of a backfill's range: score and write what the detectors held back."""
+        if not any(hasattr(blk, "finish") for blk in f.blocks):
+            return
+        e = np.empty(0, np.int64)
+        lines: list = []
+        self._score(s, f, Batch(e, np.zeros(1, np.int64), e, np.empty(0)), lines, finish=True)
+        self._commit(lines, [f])
 
     def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
         """One poll of one series; return the number of new samples scored."""

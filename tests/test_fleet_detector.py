@@ -363,9 +363,10 @@ def write(influx, db, data, lo=0, hi=None):
         influx.write_series(db, "temp", t[lo:hi], {"value": v[lo:hi]}, {"sensor": k})
 
 
-def assert_stream_equals_batch(influx, out_db, model, data):
+def assert_stream_equals_batch(influx, out_db, model, data, whole=False):
     """Every fleet point the stream wrote equals the batch's, and the stream wrote every bin
-    the data closed (all but the last wait's worth)."""
+    the data closed (all but the last wait's worth; ``whole``: every bin, as a backfill
+    scores its range's last bins at its end)."""
     det = model.get("fleet")
     want = batch(det, data)
     n_alarm = 0
@@ -374,7 +375,7 @@ def assert_stream_equals_batch(influx, out_db, model, data):
         got_z = influx.read_field(out_db, "zscore", "fleet_z", tags={"sensor": k})
         t, z, alarm = (np.asarray(a) for a in want[k])
         m = len(got_a)
-        assert m >= len(t) - det.wait_ns() // P - 2, k
+        assert m == len(t) if whole else m >= len(t) - det.wait_ns() // P - 2, (k, m, len(t))
         np.testing.assert_array_equal(got_a.times, t[:m], err_msg=k)
         np.testing.assert_array_equal(got_a.values, alarm[:m].astype(float), err_msg=k)
         fin = np.isfinite(z[:m])
@@ -397,15 +398,20 @@ def test_backfill_and_follow_with_a_restart_equal_the_batch(influx, fresh_db, tm
     write(influx, fresh_db, data)
     model = load_model(fleet_model)
 
-    def cfg(out, ck, batch_samples):
+    def cfg(out, ck, batch_samples, diagnostics=False):
         s = SeriesConfig(name="temp", db=fresh_db, measurement="temp", fan_out="sensor",
                          model=fleet_model)
-        return StreamConfig(series=[s], output=OutputConfig(db=out), checkpoint_dir=str(ck),
-                            batch_samples=batch_samples, poll_interval=0.01)
+        return StreamConfig(series=[s], output=OutputConfig(db=out, diagnostics=diagnostics),
+                            checkpoint_dir=str(ck), batch_samples=batch_samples,
+                            poll_interval=0.01)
 
     out = fresh_db + "_b"
     Stream(cfg(out, tmp_path / "b", 1000), influx).backfill(T0 - P, T0 + 10**13)
-    assert_stream_equals_batch(influx, out, model, data)
+    assert_stream_equals_batch(influx, out, model, data, whole=True)
+    # the range's end scores the held-back bins with the z-score's diagnostics on too
+    Stream(cfg(out + "d", tmp_path / "d", 1000, True), influx).backfill(T0 - P, T0 + 10**13)
+    assert_stream_equals_batch(influx, out + "d", model, data, whole=True)
+    influx.drop_database(out + "d")
     # follow: a first part, a restart from the checkpoint, then polls of a few readings
     db2 = fresh_db + "_src"
     influx.create_database(db2)
