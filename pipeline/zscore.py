@@ -354,24 +354,19 @@ def _direct(src, starts, counts, w, lag, std_floor):
     return out
 
 
-def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
-    """z of ``src[s + w + lag]`` against ``src[s:s+w]`` for ``nb * B`` window
-    starts ``s`` from ``s0``, written into ``out``, by blocked prefix sums.
+def _block_sums(ext, w, lag):
+    """The blocked kernel's sums for blocks ``ext`` (``nb x (B + w + lag)``, ``B`` outputs each).
 
-    Each block of ``B`` outputs works on deviations from a reference near its
-    mean, with prefix sums over its ``K = B + w`` window values.  The rounding error
-    of a prefix sum is at most ``eps * K * max|partial sum|``.  A cheap
-    screen flags the windows whose std is small enough for that bound (or the
-    std floor) to matter; for them the bound is computed exactly, the floor
-    applied, and where the bound exceeds ``_TOL`` of the window variance (or
-    of the std, for the mean) the window is redone by :func:`_direct`.
-    Only the first ``ncols`` outputs of a block are needed when given (the
-    padded last block): the others are not refined.
-    Runs under ``np.errstate(divide="ignore", invalid="ignore")``.
+    Per block: a reference near its mean (``ref``), prefix sums of the deviations
+    ``d = ext - ref`` and of ``d**2`` over its ``K = B + w`` window values (``p1``,
+    ``p2``; ``tot = p2[:, K]``), each window's mean deviation ``md``, the numerators
+    ``num = d[w + lag:] - md`` and ``m2 = (w - 1) * variance`` of every window.  Shared by
+    :func:`_blocked` and the fleet blocks (:mod:`pipeline.detectors.block`), which must do
+    the same operations in the same order to give the same bits.
     """
-    B = max(_BLOCK, w)
-    K = B + w
-    ext = np.ndarray((nb, K + lag), np.float64, src, s0 * 8, (B * 8, 8))
+    nb, width = ext.shape
+    K = width - lag
+    B = K - w
     sub = ext[:, ::16]
     ref = np.add.reduce(sub, axis=1)
     ref /= sub.shape[1]
@@ -392,6 +387,28 @@ def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
     num = d[:, w + lag:] - md
     s1 *= md
     m2 -= s1  # (w - 1) * variance
+    return ref, p1, p2, tot, md, num, m2
+
+
+def _blocked(src, s0, nb, w, lag, std_floor, out, ncols=None):
+    """z of ``src[s + w + lag]`` against ``src[s:s+w]`` for ``nb * B`` window
+    starts ``s`` from ``s0``, written into ``out``, by blocked prefix sums.
+
+    Each block of ``B`` outputs works on deviations from a reference near its
+    mean, with prefix sums over its ``K = B + w`` window values.  The rounding error
+    of a prefix sum is at most ``eps * K * max|partial sum|``.  A cheap
+    screen flags the windows whose std is small enough for that bound (or the
+    std floor) to matter; for them the bound is computed exactly, the floor
+    applied, and where the bound exceeds ``_TOL`` of the window variance (or
+    of the std, for the mean) the window is redone by :func:`_direct`.
+    Only the first ``ncols`` outputs of a block are needed when given (the
+    padded last block): the others are not refined.
+    Runs under ``np.errstate(divide="ignore", invalid="ignore")``.
+    """
+    B = max(_BLOCK, w)
+    K = B + w
+    ext = np.ndarray((nb, K + lag), np.float64, src, s0 * 8, (B * 8, 8))
+    ref, p1, p2, tot, md, num, m2 = _block_sums(ext, w, lag)
     # screen with one bound for the whole chunk: |P1| <= sqrt(K * tot), max |md|
     c2 = 2.0 * _EPS * (K + 2)
     tmax = float(tot.max())

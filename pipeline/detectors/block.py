@@ -41,7 +41,16 @@ import numpy as np
 
 from .. import config
 from ..series import GAP_FACTOR
-from ..zscore import _EPS, _TOL, ZScoreBatch, _above_limit, _direct, _refine, _usable
+from ..zscore import (
+    _EPS,
+    _TOL,
+    ZScoreBatch,
+    _above_limit,
+    _block_sums,
+    _direct,
+    _refine,
+    _usable,
+)
 from .base import DetectorOutput
 from .flatline import FlatLineDetector, _as_usable
 from .zscores import DriftDetector, ZScoreDetector
@@ -633,25 +642,7 @@ def _blocked_rows(ext, nused, w, lag, std_floor):
     nb, width = ext.shape
     B = width - w - lag
     K = B + w
-    sub = ext[:, ::16]
-    ref = np.add.reduce(sub, axis=1)
-    ref /= sub.shape[1]
-    dd = np.empty((nb, K + lag), np.complex128)
-    d = dd.real
-    np.subtract(ext, ref[:, None], out=d)
-    np.multiply(d[:, :K], d[:, :K], out=dd.imag[:, :K])
-    p = np.empty((nb, K + 1), np.complex128)
-    p[:, 0] = 0.0
-    np.cumsum(dd[:, :K], axis=1, out=p[:, 1:])
-    p1 = p.real
-    p2 = p.imag
-    s1 = p1[:, w:K] - p1[:, :B]
-    m2 = p2[:, w:K] - p2[:, :B]
-    tot = p2[:, K]
-    md = s1 / w
-    num = d[:, w + lag:] - md
-    s1 *= md
-    m2 -= s1
+    ref, p1, p2, tot, md, num, m2 = _block_sums(ext, w, lag)
     c2 = 2.0 * _EPS * (K + 2)
     mdm = np.maximum(md.max(axis=1), -md.min(axis=1))
     # the screen of _blocked called with this block alone
