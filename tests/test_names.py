@@ -156,23 +156,9 @@ def _show(influx, db, q):
 def test_corpus_round_trips_in_one_batch(influx, fresh_db, kind):
     """Every corpus name, all written in ONE request (a misread line would spill over)."""
     names = names_for(kind)
-    lines = []
-    where = {}
+    where = _write_kind(influx, fresh_db, kind, names)
     for i, name in enumerate(names):
-        meas, tags, field = "m", {"i": str(i)}, "v"
-        if kind == "measurement":
-            meas = name
-        elif kind == "tag key":
-            tags[name] = "tv"
-        elif kind == "tag value":
-            tags["t"] = name
-        else:
-            field = name
-        lines += encode_lines(meas, np.array([T0 + i]), {field: np.array([float(i)])}, tags)
-        where[name] = (meas, tags, field)
-    assert influx.write_lines(fresh_db, lines) == len(names)
-    for i, name in enumerate(names):
-        meas, tags, field = where[name]
+        meas, tags, field = where[i]
         r = influx.read_field(fresh_db, meas, field, tags=tags)
         assert (r.times.tolist(), r.values.tolist()) == ([T0 + i], [float(i)]), name
         assert influx.count(fresh_db, meas, field, tags) == 1
@@ -181,7 +167,7 @@ def test_corpus_round_trips_in_one_batch(influx, fresh_db, kind):
         assert sorted(r[0] for r in _show(influx, fresh_db, "SHOW MEASUREMENTS")) == sorted(names)
     elif kind == "tag key":
         keys = {r[0] for r in _show(influx, fresh_db, "SHOW TAG KEYS FROM m")}
-        assert keys == {*names, "i"}
+        assert keys == {*names, "zz_i"}
         for name in names:
             assert influx.tag_values(fresh_db, "m", name) == ["tv"]
             g = influx.read_field(fresh_db, "m", "v", group_by=name).by_group()
@@ -380,21 +366,30 @@ def test_hash_measurement_was_silently_lost_by_a_raw_write(influx, fresh_db):
     assert _stored(influx, fresh_db, "measurement") == []
 
 
+def _point_of(kind, name, i):
+    """``(measurement, tags, field)`` of the ``i``-th point, whose ``kind`` is ``name``."""
+    meas, tags, field = "m", {"zz_i": str(i)}, "v"
+    if kind == "measurement":
+        meas = name
+    elif kind == "tag key":
+        tags[name] = "tv"
+    elif kind == "tag value":
+        tags["t"] = name
+    else:
+        field = name
+    return meas, tags, field
+
+
 def _write_kind(influx, db, kind, names):
-    """One point per name, all in ONE request; the names are the ``kind`` of their point."""
+    """One point per name, all in ONE request (a misread line would spill over); the names
+    are the ``kind`` of their point, which holds ``i`` at ``T0 + i``.  Returns each point's
+    ``(measurement, tags, field)``."""
+    where = [_point_of(kind, name, i) for i, name in enumerate(names)]
     lines = []
-    for i, name in enumerate(names):
-        meas, tags, field = "m", {"zz_i": str(i)}, "v"
-        if kind == "measurement":
-            meas = name
-        elif kind == "tag key":
-            tags[name] = "tv"
-        elif kind == "tag value":
-            tags["t"] = name
-        else:
-            field = name
+    for i, (meas, tags, field) in enumerate(where):
         lines += encode_lines(meas, np.array([T0 + i]), {field: np.array([float(i)])}, tags)
     assert influx.write_lines(db, lines) == len(names)
+    return where
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -418,10 +413,7 @@ def test_exhaustive_short_names_against_the_rules(influx, kind):
         for i, name in enumerate(ok):
             if len(name) > 2:
                 continue
-            meas = name if kind == "measurement" else "m"
-            tags = {"zz_i": str(i), **({name: "tv"} if kind == "tag key" else {}),
-                    **({"t": name} if kind == "tag value" else {})}
-            field = name if kind == "field key" else "v"
+            meas, tags, field = _point_of(kind, name, i)
             r = influx.read_field(db, meas, field, tags=tags)
             assert r.values.tolist() == [float(i)], (kind, name)
     finally:
