@@ -41,6 +41,23 @@ def _chunks(det, x, cuts):
     return concat([det.update_many(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
 
 
+def _twins_agree(batch_fn, state_cls, x, kw, cuts):
+    """Batch, one-shot streaming and chunked streaming agree on ``x`` with no numpy warning;
+    extremes score NaN, never alert, and are counted.  Returns the batch result."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy overflow warning fails the test too
+        batch = batch_fn(x, **kw)
+        det = state_cls(**kw)
+        one = stream(det, x)
+        chunked = _chunks(state_cls(**kw), x, cuts)
+    assert_same(one, batch)
+    assert_same(chunked, batch)
+    big = _missing(x)
+    assert np.isnan(batch.z[big]).all() and not batch.alert[big].any()
+    assert det.n_extreme == int(np.count_nonzero(big & np.isfinite(x)))
+    return batch
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(x=st.lists(_floats, max_size=60), window=st.integers(2, 6), lag=st.integers(0, 3),
        minp=st.integers(2, 6), cuts=st.lists(st.integers(0, 60), max_size=4))
@@ -48,18 +65,8 @@ def test_rolling_zscore_takes_any_number(x, window, lag, minp, cuts):
     x = np.array(x, dtype=float)
     kw = dict(window=window, min_periods=min(minp, window), lag=lag, threshold=2.0, resolve=1.0,
               streak=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a numpy overflow warning fails the test too
-        batch = rolling_zscore(x, **kw)
-        det = RollingZScore(**kw)
-        one = stream(det, x)
-        chunked = _chunks(RollingZScore(**kw), x, cuts)
-    assert_same(one, batch)
-    assert_same(chunked, batch)
-    big = _missing(x)
-    assert np.isnan(batch.z[big]).all() and not batch.alert[big].any()
-    assert det.n_extreme == int(np.count_nonzero(big & np.isfinite(x)))
-    assert_same(batch, naive_rolling_zscore(np.where(big, np.nan, x), **kw))
+    batch = _twins_agree(rolling_zscore, RollingZScore, x, kw, cuts)
+    assert_same(batch, naive_rolling_zscore(np.where(_missing(x), np.nan, x), **kw))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,18 +76,8 @@ def test_ewma_zscore_takes_any_number(x, halflife, minp, scale, cuts):
     x = np.array(x, dtype=float)
     kw = dict(halflife=halflife, min_periods=minp, scale=scale, threshold=2.0, resolve=1.0,
               streak=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        batch = ewma_zscore(x, **kw)
-        det = EWMAZScore(**kw)
-        one = stream(det, x)
-        chunked = _chunks(EWMAZScore(**kw), x, cuts)
-    assert_same(one, batch)
-    assert_same(chunked, batch)
-    big = _missing(x)
-    assert np.isnan(batch.z[big]).all() and not batch.alert[big].any()
-    assert det.n_extreme == int(np.count_nonzero(big & np.isfinite(x)))
-    assert_same(batch, naive_ewma_zscore(np.where(big, np.nan, x), **kw))
+    batch = _twins_agree(ewma_zscore, EWMAZScore, x, kw, cuts)
+    assert_same(batch, naive_ewma_zscore(np.where(_missing(x), np.nan, x), **kw))
 
 
 @settings(max_examples=100, deadline=None)
