@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_data", "read_data", "write_atomic", "DataFileError", "OldFormatError"]
+__all__ = ["write_data", "read_data", "encode_data", "write_atomic", "DataFileError", "OldFormatError"]
 
 _META = "__meta__"
 
@@ -81,17 +81,28 @@ def write_atomic(path, data: bytes, mode: int = 0o600) -> None:
         pass
 
 
-def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
-    """Write ``meta`` (JSON-able, no NaN) and ``arrays`` atomically to ``path``."""
+def encode_data(meta: dict, arrays: dict) -> bytes:
+    """The bytes :func:`write_data` writes: ``meta`` (JSON-able, no NaN) and ``arrays``.
+
+    >>> meta, arrays = read_data(io.BytesIO(encode_data({"n": 1}, {"x": np.arange(3)})))
+    >>> meta, arrays["x"].tolist()
+    ({'n': 1}, [0, 1, 2])
+    """
     text = json.dumps(meta, sort_keys=True, allow_nan=False)
     buf = io.BytesIO()
     np.savez(buf, **{_META: np.frombuffer(text.encode(), np.uint8)},
              **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    write_atomic(path, buf.getvalue(), mode)
+    return buf.getvalue()
+
+
+def write_data(path, meta: dict, arrays: dict, mode: int = 0o600) -> None:
+    """Write ``meta`` (JSON-able, no NaN) and ``arrays`` atomically to ``path``."""
+    write_atomic(path, encode_data(meta, arrays), mode)
 
 
 def read_data(path) -> tuple[dict, dict]:
-    """Read ``(meta, arrays)`` written by :func:`write_data`; :class:`DataFileError` if not."""
+    """Read ``(meta, arrays)`` written by :func:`write_data` (a path, or a binary file object);
+    :class:`DataFileError` if not."""
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):

@@ -23,7 +23,6 @@ missing reading), fitting on data holding extremes, and the parameter bounds.
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import warnings
@@ -34,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import config
+from pipeline.datafile import encode_data, read_data
 from pipeline.detectors import REGISTRY, Budget, make_detectors
 from pipeline.detectors.block import make_block
 from pipeline.detectors.zscores import streak_min
@@ -137,13 +137,9 @@ def _same(got, want, det, exact=False):
 
 
 def _through_files(meta, arrays):
-    """What a checkpoint does to a state: JSON text (no NaN allowed) and an .npz without pickle."""
-    text = json.dumps(meta, allow_nan=False)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as z:
-        return json.loads(text), {k: z[k] for k in z.files}
+    """What a checkpoint does to a state: the data file's own bytes (JSON, no NaN; .npz, no
+    pickle), read back."""
+    return read_data(io.BytesIO(encode_data(meta, arrays)))
 
 
 def _writable(out, det):

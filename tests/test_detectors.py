@@ -35,6 +35,7 @@ from pipeline.calibrate import (
     cluster_peaks,
     count_events,
 )
+from pipeline.datafile import encode_data, read_data
 from pipeline.datasets import synthetic_ekg
 from pipeline.detectors import REGISTRY, Budget, Detector, hold_alarm, make_detectors
 from pipeline.detectors.flatline import flat_runs
@@ -182,13 +183,9 @@ def test_any_chunking_equals_one_chunk(det, case, data):
 
 # -- (b) streaming state as data -------------------------------------------------------------
 def _through_files(meta, arrays):
-    """What a checkpoint does to a state: JSON text (no NaN allowed) and an .npz without pickle."""
-    text = json.dumps(meta, allow_nan=False)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as z:
-        return json.loads(text), {k: z[k] for k in z.files}
+    """What a checkpoint does to a state: the data file's own bytes (JSON, no NaN; .npz, no
+    pickle), read back."""
+    return read_data(io.BytesIO(encode_data(meta, arrays)))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
