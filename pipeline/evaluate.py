@@ -63,12 +63,19 @@ class EvaluateError(ValueError):
 
 
 def run_detectors(detectors, times_ns, values) -> dict:
-    """``{label: (times, alarm)}`` of each detector's fresh streaming state over one series."""
-    out = {}
-    for det in detectors:
-        o = det.new_state().update_many(times_ns, values)
-        out[det.label] = (o.times, np.asarray(o.alarm, bool))
-    return out
+    """``{label: (times, alarm)}`` of each detector's fresh streaming state over one series
+    (a cross-key detector sees a fleet of one: no alarm).
+
+    >>> from pipeline.detectors import FlatLineDetector
+    >>> det = FlatLineDetector().fit([(np.arange(50) * 10**9, np.sin(np.arange(50.0)))], 1e9)
+    >>> det.threshold_ = 3.0
+    >>> t = np.arange(20, dtype=np.int64) * 10**9
+    >>> times, alarm = run_detectors([det], t, np.r_[np.sin(np.arange(10.0)), np.zeros(10)])[
+    ...     "flat line"]
+    >>> len(times), int(np.argmax(alarm))
+    (20, 14)
+    """
+    return {label: runs[0] for label, runs in _run_keyed(detectors, [(times_ns, values)]).items()}
 
 
 FLEET_SLICE_NS = 3600 * 10**9
