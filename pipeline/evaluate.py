@@ -99,7 +99,7 @@ def run_fleet(det, keyed, slice_ns: int = FLEET_SLICE_NS, keys=None) -> list:
     from .detectors.block import make_block
 
     blk = make_block(det, len(keyed))
-    if keys is not None and hasattr(blk, "set_keys"):
+    if keys is not None:
         blk.set_keys(keys)
     lo = min((int(t[0]) for t, _ in keyed if len(t)), default=0)
     hi = max((int(t[-1]) for t, _ in keyed if len(t)), default=-1) + 1

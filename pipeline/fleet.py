@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .detectors.block import BlockOutput, make_block
+from .detectors.block import make_block
 
 __all__ = ["Fleet", "Batch", "N_STEPS", "NONE"]
 
@@ -173,8 +173,7 @@ class Fleet:
     def _name_rows(self) -> None:
         """Tell the blocks that compare keys (the fleet detector's) which key each row is."""
         for b in self.blocks:
-            if hasattr(b, "set_keys"):
-                b.set_keys(self.keys)
+            b.set_keys(self.keys)
 
     # -- checks -----------------------------------------------------------
     def duplicate_groups(self, b: Batch) -> np.ndarray:
@@ -246,11 +245,7 @@ class Fleet:
     def finish(self) -> list:
         """Every block's held-back output at the end of the data (a cross-key detector's open
         time bins); an empty output for the blocks that hold nothing back."""
-        e = np.empty(0, np.int64)
-        return [blk.finish() if hasattr(blk, "finish") else
-                BlockOutput(blk.det, e, np.zeros(1, np.int64), e, np.empty(0), np.empty(0, bool),
-                            blk.det.threshold_)
-                for blk in self.blocks]
+        return [blk.finish() for blk in self.blocks]
 
     # -- data ---------------------------------------------------------------
     def get_data(self) -> tuple[dict, dict]:

@@ -633,8 +633,6 @@ class Stream:
 
     def _finish_range(self, s: SeriesConfig, f: Fleet) -> None:
         """The end of a backfill's range: score and write what the detectors held back."""
-        if not any(hasattr(blk, "finish") for blk in f.blocks):
-            return
         e = np.empty(0, np.int64)
         lines: list = []
         self._score(s, f, Batch(e, np.zeros(1, np.int64), e, np.empty(0)), lines, finish=True)

@@ -145,6 +145,17 @@ class Block:
         """Make row ``i`` equal to the per-key state ``st``."""
         raise NotImplementedError
 
+    def set_keys(self, keys) -> None:
+        """The key name of each row (a block that compares keys learns them per name; the
+        others need not know)."""
+
+    def finish(self) -> BlockOutput:
+        """What the block held back, at the end of the data: nothing, unless it waits for the
+        other keys (the fleet detector's open time bins)."""
+        e = np.empty(0, np.int64)
+        return BlockOutput(self.det, e, np.zeros(1, np.int64), e, np.empty(0),
+                           np.empty(0, bool), self.det.threshold_)
+
     # -- data -------------------------------------------------------------
     def get_data(self) -> tuple[dict, dict]:
         return {}, {name: getattr(self, name) for name in self._fresh(0)}
