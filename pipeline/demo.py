@@ -5,7 +5,7 @@
 2. loads the shipped synthetic EKG (``datasets/synthetic_ekg.csv``, 5 min at
    360 Hz, labelled anomalies after 3 min) and a generated fleet of
    temperature sensors (2 s cadence);
-3. trains every detector (shape, flat line, z-score, drift) on the first
+3. trains every detector (shape, flat line, baseline step, z-score, drift) on the first
    120 s of the EKG and calibrates each on the next 60 s (both normal) to an
    alarm budget of one false alarm per day; the same for the temperature
    fleet on two normal sensors;

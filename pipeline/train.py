@@ -2,8 +2,8 @@
 
 Reads a normal *training* range and a held-out normal *validation* range of
 one series, or of a fleet with ``--fan-out`` (from InfluxDB or a CSV file),
-fits each detector (shape: K-Means reconstruction error; flat line; rolling
-z-score; drift: EWMA) on the training range, calibrates each on the
+fits each detector (shape: K-Means reconstruction error; flat line; baseline
+step; rolling z-score; drift: EWMA) on the training range, calibrates each on the
 validation range (the detectors that learn only a number or two, on the
 training range too) so that its alarm *events* stay within its share of the
 budget (``--false-alarms-per-day``, default 1 per series; see
@@ -140,7 +140,8 @@ def train(train_times, train_values, val_times, val_values, *, out,
         The model file (required: nothing is written anywhere by default).
     detectors : sequence of str, optional
         Detector names; default :func:`pipeline.detectors.default_detectors`: shape, flat
-        line, z-score and drift, and the fleet baseline for a fleet of at least 3 keys.
+        line, baseline step, z-score and drift, and the fleet baseline for a fleet of at
+        least 3 keys.
         A cross-key detector (``fleet``) needs a fleet (lists of times and values).
     budget : Budget or float
         Alarm events per hour per series key, shared equally by the

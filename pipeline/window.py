@@ -240,9 +240,9 @@ def _from_db(ix, det, error_db, meas, tags, lo, hi, version) -> Trace | None:
                  f"{error_db}.{meas} (model {version})")
 
 
-def _computed(det, times, values, lo, version) -> Trace:
+def _computed(det, times, values, lo, hi, version) -> Trace:
     out = det.new_state().update_many(times, values)
-    keep = out.times >= lo
+    keep = (out.times >= lo) & (out.times < hi)
     return Trace(det.name, det.label, det.score_field, det.threshold_field, det.alarm_field,
                  out.times[keep], np.asarray(out.score, float)[keep],
                  np.full(int(keep.sum()), float(out.threshold)), np.asarray(out.alarm, bool)[keep],
@@ -316,8 +316,11 @@ def read_window(ix: Influx, db: str, measurement: str, field: str = "value", tag
                            f"{format_timestamp(end_ns)}")
     period = model.period_ns if model is not None else None
     lead = lead_in_ns(model.enabled, period or 1e9) if model is not None else 0
-    times, values = _read_source(ix, db, measurement, field, tags, start_ns - lead, end_ns)
-    inside = times >= start_ns
+    # and the samples after the end that the last points inside it need (a segment's second half)
+    ahead = max((d.lookahead_ns() for d in model.enabled), default=0) if model is not None else 0
+    times, values = _read_source(ix, db, measurement, field, tags, start_ns - lead,
+                                 end_ns + ahead)
+    inside = (times >= start_ns) & (times < end_ns)
     if not inside.any():
         raise _no_data(ix, db, measurement, field, tags, start_ns, end_ns)
     observed = infer_period(times) if len(times) >= 2 else None
@@ -343,7 +346,7 @@ def read_window(ix: Influx, db: str, measurement: str, field: str = "value", tag
             tr = _from_db(ix, d, error_db, meas[d.name], dict(tags, series=name), start_ns,
                           end_ns, win.model_version)
         if tr is None and model is not None and scores != "db":
-            tr = _computed(d, times, values, start_ns, model.version)
+            tr = _computed(d, times, values, start_ns, end_ns, model.version)
         if tr is None and scores == "db":
             raise ExploreError(
                 f"the error database {error_db!r} has no {d.label} scores of "

@@ -714,3 +714,41 @@ def naive_fleet_relation(series, period, phase, alpha, warm, min_keys, floor, mi
     mo = statistics.median(off.values())
     spread = 1.4826 * statistics.median(abs(o - mo) for o in off.values())
     return {k: (off[k], scale[k]) for k in keys}, math.hypot(typical, spread)
+
+
+def naive_level_steps(times, values, w, stride, period, gap_factor=1.5):
+    """The baseline step, one sample at a time: ``(stamps, steps)`` like ``level_steps``.
+
+    Runs break at a time step of ``gap_factor`` periods or more.  At each sample ``s`` of a run
+    with ``w`` samples before it and ``w`` from it on (``s`` itself included), stamped where
+    ``s`` is the first sample of its time bin of ``round(stride * period)`` ns (the sample
+    before it lies in another bin), the step is ``median(after) - median(before)``; NaN when a
+    window holds a NaN or a value beyond 1e100.
+    """
+    import math
+    import statistics
+
+    bin_ns = max(1, round(stride * period))
+    vals = [float(v) if abs(float(v)) <= 1e100 else math.nan for v in values]
+    runs, cur = [], []
+    for i, t in enumerate(times):
+        if cur and int(t) - int(times[cur[-1]]) >= gap_factor * period:
+            runs.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        runs.append(cur)
+    stamps, steps = [], []
+    for run in runs:
+        for j in range(w, len(run) - w + 1):
+            s = run[j]
+            if int(times[s]) // bin_ns == int(times[run[j - 1]]) // bin_ns:
+                continue
+            before = [vals[i] for i in run[j - w:j]]
+            after = [vals[i] for i in run[j:j + w]]
+            if any(math.isnan(v) for v in before + after):
+                steps.append(math.nan)
+            else:
+                steps.append(statistics.median(after) - statistics.median(before))
+            stamps.append(int(times[s]))
+    return stamps, steps

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.model_io import load_model
 from pipeline.plot import main, plot_window
 from pipeline.stream import Stream
 from pipeline.stream_config import OutputConfig, SeriesConfig, StreamConfig
@@ -116,8 +117,13 @@ def test_scores_computed_from_the_model_equal_the_stored_ones(influx, scored, mo
         np.testing.assert_array_equal(a.times, b.times)
         np.testing.assert_allclose(a.score, b.score, rtol=1e-9, atol=1e-9)  # z: 1e-9 of max(1, |z|)
         assert a.n_episodes == b.n_episodes
-    # the window and one minute of lead-in are read, not the whole series
-    assert fresh.n_read <= (30 + 60) * 360 + 2
+    assert {t.name for t in fresh.traces} >= {"shape", "step"}  # points stamped before their data
+    # the window, one minute of lead-in and what its last points need after it are read, not the
+    # whole series
+    ahead = max(d.lookahead_ns() for d in load_model(model_path).enabled)
+    assert 0 < ahead < S
+    assert fresh.n_read <= (30 + 60) * 360 + 2 + ahead * 360 // S + 1
+    assert len(fresh.values) <= 30 * 360 + 1
 
 
 def test_without_scores_in_the_error_db_they_are_computed_and_the_title_says_so(

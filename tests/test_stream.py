@@ -57,11 +57,15 @@ def out_fields(model_file, diagnostics=False) -> dict:
 
 
 def batch_twin(model_file, t, v, diagnostics=False):
-    """What the stream must write for one series key: ``{measurement: (times, {field: array})}``."""
+    """What the stream must write for one series key: ``{group: (measurement, times, {field:
+    array})}``, the per-sample detectors in group ``"zscore"`` (one point per sample), each
+    other detector in a group of its own name (its points lie where it puts them)."""
     want = {}
     for d in model_file.enabled:
         out = d.new_state().update_many(t, v)
-        times, fields = want.setdefault("zscore" if d.per_sample else "ERROR", (out.times, {}))
+        group = "zscore" if d.per_sample else d.name
+        _, times, fields = want.setdefault(group, ("zscore" if d.per_sample else "ERROR",
+                                                   out.times, {}))
         np.testing.assert_array_equal(times, out.times)
         fields.update(out.fields(diagnostics))
     return want
@@ -78,12 +82,12 @@ def assert_equals_batch(ix, out_db, model_file, t, v, tags=None, diagnostics=Fal
     """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v);
     the detectors' diagnostics are there with ``diagnostics``, else not written at all."""
     want = batch_twin(model_file, t, v, diagnostics)
-    assert set(want) == set(out_fields(model_file, diagnostics))
+    assert {m for m, _, _ in want.values()} == set(out_fields(model_file, diagnostics))
     for d in model_file.enabled:
         for name in d.extra_fields:
             n = ix.count(out_db, "zscore" if d.per_sample else "ERROR", name, tags)
             assert (n > 0) == diagnostics, f"{name}: {n} points"
-    for meas, (times, fields) in want.items():
+    for meas, times, fields in want.values():
         assert len(times) > 0
         for name, arr in fields.items():
             arr = np.asarray(arr)
@@ -130,16 +134,18 @@ def test_backfill_equals_library_batch(influx, loaded, model_path, model_file, e
     t, v = ekg
     assert {d.name for d in model_file.enabled} >= {"shape", "flatline"}
     want = assert_equals_batch(influx, out_db, model_file, t, v)
-    seg = want["ERROR"][1]
+    seg = want["shape"][2]
     # the comparison covers alarms, not only quiet stretches
     n_anom = int(seg["anomaly"].sum())
     assert n_anom > 0  # the injected anomalies after 60 s are found
     assert totals["alarm_points"]["shape"] == n_anom
     for d in model_file.enabled:
         if d.per_sample:
-            alarm = want["zscore"][1][d.alarm_field]
+            alarm = want["zscore"][2][d.alarm_field]
             assert totals["alarm_points"][d.label] == int(alarm.sum())
-    assert totals["segments"] == len(want["ERROR"][0]) and totals["samples"] == len(t)
+    assert totals["segments"] == sum(len(want[d.name][1]) for d in model_file.enabled
+                                     if not d.per_sample)
+    assert totals["samples"] == len(t)
     # tags: the series name and the model version are added
     assert influx.tag_values(out_db, "ERROR", "model") == [model_file.version]
     assert influx.tag_values(out_db, "zscore", "model") == [model_file.version]

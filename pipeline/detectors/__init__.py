@@ -9,14 +9,15 @@ from .base import REGISTRY, Budget, Detector, DetectorOutput, DetectorState, hol
 from .flatline import FlatLineDetector
 from .fleet import FleetDetector
 from .shape import ShapeDetector
+from .step import StepDetector
 from .zscores import DriftDetector, ZScoreDetector
 
 __all__ = ["Budget", "Detector", "DetectorOutput", "DetectorState", "REGISTRY", "hold_alarm",
            "ShapeDetector", "FlatLineDetector", "ZScoreDetector", "DriftDetector",
-           "FleetDetector", "DEFAULT_DETECTORS", "FLEET_DETECTORS", "default_detectors",
+           "FleetDetector", "StepDetector", "DEFAULT_DETECTORS", "FLEET_DETECTORS", "default_detectors",
            "make_detectors"]
 
-DEFAULT_DETECTORS = ("shape", "flatline", "zscore", "drift")
+DEFAULT_DETECTORS = ("shape", "flatline", "step", "zscore", "drift")
 FLEET_DETECTORS = ("fleet",)
 """Added to the defaults for a fleet (fan-out) of at least :data:`MIN_FLEET_KEYS` keys."""
 MIN_FLEET_KEYS = 3
@@ -26,7 +27,7 @@ def default_detectors(n_keys: int = 1) -> tuple:
     """What ``python -m pipeline.train`` fits for ``n_keys`` series keys sharing one model.
 
     >>> default_detectors(1), default_detectors(3)[-1]
-    (('shape', 'flatline', 'zscore', 'drift'), 'fleet')
+    (('shape', 'flatline', 'step', 'zscore', 'drift'), 'fleet')
     """
     return DEFAULT_DETECTORS + (FLEET_DETECTORS if n_keys >= MIN_FLEET_KEYS else ())
 

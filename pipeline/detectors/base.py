@@ -284,6 +284,12 @@ class Detector(ABC):
         """Spacing of the output points: the sample period, or a segment detector's slide."""
         return float(self.period_ns_ or 1e9)
 
+    def lookahead_ns(self) -> int:
+        """How far after a point's time lies the last sample it needs (0 for a per-sample
+        detector; a segment detector stamps its centre): what a reader of a window adds at
+        its end to compute every point inside it."""
+        return 0
+
     def decluster_ns(self, period_ns: float | None = None) -> int:
         """How far apart calibration's tail fit takes peaks to be independent (default: the
         hold; a slow statistic says how long its excursions last)."""

@@ -311,6 +311,10 @@ class ShapeDetector(Detector):
     def output_period_ns(self) -> float:
         return float(self.period_ns_) * int(self.model_.slide_len_)
 
+    def lookahead_ns(self) -> int:
+        n = int(self.model_.segment_len)
+        return int(np.ceil((n - 1 - n // 2) * float(self.period_ns_)))
+
     # -- data -------------------------------------------------------------
     def fitted_data(self):
         m = self.model_
