@@ -167,14 +167,18 @@ def evaluate(model, series: pd.DataFrame, events: pd.DataFrame, rules: EventRule
     for name, per_key in _run_keyed(model.enabled, keyed,
                                     None if key_col is None else [str(k) for k in keys]).items():
         runs[name] = dict(zip(keys, per_key, strict=True))
-    runs.update(tut)
     labels = Labels.from_frame(events, key_column="sensor" if key_col else None)
     if key_col is None:
         runs = {name: r[None] for name, r in runs.items()}
+        tut = {name: r[None] for name, r in tut.items()}
     ours = [d.label for d in model.enabled]
-    return compare(runs, labels.within(*span), span[0], span[1], rules,
-                   union="any of ours" if len(ours) > 1 else None,
-                   title=f"model {model.version}: {', '.join(ours)}")
+    labels = labels.within(*span)
+    rep = compare(runs, labels, span[0], span[1], rules,
+                  union="any of ours" if len(ours) > 1 else None,
+                  title=f"model {model.version}: {', '.join(ours)}")
+    if tut:  # beside ours, never in their union
+        rep.rows.update(compare(tut, labels, span[0], span[1], rules, union=None).rows)
+    return rep
 
 
 def _read(path: str, what: str, need: tuple) -> pd.DataFrame:
@@ -184,6 +188,10 @@ def _read(path: str, what: str, need: tuple) -> pd.DataFrame:
         raise EvaluateError(f"{what} {path} not found") from None
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise EvaluateError(f"{what} {path} cannot be read as CSV: {e}") from None
+    # the shipped datasets' labels (datasets/*_anomalies.csv) name them start_s, end_s, kind
+    alias = {"start": "start_s", "end": "end_s", "type": "kind"}
+    frame = frame.rename(columns={alias[c]: c for c in need
+                                  if c not in frame.columns and alias.get(c) in frame.columns})
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise EvaluateError(f"{what} {path} lacks column(s) {missing} (has {list(frame.columns)})")

@@ -135,9 +135,9 @@ def tutorial_runs(times_ns, values, train_end_ns: int, period_ns: float) -> dict
     x = np.asarray(values, np.float64)
     train = x[t < train_end_ns]
     p = int(round(period_ns))
-    out = {"plexus tutorial": plexus_tutorial(x, p, int(t[0])).run}
+    out = {"plexus tutorial": plexus_tutorial(x, p, int(t[0]))}
     if len(train) >= 64:
-        out["k-means tutorial"] = kmeans_tutorial(train, x, p, int(t[0])).run
+        out["k-means tutorial"] = kmeans_tutorial(train, x, p, int(t[0]))
     return out
 
 

@@ -59,3 +59,42 @@ def test_evaluate_names_the_line_of_a_value_that_is_not_a_number(tmp_path, capsy
     assert main(["--model", str(model), str(tmp_path / "s.csv"), str(tmp_path / "e.csv")]) == 2
     err = capsys.readouterr().err
     assert "line 3, column 'value': 'abc' is not a number" in err and "Traceback" not in err
+
+
+def test_evaluate_runs_the_tutorials_exact_methods_beside_the_model(tmp_path, capsys):
+    """``--tutorial-train-end S``: both tutorials on the same CSV, trained on its first S s, scored
+    by the same rules as the model's detectors (this used to raise AttributeError)."""
+    from pipeline.events import Labels, compare
+    from pipeline.tutorials import tutorial_runs
+
+    t, x = _series(20_000, 100, 3)
+    model = tmp_path / "m.npz"
+    train(t[:10_000], x[:10_000], t[10_000:], x[10_000:], detectors=("flatline", "step"), budget=1.0,
+          out=model)
+    y = x.copy()
+    y[15000:15003] += 50.0
+    pd.DataFrame({"time_s": t / S, "value": y}).to_csv(tmp_path / "s.csv", index=False)
+    # the shipped datasets' label columns (datasets/synthetic_ekg_anomalies.csv) are accepted too
+    pd.DataFrame({"start_s": [150.0], "end_s": [150.03], "kind": ["spike"]}).to_csv(
+        tmp_path / "e.csv", index=False)
+    assert main(["--model", str(model), str(tmp_path / "s.csv"), str(tmp_path / "e.csv"),
+                 "--tutorial-train-end", "60", "--json"]) == 0
+    import json
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {"plexus tutorial", "k-means tutorial", "flat line"} <= set(rows)
+    assert rows["plexus tutorial"]["labels"] == rows["k-means tutorial"]["labels"] == 1
+    assert rows["k-means tutorial"]["found"] == 1  # a 50-sigma spike: its max error is far out
+    # the rows are the tutorials' own runs, scored by the same rules
+    runs = tutorial_runs(t, y, 60 * S, S / 100)
+    want = compare(runs, Labels.from_seconds([150.0], [150.03], ["spike"]), int(t[0]),
+                   int(t[-1]) + S // 100).to_dict()["rows"]
+    for name in runs:
+        assert rows[name]["found"] == want[name]["found"]
+        assert rows[name]["false_alarms"] == want[name]["false_alarms"]
+    # and the union of ours is ours only (the tutorials' alarms used to join it)
+    assert main(["--model", str(model), str(tmp_path / "s.csv"), str(tmp_path / "e.csv"),
+                 "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)["rows"]
+    assert "any of ours" in alone
+    for name in alone:
+        assert rows[name] == alone[name], name
