@@ -273,12 +273,13 @@ def _print_alerts(raised: list, log_path: Path, limit: int = 30) -> None:
     eps = _episodes(raised)
     print(f"   {len(eps)} episodes (one ALERT, then one RECOVERY each): start (UTC), detector, "
           "series, peak score / threshold, duration:")
+    width = max((len(a.label) for a, _ in eps[:limit]), default=10)
     for a, r in eps[:limit]:
         where = a.series + (f" {a.key}" if a.key else "")
         peak = a.value if r is None or r.peak is None else r.peak
         lasted = "still on" if r is None else format_duration(r.duration_ns)
         flag = "  (suppressed)" if a.suppressed else ""
-        print(f"     {format_time(a.time_ns):<28s} {a.label:<10s} {where:<16s} "
+        print(f"     {format_time(a.time_ns):<28s} {a.label:<{width}s} {where:<16s} "
               f"{a.score_field:<9s} {peak:>8.4g} / {a.threshold:<8.4g} {lasted}{flag}")
     if len(eps) > limit:
         print(f"     ... {len(eps) - limit} more")
