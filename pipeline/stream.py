@@ -201,8 +201,9 @@ class Stream:
         self._following = False
         self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
-                       "quarantined": 0, "late": 0, "alarm_points": {}}
+                       "quarantined": 0, "late": 0, "alarm_points": {}, "points": {}}
         self.flagged: list[tuple[str, str, str, int, float, float]] = []
+        self._n_flagged: dict[str, int] = {}
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -465,8 +466,12 @@ class Stream:
                 lines += encode_rows(pfx, orows[ok], out.times[ok],
                                      {k: v[ok] for k, v in out.fields(diag).items()})
                 self.totals["segments"] += 0 if det.per_sample else len(out)
-            if n_alarm and len(self.flagged) < MAX_FLAGGED:
-                idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - len(self.flagged)]
+                pts = self.totals["points"]  # of the detectors that stamp their own times
+                pts[det.label] = pts.get(det.label, 0) + int(np.count_nonzero(ok))
+            have = self._n_flagged.get(det.label, 0)
+            if n_alarm and have < MAX_FLAGGED:  # the first alarm points of each detector
+                idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - have]
+                self._n_flagged[det.label] = have + len(idx)
                 step = det.output_period_ns()
                 self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
                                  for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),

@@ -88,7 +88,7 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
     lines = [
         f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
         f"({totals['samples'] / secs:,.0f} samples/s)",
-        f"  segments: {totals['segments']:,}",
+        f"  points of the detectors that stamp their own times: {_point_counts(totals)}",
         f"  alarm points per detector: {_alarm_counts(totals)}",
         f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
         f"malformed values skipped: {totals['malformed']}, late points (not scored live): "
@@ -99,15 +99,28 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
     ]
     if flagged:
         events = _events(flagged)
-        more = " (from the first 1,000 alarm points)" if len(flagged) >= MAX_FLAGGED else ""
+        counts = {}
+        for f in flagged:
+            counts[f[2]] = counts.get(f[2], 0) + 1
+        more = (f" (from the first {MAX_FLAGGED:,} alarm points of each detector)"
+                if max(counts.values()) >= MAX_FLAGGED else "")
+        width = max(len(e[1]) for e in events)
         lines.append(f"  alarm events{more}: consecutive alarm points of one detector and key "
                      "(as the alert path counts episodes); series, detector, start .. end, "
                      "points, peak |score|:")
         for name, det, t0, t1, n, peak in events[:limit]:
-            lines.append(f"    {name}  {det:<9s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
+            lines.append(f"    {name}  {det:<{width}s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
         if len(events) > limit:
             lines.append(f"    ... {len(events) - limit} more")
     return "\n".join(lines)
+
+
+def _point_counts(totals) -> str:
+    """``shape 6,749, baseline step 4,892`` (segments, windows); the total where a caller's
+    totals predate the per-detector counts."""
+    counts = totals.get("points") or {}
+    return (", ".join(f"{k} {v:,}" for k, v in counts.items())
+            or f"{totals.get('segments', 0):,}")
 
 
 def _alarm_counts(totals) -> str:

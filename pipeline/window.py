@@ -63,7 +63,7 @@ def lead_in_ns(detectors, period_ns: float) -> int:
     """
     s = LEAD_IN_S
     for d in detectors:
-        s = max(s, 3.0 * float(getattr(d, "halflife_s", 0.0) or 0.0))
+        s = max(s, 3.0 * float(getattr(d, "halflife_s", 0.0) or 0.0), d.lookback_ns() / S)
     return int(max(s * S, 64 * period_ns))
 
 

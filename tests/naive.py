@@ -752,3 +752,41 @@ def naive_level_steps(times, values, w, stride, period, gap_factor=1.5):
                 steps.append(statistics.median(after) - statistics.median(before))
             stamps.append(int(times[s]))
     return stamps, steps
+
+
+def naive_noise_levels(times, values, w, stride, period, gap_factor=1.5):
+    """The noise level, one sample at a time: ``(stamps, levels)`` like ``NoiseDetector``.
+
+    Runs as in :func:`naive_level_steps`.  At each sample ``s`` of a run with ``1 + w // 2``
+    samples before it and ``w - w // 2`` from it on (the ``w + 1`` samples of the window),
+    stamped where ``s`` is the first sample of its time bin, the level is the median of the
+    ``w`` absolute differences of consecutive samples of the window; NaN when the window
+    holds a NaN or a value beyond 1e100.
+    """
+    import math
+    import statistics
+
+    bin_ns = max(1, round(stride * period))
+    vals = [float(v) if abs(float(v)) <= 1e100 else math.nan for v in values]
+    runs, cur = [], []
+    for i, t in enumerate(times):
+        if cur and int(t) - int(times[cur[-1]]) >= gap_factor * period:
+            runs.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        runs.append(cur)
+    before, after = 1 + w // 2, w - w // 2
+    stamps, levels = [], []
+    for run in runs:
+        for j in range(before, len(run) - after + 1):
+            s = run[j]
+            if int(times[s]) // bin_ns == int(times[run[j - 1]]) // bin_ns:
+                continue
+            win = [vals[i] for i in run[j - before:j + after]]
+            if any(math.isnan(v) for v in win):
+                levels.append(math.nan)
+            else:
+                levels.append(statistics.median(abs(win[k + 1] - win[k]) for k in range(len(win) - 1)))
+            stamps.append(int(times[s]))
+    return stamps, levels

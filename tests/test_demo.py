@@ -51,7 +51,7 @@ def _alerts(out, influx, tmp_path):
     # detector sees it since the quality branch), so its alert stays open
     assert a == rec + 1 and rec >= 7 and n == a + rec + summ and people == n - supp
     # one line per episode: the EKG's shape anomalies, the flat line's dropouts, s00's spike
-    episodes = re.findall(r"^     (2026-\S+Z) +(shape|flat line|baseline step|z-score|drift) +(ekg|temperature)"
+    episodes = re.findall(r"^     (2026-\S+Z) +(shape|flat line|baseline step|noise|z-score|drift) +(ekg|temperature)"
                           r"( s\d\d)? ", out, re.M)
     assert len(episodes) == a
     assert ("2026-01-01T01:00:00Z", "z-score", "temperature", " s00") in episodes

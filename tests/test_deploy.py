@@ -77,8 +77,8 @@ DETECTORS = {name: _written(cls) for name, cls in REGISTRY.items()}
 def test_the_detector_descriptions_are_what_the_stream_writes(model_file, sensor_model_file):
     """The table above is the detectors' own class attributes; the stream writes exactly those
     names (a DetectorOutput's fields) into those measurements."""
-    assert set(DETECTORS) == {"shape", "step", "zscore", "drift", "flatline", "fleet"}
-    assert DETECTORS["shape"]["measurement"] == DETECTORS["step"]["measurement"] == "ERROR"
+    assert set(DETECTORS) == {"shape", "step", "noise", "zscore", "drift", "flatline", "fleet"}
+    assert {DETECTORS[n]["measurement"] for n in ("shape", "step", "noise")} == {"ERROR"}
     assert {DETECTORS[n]["measurement"] for n in ("zscore", "drift", "flatline", "fleet")} == \
         {"zscore"}
     for d in [*model_file.enabled, *sensor_model_file.enabled]:

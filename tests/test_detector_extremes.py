@@ -53,6 +53,7 @@ VALUES = st.one_of(NORMAL, NORMAL, NORMAL, st.floats(allow_nan=False, allow_infi
 PARAMS = {"shape": {"n_clusters": 4, "segment_len": 8},
           "flatline": {},
           "step": {"window_s": 5.0, "slow": "on"},
+          "noise": {"window_s": 5.0, "slow": "on"},
           "zscore": {"window": 6, "min_periods": 3},
           "drift": {"halflife_s": 4.0}}
 
@@ -192,7 +193,7 @@ def test_any_number_streams_equal_to_batch(det, values, gaps, data):
     np.testing.assert_array_equal(stat_t, one.times)
     if det.name in ("zscore", "drift"):  # the alarm statistic: min |z| over the streak
         _close(stat, streak_min(one.score, det.streak_))
-    elif det.name == "step":  # a signed level change; the statistic is its size
+    elif det.name in ("step", "noise"):  # a windowed score; the statistic is its size
         np.testing.assert_array_equal(stat, np.abs(one.score))
     else:
         np.testing.assert_array_equal(stat, one.score)
@@ -201,9 +202,10 @@ def test_any_number_streams_equal_to_batch(det, values, gaps, data):
     # per-sample: what is missing scores NaN
     if det.per_sample:
         assert np.isnan(one.score[_unusable(x)]).all()
-    elif det.name == "step":  # a point whose windows hold a missing sample scores NaN
+    elif det.name in ("step", "noise"):  # a point whose window holds a missing sample: NaN
+        w = min(det._offset(det.w_), det._span(det.w_) - 1 - det._offset(det.w_))
         for i in np.flatnonzero(_unusable(x)).tolist():
-            near = np.abs(one.times - t[i]) < det.w_ * P
+            near = np.abs(one.times - t[i]) <= w * P
             assert np.isnan(one.score[near]).all()
     else:  # no segment spans a missing sample
         half = det.model_.segment_len // 2
@@ -256,12 +258,14 @@ def test_any_number_in_the_block_twins_equals_per_key_states(det, data, vectoriz
 @pytest.mark.parametrize("value", [1e100, -1e100, 9.9e37, 1e6])
 def test_a_huge_value_within_the_bound_alarms(det, value):
     """A reading within +-Z_MAX_ABS is scored: a spike alarms (shape, z-score, drift); held for
-    a while, the flat line and the baseline step see it too."""
+    a while, the flat line and the baseline step see it too; alternating, the noise level."""
     t = T0 + np.arange(200) * P
     x = _normal(200, 3)
     y = x.copy()
     if det.name in ("flatline", "step"):  # a median moves with a level, not with one sample
         y[100:140] = value
+    elif det.name == "noise":  # nor with one jump: noise is many
+        y[100:110] = value * (-1.0) ** np.arange(10)
     else:
         y[100] = value
     with warnings.catch_warnings():

@@ -19,6 +19,7 @@ from pipeline.detectors import (
     Budget,
     DriftDetector,
     FlatLineDetector,
+    NoiseDetector,
     ShapeDetector,
     StepDetector,
     ZScoreDetector,
@@ -81,21 +82,21 @@ def shape_det(ekg):
             [(t[n:60 * 360], v[n:60 * 360])], 1e9 / 360, Budget(1.0))
 
 
-@pytest.fixture(scope="module")
-def step_det(ekg):
+@pytest.fixture(scope="module", params=[StepDetector, NoiseDetector], ids=["step", "noise"])
+def window_det(ekg, request):
     t, v = ekg
     n = 40 * 360
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
-        return StepDetector().fit([(t[:n], v[:n])], 1e9 / 360).calibrate(
+        return request.param().fit([(t[:n], v[:n])], 1e9 / 360).calibrate(
             [(t[n:60 * 360], v[n:60 * 360])], 1e9 / 360, Budget(1.0))
 
 
-def _all(sensor_dets, shape_det, ekg, step_det=None):
+def _all(sensor_dets, shape_det, ekg, window_det=None):
     dets, (t, x) = sensor_dets
     te, ve = ekg
     return [(d, t, x) for d in dets] + [(d, te[60 * 360:], ve[60 * 360:])
-                                        for d in (shape_det, step_det) if d is not None]
+                                        for d in (shape_det, window_det) if d is not None]
 
 
 def _concat(outs):
@@ -114,19 +115,23 @@ def _state_round_trip(det, state):
 # ---------------------------------------------------------------------------
 # the protocol, for every detector
 # ---------------------------------------------------------------------------
-def test_every_registered_detector_is_covered(sensor_dets, shape_det, step_det):
-    # a cross-key detector (fleet) sees a whole fleet at once: tests/test_fleet_detector.py
+def test_every_registered_detector_is_covered(sensor_dets, shape_det):
+    # a cross-key detector (fleet) sees a whole fleet at once: tests/test_fleet_detector.py;
+    # the windowed ones (step, noise) are the window_det fixture's parameters
     per_key = {n for n, c in REGISTRY.items() if not getattr(c, "cross_key", False)}
-    assert {d.name for d in sensor_dets[0]} | {shape_det.name, step_det.name} == per_key
-    assert step_det.enabled_
+    assert {d.name for d in sensor_dets[0]} | {shape_det.name, "step", "noise"} == per_key
     assert set(REGISTRY) - per_key == {"fleet"}
+
+
+def test_the_windowed_detectors_are_on_for_an_ekg(window_det):
+    assert window_det.enabled_ and not window_det.slow_
 
 
 @settings(max_examples=12, deadline=None)
 @given(cuts=st.lists(st.integers(1, 4000), min_size=1, max_size=8), restore=st.integers(0, 8))
 def test_streaming_equals_batch_for_any_chunking_and_state_round_trip(sensor_dets, shape_det, ekg,
-                                                                       step_det, cuts, restore):
-    for det, t, x in _all(sensor_dets, shape_det, ekg, step_det):
+                                                                       window_det, cuts, restore):
+    for det, t, x in _all(sensor_dets, shape_det, ekg, window_det):
         t, x = t[:12000], x[:12000]
         want = det.new_state().update_many(t, x)
         st_, outs, pos = det.new_state(), [], 0
@@ -159,9 +164,9 @@ def test_nan_never_alarms_and_scores_nan(sensor_dets):
         assert not raw_start.any(), det.name
 
 
-def test_model_file_round_trip_carries_the_fitted_state(sensor_dets, shape_det, ekg, step_det,
+def test_model_file_round_trip_carries_the_fitted_state(sensor_dets, shape_det, ekg, window_det,
                                                         tmp_path):
-    items = _all(sensor_dets, shape_det, ekg, step_det)
+    items = _all(sensor_dets, shape_det, ekg, window_det)
     save_model(tmp_path / "m.npz", [d for d, _, _ in items])
     loaded = load_model(tmp_path / "m.npz").detectors
     for (det, t, x), back in zip(items, loaded, strict=True):
@@ -306,10 +311,11 @@ def test_drift_too_short_to_warm_up_is_off_with_the_reason(ekg, tmp_path):
 # ---------------------------------------------------------------------------
 def test_only_the_few_parameter_detectors_calibrate_on_training_data():
     # slow statistics, whose alarms come from slow normal variation that a held-out part alone
-    # holds too little of (docs/detectors.md, "Drift" and "Fleet"), and the baseline step,
-    # which learns only the data's resolution (docs/detectors.md, "Baseline step")
+    # holds too little of (docs/detectors.md, "Drift" and "Fleet"), the baseline step
+    # and the noise level, which learn only the data's resolution (docs/detectors.md,
+    # "Baseline step and noise level")
     assert {n for n, c in REGISTRY.items() if c.calibrate_on_training} == \
-        {"drift", "fleet", "step"}
+        {"drift", "fleet", "step", "noise"}
 
 
 def test_train_calibrates_them_on_training_and_validation_hours(tmp_path):

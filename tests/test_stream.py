@@ -818,6 +818,33 @@ def test_summary_merges_alarm_points_into_events_per_detector():
             in text)
     assert "t[s1]  z-score" in text and "t[s2]  z-score" in text
     assert "alarm points per detector: none" in summary_text({**totals, "alarm_points": {}}, [])
+    assert "stamp their own times: 5\n" in text  # totals without per-detector counts
+    text = summary_text({**totals, "points": {"shape": 3, "baseline step": 2}},
+                        [*flagged, ("ekg", "", "baseline step", T0, 0.3, h)])
+    assert "stamp their own times: shape 3, baseline step 2" in text
+    # the detector column fits the longest label
+    assert "ekg  baseline step 2026-01-01T00:00:00+00:00 .." in text
+    assert "ekg  shape         2026-01-01T00:00:00+00:00 .." in text
+
+
+def test_the_summary_lists_the_first_alarm_points_of_every_detector(
+        influx, loaded, model_path, model_file, tmp_path, monkeypatch):
+    """The list of alarm events keeps the first alarm points of *each* detector (it kept the
+    first 1,000 overall, so a detector late in the model's list could be left out)."""
+    import pipeline.stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "MAX_FLAGGED", 5)
+    out_db = loaded + "_flagged"
+    st = Stream(make_cfg(loaded, model_path, tmp_path, out_db), influx)
+    totals = st.backfill(T0, T0 + 10**12)
+    alarmed = {k for k, v in totals["alarm_points"].items() if v}
+    assert len(alarmed) >= 2
+    per = {}
+    for f in st.flagged:
+        per[f[2]] = per.get(f[2], 0) + 1
+    assert set(per) == alarmed and all(n <= 5 for n in per.values())
+    assert totals["points"] and sum(totals["points"].values()) == totals["segments"]
+    influx.drop_database(out_db)
 
 
 @pytest.mark.parametrize("diagnostics", [False, True])

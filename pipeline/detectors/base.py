@@ -290,6 +290,11 @@ class Detector(ABC):
         its end to compute every point inside it."""
         return 0
 
+    def lookback_ns(self) -> int:
+        """How far before a point's time lies the first sample it needs (0 for a per-sample
+        detector): what a reader adds before a window, beside the warm-up of a baseline."""
+        return 0
+
     def decluster_ns(self, period_ns: float | None = None) -> int:
         """How far apart calibration's tail fit takes peaks to be independent (default: the
         hold; a slow statistic says how long its excursions last)."""

@@ -1,11 +1,12 @@
-"""The baseline-step detector (pipeline/detectors/step.py): against a slow reference, on beats.
+"""The windowed detectors (pipeline/detectors/windowed.py): the baseline step and the noise level.
 
-* ``level_steps`` equals ``tests/naive.py``'s sample-by-sample reference (runs, gaps, NaN,
-  time bins) for any data and any chunking, and its points do not depend on where a reading
+* their scores equal ``tests/naive.py``'s sample-by-sample references (runs, gaps, NaN, time
+  bins) for any data and any chunking, and their points do not depend on where a reading
   starts (what the explorer and a restarted stream rely on);
-* on a beat-like signal it finds a baseline step of a quarter of the beat's height at 90 and
-  360 Hz, within half a second, and raises nothing on the normal part;
-* a slow signal turns it off with the reason; bad parameters get one-line errors.
+* on a beat-like signal the step detector finds a baseline step of a quarter of the beat's
+  height, and the noise detector a second of noise, at 90 and 360 Hz, within half a second,
+  and neither raises anything on the normal part;
+* a slow signal turns them off with the reason; bad parameters get one-line errors.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.calibrate import CalibrationWarning
-from pipeline.detectors import Budget, StepDetector
+from pipeline.detectors import Budget, NoiseDetector, StepDetector
 from pipeline.detectors.step import level_steps
+from pipeline.detectors.windowed import window_scores
 from pipeline.model_io import load_model, save_model
 
-from naive import naive_level_steps
+from naive import naive_level_steps, naive_noise_levels
 
 T0 = 1_767_225_600_000_000_000
 
@@ -50,7 +52,7 @@ def _same(a, b):
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), w=st.integers(1, 6), stride=st.integers(1, 4))
-def test_level_steps_equal_the_sample_by_sample_reference_for_any_chunking(data, w, stride):
+def test_scores_equal_the_sample_by_sample_references_for_any_chunking(data, w, stride):
     n = data.draw(st.integers(0, 80), label="n")
     vals = data.draw(st.lists(st.one_of(st.integers(-3, 3).map(float), st.just(math.nan),
                                         st.just(1e300)), min_size=n, max_size=n), label="values")
@@ -61,6 +63,9 @@ def test_level_steps_equal_the_sample_by_sample_reference_for_any_chunking(data,
     want = naive_level_steps(t.tolist(), vals, w, stride, period)
     got = level_steps(t, vals, w, stride, period)
     _same(got[:2], want)
+    noise = NoiseDetector()
+    got = window_scores(t, vals, noise._span(w), noise._offset(w), stride, period, noise._score)
+    _same(got[:2], naive_noise_levels(t.tolist(), vals, w, stride, period))
     cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=5), label="cuts")))
     carry, ts, ss = None, [], []
     for a, b in zip([0, *cuts], [*cuts, n], strict=True):
@@ -79,13 +84,13 @@ def test_points_do_not_depend_on_where_a_reading_starts(start):
     _same(part[:2], (full[0][keep], full[1][keep]))
 
 
-def _fitted(rate, seconds=240):
+def _fitted(rate, seconds=240, kind=StepDetector):
     n = rate * seconds
     t, x = _times(n, rate), _beats(n, rate)
     half = n // 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
-        det = StepDetector().fit([(t[:half], x[:half])], 1e9 / rate)
+        det = kind().fit([(t[:half], x[:half])], 1e9 / rate)
         det.calibrate([(t[:half], x[:half]), (t[half:], x[half:])], 1e9 / rate, Budget.per_day(1))
     return det
 
@@ -106,6 +111,29 @@ def test_finds_a_baseline_step_on_beats_and_nothing_on_the_normal_part(rate):
     # one episode: the alarm is held, then off once both windows sit on the new level
     episodes = np.count_nonzero(np.diff(np.r_[0, out.alarm.astype(int)]) == 1)
     assert episodes == 1 and not out.alarm[-1]
+
+
+@pytest.mark.parametrize("rate", [90, 360])
+def test_finds_a_second_of_noise_on_beats_and_nothing_on_the_normal_part(rate):
+    det = _fitted(rate, kind=NoiseDetector)
+    assert det.enabled_ and det.w_ == rate // 2
+    n = rate * 60
+    t = _times(n, rate) + 300 * 10**9
+    x = _beats(n, rate, seed=9)
+    rng = np.random.default_rng(5)
+    x[rate * 40:rate * 41] += np.round(0.05 * rng.standard_normal(rate), 2)  # sd: 5 % of a beat
+    out = det.new_state().update_many(t, x)
+    at = t[rate * 40]
+    assert not out.alarm[out.times < at - 10**9].any()
+    hits = out.times[out.alarm]
+    assert len(hits) and abs(int(hits[0]) - at) <= 0.5e9
+    episodes = np.count_nonzero(np.diff(np.r_[0, out.alarm.astype(int)]) == 1)
+    assert episodes == 1 and not out.alarm[-1]
+    # a baseline step is not noise, and noise is not a step
+    y = _beats(n, rate, seed=9)
+    y[rate * 40:] += 0.25
+    assert not det.new_state().update_many(t, y).alarm.any()
+    assert not _fitted(rate).new_state().update_many(t, x).alarm.any()
 
 
 def test_model_file_round_trip_and_a_checkpoint_resume(tmp_path):
@@ -138,6 +166,11 @@ def test_a_slow_signal_turns_it_off_with_the_reason():
         det.calibrate([(t, x)], 2e9, Budget.per_day(1))
     assert det.w_ == 5 and det.slow_ and not det.enabled_
     assert "a slow signal" in det.describe() and "z-score" in det.describe()
+    noise = NoiseDetector().fit([(t[:n // 2], x[:n // 2])], 2e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        noise.calibrate([(t, x)], 2e9, Budget.per_day(1))
+    assert not noise.enabled_ and "a noise burst on a slow signal" in noise.describe()
     on = StepDetector(slow="on").fit([(t[:n // 2], x[:n // 2])], 2e9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
@@ -158,3 +191,44 @@ def test_bad_parameters_get_one_line_errors(params, message):
     with pytest.raises(ValueError) as e:
         StepDetector(**params).fit([(t, np.zeros(100))], 1e9 / 360)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_training_on_a_stuck_sensor_turns_them_off_and_says_why(tmp_path):
+    """A training range flat within every window (a sensor stuck at one value) is a slow signal
+    with an infinite ratio; it used to raise TypeError from the default detector list."""
+    from pipeline.train import train
+
+    n = 20000
+    t = _times(n, 0.5)
+    x = np.full(n, 21.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        res = train(t[:n // 2], x[:n // 2], t[n // 2:], x[n // 2:], out=tmp_path / "m.npz")
+    off = {d.name: d.describe() for d in res.detectors if not d.enabled_}
+    for name in ("step", "noise"):
+        assert "vary infinitely more than within" in off[name]
+
+
+def test_a_long_run_is_scored_in_bounded_memory():
+    """Windows are scored in blocks: the same numbers as one block, whatever the run length."""
+    import pipeline.detectors.windowed as windowed
+
+    t, x = _times(20000, 360), _beats(20000, 360)
+    whole = level_steps(t, x, 180, 3, 1e9 / 360)
+    saved = windowed._BLOCK
+    try:
+        windowed._BLOCK = 1000  # a few windows per block
+        _same(level_steps(t, x, 180, 3, 1e9 / 360)[:2], whole[:2])
+    finally:
+        windowed._BLOCK = saved
+
+
+def test_a_reader_of_a_window_reads_what_its_first_points_need():
+    """The explorer's lead-in covers a window longer than its default minute."""
+    from pipeline.window import lead_in_ns
+
+    t = _times(3000, 1)
+    det = StepDetector(window_s=90.0).fit([(t, _beats(3000, 1))], 1e9)
+    assert det.lookback_ns() == 90 * 10**9 and det.lookahead_ns() == 89 * 10**9
+    assert lead_in_ns([det], 1e9) >= det.lookback_ns()
+    assert lead_in_ns([StepDetector().fit([(t, _beats(3000, 1))], 1e9)], 1e9) == 64 * 10**9
