@@ -40,17 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import config
+from ..checks import _usable
 from ..series import GAP_FACTOR
-from ..zscore import (
-    _EPS,
-    _TOL,
-    ZScoreBatch,
-    _above_limit,
-    _block_sums,
-    _direct,
-    _refine,
-    _usable,
-)
+from ..streak import ZScoreBatch, _above_limit
+from ..zscore_kernel import _EPS, _TOL, _block_sums, _direct, _refine
 from .base import DetectorOutput
 from .flatline import FlatLineDetector, _as_usable
 from .zscores import DriftDetector, ZScoreDetector
