@@ -66,7 +66,7 @@ def _block_sums(ext, w, lag):
     ``d = ext - ref`` and of ``d**2`` over its ``K = B + w`` window values (``p1``,
     ``p2``; ``tot = p2[:, K]``), each window's mean deviation ``md``, the numerators
     ``num = d[w + lag:] - md`` and ``m2 = (w - 1) * variance`` of every window.  Shared by
-    :func:`_blocked` and the fleet blocks (:mod:`pipeline.detectors.block`), which must do
+    :func:`_blocked` and the fleet blocks (:mod:`pipeline.detectors.block_zscores`), which must do
     the same operations in the same order to give the same bits.
     """
     nb, width = ext.shape
@@ -152,7 +152,7 @@ def _refine(zb, num, s, cand, p1, p2, md, ref, c2, w, lag, std_floor, src, start
     ``|d(S1 * md)| <= 2 |md| e1``.  Where the floored std is below the bound,
     the exact two-pass :func:`_direct` on ``src`` recomputes it (row ``r``,
     column ``c`` starts at ``start + r * stride + c``).  Shared by
-    :func:`_blocked` and the fleet blocks of :mod:`pipeline.detectors.block`.
+    :func:`_blocked` and the fleet blocks of :mod:`pipeline.detectors.block_zscores`.
     """
     r, c = np.nonzero(cand)
     rows, inv = np.unique(r, return_inverse=True)

@@ -67,7 +67,7 @@ import numpy as np
 
 from .. import config
 from .base import Detector, DetectorOutput, default_hold_ns, register
-from .block import Block, BlockOutput, _columns
+from .block_base import Block, BlockOutput, _columns
 from .flatline import resolution
 
 __all__ = ["FleetDetector", "FleetState"]
