@@ -47,20 +47,15 @@ from typing import NamedTuple
 import numpy as np
 
 from . import config
-from .zscore import (
+from .checks import _check_float, _check_guard, _check_int, _check_std_floor, _n_extreme, _usable
+from .streak import (
     ZScoreBatch,
     ZScoreResult,
     _above,
     _above_limit,
-    _check_float,
-    _check_guard,
-    _check_int,
-    _check_std_floor,
     _guard,
     _guard_reset,
     _guard_step,
-    _n_extreme,
-    _usable,
 )
 
 __all__ = [

@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 
 from pipeline.detectors import DriftDetector, FlatLineDetector, ShapeDetector, ZScoreDetector
-from pipeline.detectors.block import (
-    DriftBlock,
-    FlatLineBlock,
-    GenericBlock,
-    ZScoreBlock,
-    make_block,
-)
+from pipeline.detectors.block import GenericBlock, make_block
+from pipeline.detectors.block_flatline import FlatLineBlock
+from pipeline.detectors.block_zscores import DriftBlock, ZScoreBlock
 
 P = 10**9  # 1 Hz
 T0 = 1_767_225_600_000_000_000

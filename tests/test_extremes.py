@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_zscore import assert_same, concat, stream
 
-from pipeline import config, zscore
+from pipeline import config, zscore_kernel
 from pipeline.baselines import EWMAZScore, ewma_zscore, fleet_zscore
 from pipeline.zscore import RollingZScore, rolling_zscore
 
@@ -103,7 +103,7 @@ def test_two_huge_values_near_the_end_of_a_batch():
     assert_same(r, rolling_zscore(x))
 
 
-@pytest.mark.parametrize("w", [zscore._BLOCKED_MAX_WINDOW, zscore._BLOCKED_MAX_WINDOW + 7_000])
+@pytest.mark.parametrize("w", [zscore_kernel._BLOCKED_MAX_WINDOW, zscore_kernel._BLOCKED_MAX_WINDOW + 7_000])
 def test_the_bound_holds_for_long_windows(w):
     """Values up to +-Z_MAX_ABS filling a long baseline: no overflow in the blocked kernel's
     prefix sums and error bounds (largest blocked window) nor in the streaming sums (the

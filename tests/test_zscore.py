@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import zscore
+from pipeline import streak as streak_mod
 from pipeline.zscore import RollingZScore, ZScoreBatch, ZScoreResult, rolling_zscore, streak_guard
 
 from naive import naive_rolling_zscore, naive_streak_guard, naive_sumsq_zscore, tutorial_zscore
@@ -130,9 +130,9 @@ def test_alert_paths_agree(monkeypatch):
     x[hit] += 200.0 * rng.standard_normal(hit.sum())
     want = naive_rolling_zscore(x, window=5, min_periods=3, streak=1, resolve=0.5)
     kw = dict(window=5, min_periods=3, streak=1, resolve=0.5)
-    assert (np.asarray(want[1]) >= 1).sum() > zscore._FEW_ONSETS
+    assert (np.asarray(want[1]) >= 1).sum() > streak_mod._FEW_ONSETS
     assert_same(rolling_zscore(x, **kw), want)
-    monkeypatch.setattr(zscore, "_FEW_ONSETS", 10**9)
+    monkeypatch.setattr(streak_mod, "_FEW_ONSETS", 10**9)
     assert_same(rolling_zscore(x, **kw), want)
 
 
@@ -220,13 +220,13 @@ def test_streaming_equals_batch_for_any_chunking(seed, n, cuts, per_sample, wind
     bounds = [0, *sorted(c for c in cuts if c <= n), n]
     det = RollingZScore(**kw)
     parts = []
-    old = zscore._FEW_ONSETS
-    zscore._FEW_ONSETS = 10**9 if few else 0
+    old = streak_mod._FEW_ONSETS
+    streak_mod._FEW_ONSETS = 10**9 if few else 0
     try:
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             parts.append(stream(det, x[a:b]) if per_sample[k] else det.update_many(x[a:b]))
     finally:
-        zscore._FEW_ONSETS = old
+        streak_mod._FEW_ONSETS = old
     assert_same(concat(parts), whole)
 
 
@@ -278,7 +278,7 @@ N = float("nan")
 ])
 def test_streak_guard_table(z, streak, alert, monkeypatch):
     for few in (10**9, 0):  # both alert paths
-        monkeypatch.setattr(zscore, "_FEW_ONSETS", few)
+        monkeypatch.setattr(streak_mod, "_FEW_ONSETS", few)
         r = streak_guard(z, threshold=3.0, streak=3, resolve=2.0)
         assert r.streak.tolist() == streak
         assert r.alert.astype(int).tolist() == alert
@@ -292,12 +292,12 @@ def test_streak_guard_table(z, streak, alert, monkeypatch):
 def test_guard_with_carried_state_matches_naive(k, monkeypatch):
     rng = np.random.default_rng(k)
     for few in (10**9, 0):
-        monkeypatch.setattr(zscore, "_FEW_ONSETS", few)
+        monkeypatch.setattr(streak_mod, "_FEW_ONSETS", few)
         for _ in range(200):
             z = rng.choice([0.0, 1.0, 2.5, 3.5, -4.0, N], size=int(rng.integers(1, 30)))
             run, on = int(rng.integers(0, 6)), bool(rng.random() < 0.5)
-            nr = zscore._above(z, 2.0)
-            s, a, e = zscore._guard(z, nr, 3.0, k, 2.0, run, on)
+            nr = streak_mod._above(z, 2.0)
+            s, a, e = streak_mod._guard(z, nr, 3.0, k, 2.0, run, on)
             ws, wa, we = naive_streak_guard(z.tolist(), 3.0, k, 2.0, run, on)
             assert s.tolist() == ws and a.tolist() == wa and e.tolist() == we
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+from ..checks import _usable
 from ..series import GAP_FACTOR
-from ..zscore import _usable
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 
 __all__ = ["FlatLineDetector", "resolution"]

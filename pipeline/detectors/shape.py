@@ -45,10 +45,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+from ..checks import _usable
 from ..kmeans import WINDOWS, KMeansReconstructor, _as_runs
 from ..scoring import SegmentScorer, score_segments_batch
 from ..segment import _as_series, n_segments, overlap_add, sliding_segments
-from ..zscore import _usable
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 
 __all__ = ["ShapeDetector", "CenteredKMeans", "center_segments", "has_shape", "usable_samples",

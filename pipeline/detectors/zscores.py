@@ -31,7 +31,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .. import config
-from ..zscore import RollingZScore, _usable, rolling_zscore
+from ..checks import _usable
+from ..zscore import RollingZScore, rolling_zscore
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm, register
 from .flatline import resolution
 
