@@ -282,3 +282,17 @@ def test_nan_score_alarm_prints_nan():
     assert "z = nan, threshold 3" in a.text and "peak nan" in r.text
     assert a.to_dict()["value"] is None
     json.dumps([a.to_dict(), r.to_dict()], allow_nan=False)
+
+
+def test_alert_ids_of_different_rules_never_collide():
+    """A series name holding ':' and a detector name cannot make two rules share an id (the
+    outbox keeps one notification per id: the other would be lost)."""
+    eng = AlertEngine()
+    t = [T0, T0 + S, T0 + 2 * S]
+    eng.feed("x:zscore", "", tags("x:zscore", ""), "m1",
+             out(t, [0, 1, 0], name="flatline", label="flat line", score_field="flat_s"))
+    eng.feed("x", "flatline", tags("x", "flatline"), "m1", out(t, [0, 1, 0]))
+    notes = eng.flush()
+    assert len(notes) == 4
+    assert len({n.id for n in notes}) == 4 and len({n.alert_id for n in notes}) == 2
+    assert {n.alert_id for n in notes} == {"x\\:zscore:flatline", "x:zscore:flatline"}

@@ -464,8 +464,11 @@ def test_alerts_carry_the_names_unchanged(influx, fresh_db, sensor_model_path, s
         assert (b["series"], b["key"], b["detector"]) == (series, key, "zscore")
         assert b["tags"] == {fk: fv, fan: key, "series": series, "model": version}
         assert b["measurement"] == case["zscore"]
-        assert b["alertID"] == f"{series}:zscore:{key}"
-        assert b["dedup_key"] == f"{series}:zscore:{key}:{b['kind']}:{tk}"
+        # the id joins the names with ':', each with '\\' and ':' escaped (never two alike)
+        def esc(n):
+            return n.replace("\\", "\\\\").replace(":", "\\:")
+        assert b["alertID"] == f"{esc(series)}:zscore:{esc(key)}"
+        assert b["dedup_key"] == f"{esc(series)}:zscore:{esc(key)}:{b['kind']}:{tk}"
         assert b["message"].endswith(f", model {version}")
     assert bodies[0]["message"].startswith(f"[CRITICAL] {where}: z = ")
     assert bodies[1]["message"].startswith(f"[OK] {where} recovered after 8s: z = ")
@@ -477,7 +480,7 @@ def test_alerts_carry_the_names_unchanged(influx, fresh_db, sensor_model_path, s
     assert [r["message"] for r in rows] == messages
     for r in rows:
         assert [r[c] for c in cols] == [fv, key, series, version, key, f"z-score on {series}",
-                                        f"{series}:zscore:{key}"]
+                                        f"{esc(series)}:zscore:{esc(key)}"]
     got = influx.read_field("chronograf", "alerts", "value",
                             tags={fk: fv, fan: key, "series": series})
     assert got.times.tolist() == [t[SPIKE], t[SPIKE + 4]]

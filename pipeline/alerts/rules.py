@@ -84,6 +84,18 @@ def _fin(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _alert_id(series: str, det: str, key: str = "") -> str:
+    """``series:detector[:key]``, each part with ``\\`` and ``:`` escaped, so that two alerts
+    never share an id (``x:zscore`` + ``flatline`` against ``x`` + ``zscore`` + key ``flatline``).
+
+    >>> _alert_id("ekg", "shape"), _alert_id("x:zscore", "flatline"), _alert_id("x", "zscore", "flatline")
+    ('ekg:shape', 'x\\\\:zscore:flatline', 'x:zscore:flatline')
+    """
+    def part(s):
+        return str(s).replace("\\", "\\\\").replace(":", "\\:")
+    return ":".join(part(p) for p in (series, det, *((key,) if key else ())))
+
+
 class AlertEngine:
     """Episodes and flood guard for every (series, fan-out key, detector).
 
@@ -217,7 +229,7 @@ class AlertEngine:
 
     def _notification(self, kind, t, info, ep, value, thr) -> Notification:
         series, key, det = info["series"], info["key"], info["detector"]
-        alert_id = f"{series}:{det}" + (f":{key}" if key else "")
+        alert_id = _alert_id(series, det, key)
         self._rule(series, det)["label"] = info["label"]
         common = dict(alert_id=alert_id, series=series, key=key, detector=det,
                       label=info["label"], time_ns=t, tags=dict(info["tags"]),
@@ -244,7 +256,7 @@ class AlertEngine:
             over = mark is not None and start + MINUTE_NS <= mark
             if (b["alerts"] or b["recoveries"]) and (over or final):
                 label = rule["label"] or det
-                rid = f"{series}:{det}"
+                rid = _alert_id(series, det)
                 out.append(Notification(
                     kind=SUMMARY, id=f"{rid}:summary:{start}:{b['summaries']}", alert_id=rid,
                     series=series, key="", detector=det, label=label, time_ns=start + MINUTE_NS,
