@@ -42,10 +42,8 @@ Delivery guarantees
 Scores are written first and the checkpoint (last processed time plus all
 rolling state, one file per series) is saved after, atomically.  ``kill -9`` between the two
 makes the restart redo that batch, which rewrites identical points: no gap,
-no duplicate.  A backfill does both for slice k on a background thread while it
-scores slice k+1 (:mod:`pipeline.writer`); a failed write stops it there.  An
-unreachable or restarting InfluxDB is retried with exponential backoff (0.5 s
-doubling to 30 s) without advancing anything.
+no duplicate.  An unreachable or restarting InfluxDB is retried with
+exponential backoff (0.5 s doubling to 30 s) without advancing anything.
 SIGINT/SIGTERM finish the current batch, checkpoint and exit 0.
 
 Gaps, bad values, late points
