@@ -47,8 +47,7 @@ interleaved so drift on the shared machine hits all of them alike); each row
 also shows the CPU seconds of this process and of influxd, median of the
 repeats, and the every-detector verdict takes the lower of the median
 same-repeat ratio and the CPU ratio.  ``--profile`` adds a cProfile of one
-backfill per case (this thread: the prefetching reader thread and the
-write-behind thread, which writes and saves checkpoints, are not in it).
+backfill per case (this thread: the prefetching reader thread is not in it).
 ``--quick`` uses smaller sizes.  The machine is shared and noisy: the script
 prints rates and ratios measured in the same run, and says whether each
 target is met; it never fails on a time.  Shared parts live in
@@ -373,26 +372,13 @@ def report(args, n, best, runs, cpu, n_out, n_fields, loop, lat, mem) -> None:
     print("(ratios, not pass/fail: the machine is shared and noisy)")
 
 
-PHASES = (  # (label, file name, function, called from): cumulative time of the main thread in each
-    ("waiting for the prefetched slice", "_base.py", "result", "stream.py"),
-    ("waiting for the previous write (write-behind)", "writer.py", "wait", None),
-    ("detectors' update_many", None, "update_many", None),
-    ("encode_rows (line protocol)", "fanout.py", "encode_rows", None),
-    ("checkpoint snapshot (encoding)", "checkpoint.py", "snapshot", None),
-    ("write_lines (HTTP until influxd has ingested)", "influx.py", "write_lines", None),
-    ("checkpoint save (file, fsync)", "checkpoint.py", "save_snapshot", None),
+PHASES = (  # (label, file name, function): cumulative time of the main thread in each
+    ("waiting for the prefetched slice", "_base.py", "result"),
+    ("detectors' update_many", None, "update_many"),
+    ("encode_rows (line protocol)", "fanout.py", "encode_rows"),
+    ("write_lines (HTTP until influxd has ingested)", "influx.py", "write_lines"),
+    ("checkpoint save", "checkpoint.py", "save"),
 )
-
-
-def _phase_time(st: pstats.Stats, fname, func, caller) -> float:
-    ct = 0.0
-    for (f, _, fn), v in st.stats.items():
-        if fn != func or (fname is None and "detectors" not in f) or (
-                fname is not None and os.path.basename(f) != fname):
-            continue
-        ct += v[3] if caller is None else sum(
-            c[3] for (cf, _, _), c in v[4].items() if os.path.basename(cf) == caller)
-    return ct
 
 
 def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) -> None:
@@ -400,10 +386,11 @@ def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) 
     total = max(v[3] for v in st.stats.values())
     print()
     print(f"Profile: one backfill, case {name}, {dt:.2f} s wall (cProfile slows Python code; "
-          f"main thread only, {total:.2f} s profiled; meanwhile the reader thread prefetches "
-          "and the write-behind thread writes and saves checkpoints)")
-    for label, fname, func, caller in PHASES:
-        ct = _phase_time(st, fname, func, caller)
+          f"main thread only, {total:.2f} s profiled; the reader thread prefetches meanwhile)")
+    for label, fname, func in PHASES:
+        ct = sum(v[3] for (f, _, fn), v in st.stats.items()
+                 if fn == func and (fname is None or os.path.basename(f) == fname)
+                 and (fname is not None or "detectors" in f))
         print(f"  {label:<48}{ct:>7.2f} s {100 * ct / total:>4.0f} %")
     if name != "shape":
         per = {}
