@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datafile import DataFileError, encode_data, read_data, write_atomic
+from .datafile import DataFileError, read_data, write_data
 from .stream_config import ConfigError
 
 CHECKPOINT_VERSION = 3
@@ -106,19 +106,9 @@ class CheckpointStore:
         return meta, arrays
 
     def save_fleet(self, fleet) -> None:
-        self.save_snapshot(self.snapshot(fleet))
-
-    def snapshot(self, fleet) -> tuple[Path, bytes]:
-        """The file :meth:`save_fleet` would write now, as ``(path, bytes)``: the fleet's
-        state of this moment, to save with :meth:`save_snapshot` once the scores it covers
-        are written (the write-behind thread of a backfill)."""
-        meta, arrays = fleet.get_data()
-        return self.path(fleet.name), encode_data({"version": CHECKPOINT_VERSION, **meta}, arrays)
-
-    def save_snapshot(self, snap: tuple[Path, bytes]) -> None:
-        """Write a :meth:`snapshot` atomically (temporary file, fsync, rename)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(*snap)
+        meta, arrays = fleet.get_data()
+        write_data(self.path(fleet.name), {"version": CHECKPOINT_VERSION, **meta}, arrays)
 
     def _legacy_state(self, p: Path, meta: dict, arrays: dict) -> SeriesState:
         try:

@@ -80,8 +80,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +104,6 @@ from .stream_config import (
     check_output_names,
     load_config,
 )
-from .writer import WriteBehind
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
            "load_config", "main", "build_parser", "parse_time", "summary_text"]
@@ -165,9 +162,6 @@ class Stream:
         Set it to finish the current batch, checkpoint and return.
     """
 
-    write_behind = True
-    """A backfill writes (and checkpoints) slice k on a thread while it scores slice k+1."""
-
     def __init__(self, cfg: StreamConfig, influx: Influx, stop: threading.Event | None = None):
         check_output_names(cfg)  # before anything is written (load_config checked it too)
         self.cfg = cfg
@@ -211,7 +205,6 @@ class Stream:
         self.flagged: list[tuple[str, str, str, int, float, float]] = []
         self.alerts = None
         self.notifications = 0
-        self._behind: WriteBehind | None = None  # a backfill's write-behind thread
         if cfg.alerts is not None:
             from .alerts import AlertManager
 
@@ -556,31 +549,19 @@ class Stream:
         return max(1, int(step))
 
     def _commit(self, lines: list, fleets: list) -> None:
-        """Write the scores, then checkpoint: the order that makes a crash safe.
-
-        In a backfill without alerts both happen on the write-behind thread
-        (:mod:`pipeline.writer`) while the next slice is scored; the
-        checkpoint is encoded here, so it holds the state these scores leave.
-        """
-        old = getattr(self, "_legacy_files", None) if fleets else None
-        if old:  # version 2 files, folded into these fleets: removed once they are saved
-            self._legacy_files = []
-        job = partial(self._write_then_save, lines, [self.store.snapshot(f) for f in fleets], old)
-        if self._behind is None:
-            job()
-        else:
-            self._behind.submit(job)
-
-    def _write_then_save(self, lines: list, snaps: list, old: list | None) -> None:
+        """Write the scores, then checkpoint: the order that makes a crash safe."""
         if lines:
             self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines)
             self.totals["points_written"] += len(lines)
         if self.alerts is not None:  # after the scores, before the checkpoints (manager docs)
             self.notifications += len(self.alerts.commit())
-        for snap in snaps:
-            self.store.save_snapshot(snap)
-        for p in old or ():
-            p.unlink(missing_ok=True)
+        for f in fleets:
+            self.store.save_fleet(f)
+        old = getattr(self, "_legacy_files", None)
+        if fleets and old:
+            for p in old:
+                p.unlink(missing_ok=True)
+            self._legacy_files = []
 
     def _ensure_output_db(self):
         if self.cfg.output.db not in self._retry("listing databases", self.influx.databases):
@@ -613,7 +594,7 @@ class Stream:
             bar = tqdm(total=round((end_ns - start_ns) / 1e9 * len(self.cfg.series)),
                        unit="s", unit_scale=True, dynamic_ncols=True, desc="backfill (data time)")
         t_start = time.monotonic()
-        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool, self._write_behind():
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
             for s in self.cfg.series:
                 f = self._fleet(s, start_ns, resume, fresh_on_change=True)
                 f.add(self._keys(s), start_ns)
@@ -649,19 +630,6 @@ class Stream:
         if not self.stop.is_set():
             self.store.remove()  # finished: a re-run re-scores the range
         return self._finish(t_start)
-
-    @contextmanager
-    def _write_behind(self):
-        """A backfill's writes on a thread (:mod:`pipeline.writer`), waited for at the end; in
-        line with alerts (they commit between the scores and the checkpoints)."""
-        if self.alerts is not None or not self.write_behind:
-            yield
-            return
-        try:
-            with WriteBehind() as self._behind:
-                yield
-        finally:
-            self._behind = None
 
     def _finish_range(self, s: SeriesConfig, f: Fleet) -> None:
         """The end of a backfill's range: score and write what the detectors held back."""
