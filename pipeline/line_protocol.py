@@ -242,12 +242,16 @@ def float_texts(values) -> list[str]:
     """The shortest decimal text of each float that reads back as the same float64, bit for bit.
 
     The digits of ``repr``, 5-7x faster (orjson's Ryu-style formatter: one
-    call for the whole column); it writes a few exponents differently
-    (``1e-05`` as ``0.00001``, ``1e-09`` as ``1e-9``), which InfluxDB reads as
-    the same value.  Non-finite values come out as ``null``: callers skip them.
+    call for the whole column); it may write an exponent differently (orjson
+    3.13: ``1e-05`` as ``0.00001``, ``1e-09`` as ``1e-9``), which InfluxDB
+    reads as the same value.  Non-finite values come out as ``null``: callers
+    skip them.
 
-    >>> float_texts(np.array([0.1, -2.5e-09, 1e-05, 1e+16, 1 / 3]))
-    ['0.1', '-2.5e-9', '0.00001', '1e+16', '0.3333333333333333']
+    >>> float_texts(np.array([0.1, -2.5, 1 / 3]))
+    ['0.1', '-2.5', '0.3333333333333333']
+    >>> x = np.array([1e-05, -2.5e-09, 1e+16, 5e-324])
+    >>> [float(t) for t in float_texts(x)] == x.tolist()
+    True
     """
     arr = np.ascontiguousarray(values, dtype=np.float64).ravel()
     if len(arr) == 0:
