@@ -377,7 +377,7 @@ PHASES = (  # (label, file name, function): cumulative time of the main thread i
     ("detectors' update_many", None, "update_many"),
     ("encode_rows (line protocol)", "fanout.py", "encode_rows"),
     ("write_lines (HTTP until influxd has ingested)", "influx.py", "write_lines"),
-    ("checkpoint save", "checkpoint.py", "save"),
+    ("checkpoint save", "checkpoint.py", "save_fleet"),
 )
 
 

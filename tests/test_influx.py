@@ -1,6 +1,7 @@
 """InfluxDB I/O: exact line-protocol bytes, and round trips against a real influxd."""
 
 import time
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from pipeline.influx import (
     quote_ident,
 )
 from pipeline.influxd import free_port
-from pipeline.line_protocol import _name_problem
+from pipeline.line_protocol import _name_problem, float_texts
 
 from naive import line_protocol, naive_by_group
 
@@ -225,8 +226,42 @@ def test_encode_lines_equals_the_naive_encoder(measurement, tags, n, data, kinds
         with pytest.raises(InfluxNameError):
             encode_lines(measurement, times, fields, tags)
         return
-    assert encode_lines(measurement, times, fields, tags) == line_protocol(measurement, times,
-                                                                         fields, tags)
+    assert encode_lines(measurement, times, fields, tags) == line_protocol(
+        measurement, times, fields, tags, float_text=lambda v: float_texts([v])[0])
+
+
+_FLOAT_EDGES = [0.0, -0.0, 0.1, 1 / 3, 1e-4, 1e-05, 2.5e-05, 1e-09, -3.4558419206478605e-09,
+                1e15, 1e16, 1.2345e17, 9007199254740993.0, 5e-324, 2.2250738585072014e-308,
+                1.7976931348623157e308, -1.5e300, -2.5e-300]
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=30),
+       raw=st.binary(min_size=0, max_size=8 * 30))
+def test_float_texts_have_the_digits_of_repr_and_read_back_bit_for_bit(v, raw):
+    bits = np.frombuffer(raw[: len(raw) // 8 * 8], np.float64)
+    x = np.concatenate([_FLOAT_EDGES, v, bits[np.isfinite(bits)]])
+    texts = float_texts(x)
+    assert len(texts) == len(x)
+    for t, f in zip(texts, x.tolist(), strict=True):
+        assert np.float64(float(t)).tobytes() == np.float64(f).tobytes(), (t, f)
+        assert Decimal(t) == Decimal(repr(f)), (t, f)  # the same shortest digits as repr
+    # float32 and big-endian columns are written as the float64 repr of their values
+    for arr in (np.array([0.1, 3e-7], np.float32), np.array([0.1, 1e-05], ">f8")):
+        assert float_texts(arr) == float_texts(arr.astype(np.float64).tolist())
+        assert [Decimal(t) for t in float_texts(arr)] == [Decimal(repr(float(a))) for a in arr]
+    assert float_texts(np.empty(0)) == []
+
+
+def test_float_texts_round_trip_through_influxd_bit_for_bit(influx, fresh_db):
+    x = np.array(_FLOAT_EDGES + list(np.random.default_rng(3).standard_normal(200)
+                                     * 10.0 ** np.arange(-100, 100)))
+    x = x[np.abs(x) < 1e100]  # read_field skips larger values as malformed (the stream's bound)
+    t = T0 + np.arange(len(x), dtype=np.int64)
+    influx.write_lines(fresh_db, encode_lines("m", t, {"v": x}))
+    back = influx.read_field(fresh_db, "m", "v")
+    np.testing.assert_array_equal(back.times, t)
+    assert back.values.astype(np.float64).tobytes() == x.tobytes()
 
 
 @pytest.mark.parametrize("error", ["query engine shutdown", '"query engine shutdown"',
