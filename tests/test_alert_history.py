@@ -158,6 +158,7 @@ def _reference_line(n, measurement="alerts"):
     ('quote " and back\\slash \\" end\\', -1e-300, 7.25, {"series": "t", "sensor": "a b,c=d"}),
     ("nan value", float("nan"), None, {"series": "t"}),
     ("inf", float("inf"), 1e300, {"series": "t", "host": "given", "model": "m 1"}),
+    ("small", 2.5e-05, 1e-09, {"series": "t"}),  # repr and the encoder write these differently
 ])
 def test_history_line_equals_the_general_encoder(text, value, threshold, tags):
     for kind, dur in (("alert", 0), ("recovery", 123_456_789)):

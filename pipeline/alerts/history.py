@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from ..influx import Influx, InfluxError, InfluxQueryError, check_times, series_prefix
+from ..line_protocol import float_texts
 from ._http import DeliveryError
 from .destinations import Destination
 from .messages import SUMMARY, Notification
@@ -67,7 +68,7 @@ def history_line(n: Notification, measurement: str = "alerts") -> str:
     fields = [f"duration={int(n.duration_ns or 0)}i", f'message="{msg}"']
     for k, v in (("threshold", n.threshold), ("value", n.value)):
         if v is not None and math.isfinite(v):
-            fields.append(f"{k}={float(v)!r}")
+            fields.append(f"{k}={float_texts([float(v)])[0]}")  # the general encoder's text
     return f"{prefix} {','.join(fields)} {int(n.time_ns)}"
 
 
