@@ -42,7 +42,7 @@ FORCE_ON = {"max_useful": 1e9}  # calibration cannot turn the detector off on th
 MODELS = {  # name: (what, detectors, params)
     "shape": ("shape only", ("shape",), {}),
     "shape+z": ("shape + z-score", ("shape", "zscore"), {"zscore": FORCE_ON}),
-    "all": ("every detector", ("shape", "flatline", "zscore", "drift"),
+    "all": ("every detector", ("shape", "flatline", "step", "noise", "zscore", "drift"),
             {"zscore": FORCE_ON, "drift": dict(FORCE_ON, halflife_s=DRIFT_HALFLIFE_S)}),
 }
 LIVE_MODEL = "all"  # follow latency and memory: the heaviest model

@@ -51,13 +51,15 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def parse_arrivals(sink, measurement: str) -> dict[int, int]:
-    """First arrival (perf_counter ns) of each point of ``measurement``, by timestamp."""
+def parse_arrivals(sink, measurement: str, field: str | None = None) -> dict[int, int]:
+    """First arrival (perf_counter ns) of each point of ``measurement``, by timestamp; with
+    ``field``, only the lines that carry it (one detector's points of a shared measurement)."""
     first: dict[int, int] = {}
     prefix = measurement.encode() + b","
+    needle = None if field is None else (field + "=").encode()
     for now, body in sink:
         for line in body.splitlines():
-            if line.startswith(prefix):
+            if line.startswith(prefix) and (needle is None or needle in line):
                 ts = int(line.rsplit(b" ", 1)[1])
                 if ts not in first:
                     first[ts] = now
@@ -116,7 +118,9 @@ def follow_latency(bench: Bench, model_path, tiles: Tiles, poll: float, seconds:
         raise RuntimeError("the subscription delivered nothing: is [subscriber] enabled in the "
                            "influxd config?")
     z_arr = parse_arrivals(srv.sink, OUT.zscore_measurement)
-    seg_arr = parse_arrivals(srv.sink, OUT.measurement)
+    # the shape's segments (the baseline-step and noise points in the same measurement are
+    # stamped half a second before their last sample: their wait for data is not the stream's)
+    seg_arr = parse_arrivals(srv.sink, OUT.measurement, "max_error")
     k = np.searchsorted(times, np.fromiter(z_arr, np.int64, len(z_arr)))
     lat_z = (np.fromiter(z_arr.values(), np.int64, len(z_arr)) - written[k // CHUNK]) / 1e6
     seg_t = np.fromiter(seg_arr, np.int64, len(seg_arr))
