@@ -719,17 +719,16 @@ def naive_fleet_relation(series, period, phase, alpha, warm, min_keys, floor, mi
     return {k: (off[k], scale[k]) for k in keys}, math.hypot(typical, spread)
 
 
-def naive_level_steps(times, values, w, stride, period, gap_factor=1.5):
-    """The baseline step, one sample at a time: ``(stamps, steps)`` like ``level_steps``.
+def naive_windows(times, values, before, after, stride, period, score, gap_factor=1.5):
+    """A windowed detector, one sample at a time: ``(stamps, scores)``.
 
     Runs break at a time step of ``gap_factor`` periods or more.  At each sample ``s`` of a run
-    with ``w`` samples before it and ``w`` from it on (``s`` itself included), stamped where
-    ``s`` is the first sample of its time bin of ``round(stride * period)`` ns (the sample
-    before it lies in another bin), the step is ``median(after) - median(before)``; NaN when a
-    window holds a NaN or a value beyond 1e100.
+    with ``before`` samples before it and ``after`` from it on (``s`` itself included), stamped
+    where ``s`` is the first sample of its time bin of ``round(stride * period)`` ns (the sample
+    before it lies in another bin), the score is ``score(window)``; NaN when the window holds a
+    NaN or a value beyond 1e100.
     """
     import math
-    import statistics
 
     bin_ns = max(1, round(stride * period))
     vals = [float(v) if abs(float(v)) <= 1e100 else math.nan for v in values]
@@ -741,55 +740,33 @@ def naive_level_steps(times, values, w, stride, period, gap_factor=1.5):
         cur.append(i)
     if cur:
         runs.append(cur)
-    stamps, steps = [], []
-    for run in runs:
-        for j in range(w, len(run) - w + 1):
-            s = run[j]
-            if int(times[s]) // bin_ns == int(times[run[j - 1]]) // bin_ns:
-                continue
-            before = [vals[i] for i in run[j - w:j]]
-            after = [vals[i] for i in run[j:j + w]]
-            if any(math.isnan(v) for v in before + after):
-                steps.append(math.nan)
-            else:
-                steps.append(statistics.median(after) - statistics.median(before))
-            stamps.append(int(times[s]))
-    return stamps, steps
-
-
-def naive_noise_levels(times, values, w, stride, period, gap_factor=1.5):
-    """The noise level, one sample at a time: ``(stamps, levels)`` like ``NoiseDetector``.
-
-    Runs as in :func:`naive_level_steps`.  At each sample ``s`` of a run with ``1 + w // 2``
-    samples before it and ``w - w // 2`` from it on (the ``w + 1`` samples of the window),
-    stamped where ``s`` is the first sample of its time bin, the level is the median of the
-    ``w`` absolute differences of consecutive samples of the window; NaN when the window
-    holds a NaN or a value beyond 1e100.
-    """
-    import math
-    import statistics
-
-    bin_ns = max(1, round(stride * period))
-    vals = [float(v) if abs(float(v)) <= 1e100 else math.nan for v in values]
-    runs, cur = [], []
-    for i, t in enumerate(times):
-        if cur and int(t) - int(times[cur[-1]]) >= gap_factor * period:
-            runs.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        runs.append(cur)
-    before, after = 1 + w // 2, w - w // 2
-    stamps, levels = [], []
+    stamps, scores = [], []
     for run in runs:
         for j in range(before, len(run) - after + 1):
             s = run[j]
             if int(times[s]) // bin_ns == int(times[run[j - 1]]) // bin_ns:
                 continue
             win = [vals[i] for i in run[j - before:j + after]]
-            if any(math.isnan(v) for v in win):
-                levels.append(math.nan)
-            else:
-                levels.append(statistics.median(abs(win[k + 1] - win[k]) for k in range(len(win) - 1)))
+            scores.append(math.nan if any(math.isnan(v) for v in win) else score(win))
             stamps.append(int(times[s]))
-    return stamps, levels
+    return stamps, scores
+
+
+def naive_level_steps(times, values, w, stride, period, gap_factor=1.5):
+    """The baseline step: ``median(w samples from s) - median(w samples before s)``."""
+    import statistics
+
+    return naive_windows(times, values, w, w, stride, period,
+                         lambda win: statistics.median(win[w:]) - statistics.median(win[:w]),
+                         gap_factor)
+
+
+def naive_noise_levels(times, values, w, stride, period, gap_factor=1.5):
+    """The noise level: the median of the ``w`` absolute differences of consecutive samples of
+    the ``w + 1`` samples around ``s`` (``1 + w // 2`` before it)."""
+    import statistics
+
+    return naive_windows(
+        times, values, 1 + w // 2, w - w // 2, stride, period,
+        lambda win: statistics.median(abs(win[k + 1] - win[k]) for k in range(len(win) - 1)),
+        gap_factor)
