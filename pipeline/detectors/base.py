@@ -1,8 +1,8 @@
 """The detector protocol: fit on normal runs, calibrate to an alarm budget, stream as data.
 
-Every detector (shape, flat line, z-score, drift) is a small class with the
-same life cycle, so the stream, the alert path and ``pipeline.evaluate``
-loop over a list of them and name none:
+Every detector (shape, flat line, baseline step, noise, z-score, drift,
+fleet) is a small class with the same life cycle, so the stream, the alert
+path and ``pipeline.evaluate`` loop over a list of them and name none:
 
 1. ``fit(runs, period_ns)`` learns from normal data.  ``runs`` is a list of
    ``(times_ns, values)`` pairs, each a regular run without gaps.
