@@ -193,20 +193,24 @@ def test_bad_parameters_get_one_line_errors(params, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_training_on_a_stuck_sensor_turns_them_off_and_says_why(tmp_path):
-    """A training range flat within every window (a sensor stuck at one value) is a slow signal
-    with an infinite ratio; it used to raise TypeError from the default detector list."""
-    from pipeline.train import train
+def test_training_on_a_stuck_sensor_is_refused_and_the_detectors_say_why(tmp_path):
+    """A training range on one value throughout: ``train`` refuses it with a message (every
+    threshold would be 0); fitted by hand, the windowed detectors call it a slow signal with an
+    infinite ratio (this used to raise TypeError)."""
+    from pipeline.train import TrainError, train
 
     n = 20000
     t = _times(n, 0.5)
     x = np.full(n, 21.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CalibrationWarning)
-        res = train(t[:n // 2], x[:n // 2], t[n // 2:], x[n // 2:], out=tmp_path / "m.npz")
-    off = {d.name: d.describe() for d in res.detectors if not d.enabled_}
-    for name in ("step", "noise"):
-        assert "vary infinitely more than within" in off[name]
+    with pytest.raises(TrainError, match="every training sample is 21: a stuck sensor"):
+        train(t[:n // 2], x[:n // 2], t[n // 2:], x[n // 2:], out=tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    for kind in (StepDetector, NoiseDetector):
+        det = kind().fit([(t[:n // 2], x[:n // 2])], 2e9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            det.calibrate([(t[n // 2:], x[n // 2:])], 2e9, Budget.per_day(1))
+        assert not det.enabled_ and "vary infinitely more than within" in det.describe()
 
 
 def test_a_long_run_is_scored_in_bounded_memory():
