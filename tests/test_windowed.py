@@ -95,45 +95,38 @@ def _fitted(rate, seconds=240, kind=StepDetector):
     return det
 
 
-@pytest.mark.parametrize("rate", [90, 360])
-def test_finds_a_baseline_step_on_beats_and_nothing_on_the_normal_part(rate):
-    det = _fitted(rate)
-    assert det.enabled_ and det.w_ == rate // 2
-    n = rate * 60
-    t = _times(n, rate) + 300 * 10**9
-    x = _beats(n, rate, seed=9)
+def _step_fault(x, rate):
     x[rate * 40:] += 0.25  # a quarter of the beat's height, from 40 s on
-    out = det.new_state().update_many(t, x)
-    at = t[rate * 40]
-    assert not out.alarm[out.times < at - 10**9].any()
-    hits = out.times[out.alarm]
-    assert len(hits) and abs(int(hits[0]) - at) <= 0.5e9
-    # one episode: the alarm is held, then off once both windows sit on the new level
-    episodes = np.count_nonzero(np.diff(np.r_[0, out.alarm.astype(int)]) == 1)
-    assert episodes == 1 and not out.alarm[-1]
+
+
+def _noise_fault(x, rate):  # one second of noise, sd 5 % of a beat
+    x[rate * 40:rate * 41] += np.round(0.05 * np.random.default_rng(5).standard_normal(rate), 2)
 
 
 @pytest.mark.parametrize("rate", [90, 360])
-def test_finds_a_second_of_noise_on_beats_and_nothing_on_the_normal_part(rate):
-    det = _fitted(rate, kind=NoiseDetector)
+@pytest.mark.parametrize("kind, fault, other", [(StepDetector, _step_fault, _noise_fault),
+                                                (NoiseDetector, _noise_fault, _step_fault)],
+                         ids=["step", "noise"])
+def test_finds_its_fault_on_beats_and_nothing_on_the_normal_part_nor_on_the_other(
+        rate, kind, fault, other):
+    det = _fitted(rate, kind=kind)
     assert det.enabled_ and det.w_ == rate // 2
     n = rate * 60
     t = _times(n, rate) + 300 * 10**9
     x = _beats(n, rate, seed=9)
-    rng = np.random.default_rng(5)
-    x[rate * 40:rate * 41] += np.round(0.05 * rng.standard_normal(rate), 2)  # sd: 5 % of a beat
+    fault(x, rate)
     out = det.new_state().update_many(t, x)
     at = t[rate * 40]
     assert not out.alarm[out.times < at - 10**9].any()
     hits = out.times[out.alarm]
     assert len(hits) and abs(int(hits[0]) - at) <= 0.5e9
+    # one episode: the alarm is held, then off once the windows are past the fault's start
     episodes = np.count_nonzero(np.diff(np.r_[0, out.alarm.astype(int)]) == 1)
     assert episodes == 1 and not out.alarm[-1]
     # a baseline step is not noise, and noise is not a step
     y = _beats(n, rate, seed=9)
-    y[rate * 40:] += 0.25
+    other(y, rate)
     assert not det.new_state().update_many(t, y).alarm.any()
-    assert not _fitted(rate).new_state().update_many(t, x).alarm.any()
 
 
 def test_model_file_round_trip_and_a_checkpoint_resume(tmp_path):
