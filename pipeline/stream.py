@@ -95,7 +95,15 @@ from .influx import (
 )
 from .model_io import ModelFile, load_model
 from .series import format_timestamp
-from .stream_cli import MAX_FLAGGED, _alarm_counts, build_parser, main, parse_time, summary_text
+from .stream_cli import (
+    MAX_FLAGGED,
+    _alarm_counts,
+    _point_counts,
+    build_parser,
+    main,
+    parse_time,
+    summary_text,
+)
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -467,7 +475,7 @@ class Stream:
                                      {k: v[ok] for k, v in out.fields(diag).items()})
                 self.totals["segments"] += 0 if det.per_sample else len(out)
                 pts = self.totals["points"]  # of the detectors that stamp their own times
-                pts[det.label] = pts.get(det.label, 0) + int(np.count_nonzero(ok))
+                pts[det.label] = pts.get(det.label, 0) + len(out)
             have = self._n_flagged.get(det.label, 0)
             if n_alarm and have < MAX_FLAGGED:  # the first alarm points of each detector
                 idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - have]
@@ -812,7 +820,8 @@ class Stream:
         dt, self._t_log = now - self._t_log, now
         n, self._n_logged = self.totals["samples"] - self._n_logged, self.totals["samples"]
         msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
-               f"{self.totals['segments']:,} segments, alarm points: "
+               f"points of the detectors that stamp their own times: "
+               f"{_point_counts(self.totals)}, alarm points: "
                f"{_alarm_counts(self.totals)}")
         if self._following:
             msg += f", late points: {self.totals['late']:,}"

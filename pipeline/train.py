@@ -204,7 +204,7 @@ def train(train_times, train_values, val_times, val_values, *, out,
     if not val_runs:
         raise TrainError("the validation range holds no usable run of samples; give a longer "
                          "--val-start/--val-end range of normal data")
-    _refuse_constant(train_runs)
+    _refuse_constant(train_runs, val_runs)
     val_hours = sum((int(t[-1]) - int(t[0]) + period) / 3.6e12 for t, _ in val_runs)
     n_train = sum(len(r.times) for r in tr)
     t0 = time.perf_counter()
@@ -274,21 +274,30 @@ def train(train_times, train_values, val_times, val_values, *, out,
         n_nonfinite=sum(r.n_nonfinite for r in tr + va))
 
 
-def _refuse_constant(runs) -> None:
-    """A training range on one value throughout is a stuck sensor or a dropout, not normal data:
-    every threshold learned from it would be 0, and any change would alarm.
+def _refuse_constant(train_runs, val_runs) -> None:
+    """Training and validation ranges each on one value throughout are a stuck sensor or a
+    dropout, not normal data: every threshold learned from them would be 0, and any change
+    would alarm.  One of them varying is enough (a binary sensor may sit on 0 for the whole
+    training range and toggle in the validation range).
 
-    >>> _refuse_constant([(None, np.array([1.0, 2.0]))])
-    >>> _refuse_constant([(None, np.array([21.0, 21.0])), (None, np.array([21.0]))])
+    >>> one = [(None, np.array([21.0, 21.0])), (None, np.array([21.0]))]
+    >>> _refuse_constant(one, [(None, np.array([1.0, 2.0]))])
+    >>> _refuse_constant(one, one)
     Traceback (most recent call last):
     ...
-    pipeline.train.TrainError: every training sample is 21: a stuck sensor or a dropout is not normal data; give a training range where the series varies as it normally does
+    pipeline.train.TrainError: every training and validation sample is 21: a stuck sensor or a dropout is not normal data; give ranges where the series varies as it normally does
     """
-    vals = np.concatenate([np.asarray(v, np.float64) for _, v in runs])
-    vals = vals[np.isfinite(vals) & (np.abs(vals) <= config.Z_MAX_ABS)]
-    if len(vals) and vals.min() == vals.max():
-        raise TrainError(f"every training sample is {vals[0]:g}: a stuck sensor or a dropout is "
-                         "not normal data; give a training range where the series varies as it "
+    def spread(runs):
+        vals = np.concatenate([np.asarray(v, np.float64) for _, v in runs])
+        vals = vals[np.isfinite(vals) & (np.abs(vals) <= config.Z_MAX_ABS)]
+        return (vals.min(), vals.max()) if len(vals) else (np.nan, np.nan)
+
+    lo, hi = spread(train_runs)
+    vlo, vhi = spread(val_runs)
+    if lo == hi and vlo == vhi:
+        same = f"{lo:g}" if lo == vlo else f"{lo:g} and {vlo:g}"
+        raise TrainError(f"every training and validation sample is {same}: a stuck sensor or a "
+                         "dropout is not normal data; give ranges where the series varies as it "
                          "normally does")
 
 

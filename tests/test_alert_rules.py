@@ -296,3 +296,23 @@ def test_alert_ids_of_different_rules_never_collide():
     assert len(notes) == 4
     assert len({n.id for n in notes}) == 4 and len({n.alert_id for n in notes}) == 2
     assert {n.alert_id for n in notes} == {"x\\:zscore:flatline", "x:zscore:flatline"}
+
+
+def test_an_episode_recovers_under_the_id_it_was_opened_with():
+    """An episode left open in a state saved before ids escaped their names (no "alert_id" in
+    the episode) recovers under the id its alert was sent with; new episodes use the escaped
+    one.  A receiver pairs an alert with its recovery by that id."""
+    eng = AlertEngine()
+    t = [T0 + s * S for s in range(6)]
+    key = "10.0.0.7:9100"  # a Prometheus-style key
+    eng.feed("plant", key, tags("plant", key), "m1", out(t[:2], [0, 1]))
+    (alert,) = eng.flush()
+    state = json.loads(json.dumps(eng.state_dict()))
+    episode = state["keys"]["plant"][key]["zscore"]["open"]
+    assert episode["alert_id"] == alert.alert_id == "plant:zscore:10.0.0.7\\:9100"
+    del episode["alert_id"]  # as an older version saved it
+    old = AlertEngine.from_state(state)
+    old.feed("plant", key, tags("plant", key), "m1", out(t[2:6], [1, 0, 1, 0]))
+    rec, alert2, rec2 = old.flush()
+    assert rec.kind == "recovery" and rec.alert_id == "plant:zscore:10.0.0.7:9100"
+    assert alert2.alert_id == rec2.alert_id == "plant:zscore:10.0.0.7\\:9100"

@@ -190,14 +190,20 @@ def test_cli_bad_input_is_a_clear_error(ekg_csv, tmp_path, args, message, capsys
 
 
 def test_cli_refuses_a_training_range_on_one_value(tmp_path, capsys):
-    """A stuck sensor is not normal data: every threshold would be 0 and any change would alarm."""
+    """A stuck sensor is not normal data: every threshold would be 0 and any change would alarm.
+    Refused when the training and the validation range are each on one value."""
     path = tmp_path / "stuck.csv"
     path.write_text("time_s,value\n" + "".join(f"{i * 0.5},21.5\n" for i in range(4000)))
     out = tmp_path / "m.npz"
     assert main(["--csv", str(path), "--train-end", "1500", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "error: every training sample is 21.5: a stuck sensor or a dropout" in err
+    assert "error: every training and validation sample is 21.5: a stuck sensor" in err
     assert "Traceback" not in err and not out.exists()
+    # a sensor on one value in training that varies in validation is trained (a binary sensor)
+    path.write_text("time_s,value\n" + "".join(f"{i * 0.5},{0 if i < 2400 else i % 2}\n"
+                                                 for i in range(4000)))
+    assert main(["--csv", str(path), "--train-end", "1500", "--out", str(out)]) == 0
+    assert out.exists()
 
 
 def test_cli_budget_flags_exclude_each_other(ekg_csv, capsys):

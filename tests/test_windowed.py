@@ -67,12 +67,16 @@ def test_scores_equal_the_sample_by_sample_references_for_any_chunking(data, w, 
     got = window_scores(t, vals, noise._span(w), noise._offset(w), stride, period, noise._score)
     _same(got[:2], naive_noise_levels(t.tolist(), vals, w, stride, period))
     cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=5), label="cuts")))
-    carry, ts, ss = None, [], []
-    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
-        t1, s1, carry = level_steps(t[a:b], vals[a:b], w, stride, period, carry)
-        ts.append(t1)
-        ss.append(s1)
-    _same((np.concatenate(ts), np.concatenate(ss)), want)
+    for score, ref in ((lambda *a: level_steps(*a[:2], w, stride, period, a[2]), want),
+                       (lambda *a: window_scores(*a[:2], noise._span(w), noise._offset(w), stride,
+                                                 period, noise._score, a[2]),
+                        naive_noise_levels(t.tolist(), vals, w, stride, period))):
+        carry, ts, ss = None, [], []
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+            t1, s1, carry = score(t[a:b], vals[a:b], carry)
+            ts.append(t1)
+            ss.append(s1)
+        _same((np.concatenate(ts), np.concatenate(ss)), ref)
 
 
 @pytest.mark.parametrize("start", [1, 7, 13, 101])
@@ -195,7 +199,7 @@ def test_training_on_a_stuck_sensor_is_refused_and_the_detectors_say_why(tmp_pat
     n = 20000
     t = _times(n, 0.5)
     x = np.full(n, 21.0)
-    with pytest.raises(TrainError, match="every training sample is 21: a stuck sensor"):
+    with pytest.raises(TrainError, match="every training and validation sample is 21: a stuck"):
         train(t[:n // 2], x[:n // 2], t[n // 2:], x[n // 2:], out=tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
     for kind in (StepDetector, NoiseDetector):

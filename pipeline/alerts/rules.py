@@ -173,7 +173,8 @@ class AlertEngine:
         run_from = i0 if st["open"] is not None else None
         for i, is_start in bounds:
             if is_start:
-                ep = {"start": int(times[i]), "peak": None, "suppressed": None}
+                ep = {"start": int(times[i]), "peak": None, "suppressed": None,
+                      "alert_id": _alert_id(series, det, key)}
                 st["open"] = ep
                 run_from = i
                 self._pending.append((int(times[i]), ALERT, info, ep,
@@ -229,7 +230,9 @@ class AlertEngine:
 
     def _notification(self, kind, t, info, ep, value, thr) -> Notification:
         series, key, det = info["series"], info["key"], info["detector"]
-        alert_id = _alert_id(series, det, key)
+        # the id the episode was opened with: its recovery pairs with its alert, also for an
+        # episode opened before ids escaped their names (saved state without "alert_id")
+        alert_id = ep.get("alert_id") or f"{series}:{det}" + (f":{key}" if key else "")
         self._rule(series, det)["label"] = info["label"]
         common = dict(alert_id=alert_id, series=series, key=key, detector=det,
                       label=info["label"], time_ns=t, tags=dict(info["tags"]),

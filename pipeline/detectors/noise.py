@@ -10,7 +10,8 @@ half a second stays near the ADC's quantum whatever the beats do, and rises
 with the noise (for white noise of standard deviation ``s`` to about
 ``0.95 s``):
 
-    ``noise(t) = median(|diff(x[t - w/2, t + w/2))|)``
+    ``noise(t) = median(|x[i] - x[i - 1]|)`` for the ``w`` samples ``i`` from
+    ``t - w//2`` to ``t + w - w//2 - 1`` (``w + 1`` samples in all)
 
 stamped at the window's centre and scored at about one sample in ``stride``
 (:mod:`pipeline.detectors.windowed`).  Its threshold is calibrated to the
