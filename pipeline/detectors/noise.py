@@ -35,15 +35,7 @@ __all__ = ["NoiseDetector"]
 class NoiseDetector(WindowDetector):
     """Noise level: median ``|x[i] - x[i - 1]|`` over ``window_s`` around each scored point.
 
-    Parameters
-    ----------
-    window_s : float, default=0.5
-        The window's length in seconds; at least ``min_samples`` differences.
-    min_samples : int, default=5
-    stride : int or None, default=None
-        Samples between scored points; ``None``: an eighth of the window (at least 1).
-    slow : {"off", "on"}, default="off"
-        What to do on a slow signal (:mod:`pipeline.detectors.windowed`).
+    Parameters: those of :class:`~pipeline.detectors.windowed.WindowDetector`.
 
     Examples
     --------

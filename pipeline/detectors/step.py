@@ -56,15 +56,7 @@ def level_steps(times, values, w: int, stride: int, period_ns: float, carry=None
 class StepDetector(WindowDetector):
     """Baseline step: ``median`` of the next ``window_s`` against the ``window_s`` before it.
 
-    Parameters
-    ----------
-    window_s : float, default=0.5
-        Each window's length in seconds; at least ``min_samples`` samples.
-    min_samples : int, default=5
-    stride : int or None, default=None
-        Samples between scored points; ``None``: an eighth of the window (at least 1).
-    slow : {"off", "on"}, default="off"
-        What to do on a slow signal (:mod:`pipeline.detectors.windowed`).
+    Parameters: those of :class:`~pipeline.detectors.windowed.WindowDetector`.
 
     Examples
     --------

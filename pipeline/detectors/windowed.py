@@ -29,7 +29,7 @@ import numpy as np
 from ..series import GAP_FACTOR
 from .base import Detector, DetectorOutput, DetectorState, hold_alarm
 from .flatline import _as_usable, resolution
-from .shape import SHAPE_RATIO, has_shape
+from .shape import SHAPE_RATIO, _usable_runs, has_shape
 
 __all__ = ["window_scores", "WindowDetector", "WindowState"]
 
@@ -98,6 +98,16 @@ class WindowDetector(Detector):
 
     Subclasses set ``_span(w)``, ``_offset(w)``, ``_score(windows)`` and ``_why_slow``;
     the alarm statistic is ``|score|``.
+
+    Parameters
+    ----------
+    window_s : float, default=0.5
+        The window's length in seconds (``w``); at least ``min_samples`` samples.
+    min_samples : int, default=5
+    stride : int or None, default=None
+        Samples between scored points; ``None``: an eighth of the window (at least 1).
+    slow : {"off", "on"}, default="off"
+        What to do on a slow signal (see the module doc).
     """
 
     per_sample = False
@@ -151,8 +161,7 @@ class WindowDetector(Detector):
                              "rate; give at most 1,000,000")
         self.stride_ = int(self.stride) if self.stride is not None else max(1, self.w_ // 8)
         self.resolution_ = resolution(runs)
-        values = [_as_usable(v) for _, v in runs]
-        values = [v[np.isfinite(v)] for v in values]
+        values = _usable_runs([np.asarray(v, np.float64) for _, v in runs])
         n = 2 * self.w_
         self.slow_, self.ratio_ = False, None
         if any(len(v) >= n for v in values):
