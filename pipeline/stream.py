@@ -207,7 +207,7 @@ class Stream:
         self._t_missing = 0.0
         self._t_late = time.monotonic()
         self._following = False
-        self.totals = {"samples": 0, "segments": 0, "malformed": 0, "gaps": 0,
+        self.totals = {"samples": 0, "malformed": 0, "gaps": 0,
                        "skipped_samples": 0, "points_written": 0, "retries": 0,
                        "quarantined": 0, "late": 0, "alarm_points": {}, "points": {}}
         self.flagged: list[tuple[str, str, str, int, float, float]] = []
@@ -473,7 +473,6 @@ class Stream:
                 ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
                 lines += encode_rows(pfx, orows[ok], out.times[ok],
                                      {k: v[ok] for k, v in out.fields(diag).items()})
-                self.totals["segments"] += 0 if det.per_sample else len(out)
                 pts = self.totals["points"]  # of the detectors that stamp their own times
                 pts[det.label] = pts.get(det.label, 0) + len(out)
             have = self._n_flagged.get(det.label, 0)

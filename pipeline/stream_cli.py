@@ -116,11 +116,10 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
 
 
 def _point_counts(totals) -> str:
-    """``shape 6,749, baseline step 4,892`` (segments, windows); the total where a caller's
-    totals predate the per-detector counts."""
+    """``shape 6,749, baseline step 4,892``: the points of each detector that stamps its own
+    times (segments, windows, a fleet's bins)."""
     counts = totals.get("points") or {}
-    return (", ".join(f"{k} {v:,}" for k, v in counts.items())
-            or f"{totals.get('segments', 0):,}")
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
 
 
 def _alarm_counts(totals) -> str:

@@ -44,9 +44,9 @@ def test_real_ekg_train_cli_then_stream_equals_batch(influx, fresh_db, influx_en
     anomaly = influx.read_field(fresh_db + "_err", "ERROR", "anomaly")
     np.testing.assert_array_equal(anomaly.values, want.alarm)
     assert len(want) == (108_000 - 32) // 16 + 1
-    # the stream's "segments" are the points of every detector that stamps its own times
-    assert totals["segments"] == sum(len(d.new_state().update_many(s.times_ns, s.values))
-                                     for d in lm.enabled if not d.per_sample)
+    # the points of every detector that stamps its own times (shape's segments among them)
+    assert totals["points"] == {d.label: len(d.new_state().update_many(s.times_ns, s.values))
+                                for d in lm.enabled if not d.per_sample}
     for d in lm.enabled:  # the per-sample detectors too
         if d.per_sample:
             out = d.new_state().update_many(s.times_ns, s.values)

@@ -143,8 +143,8 @@ def test_backfill_equals_library_batch(influx, loaded, model_path, model_file, e
         if d.per_sample:
             alarm = want["zscore"][2][d.alarm_field]
             assert totals["alarm_points"][d.label] == int(alarm.sum())
-    assert totals["segments"] == sum(len(want[d.name][1]) for d in model_file.enabled
-                                     if not d.per_sample)
+    assert totals["points"] == {d.label: len(want[d.name][1]) for d in model_file.enabled
+                                if not d.per_sample}
     assert totals["samples"] == len(t)
     # tags: the series name and the model version are added
     assert influx.tag_values(out_db, "ERROR", "model") == [model_file.version]
@@ -794,7 +794,7 @@ def test_reset_and_changed_model(cli, influx, loaded, model_path, other_model_pa
 def test_summary_merges_alarm_points_into_events_per_detector():
     from pipeline.stream import summary_text
 
-    totals = {"samples": 10, "segments": 5, "malformed": 0, "gaps": 0, "skipped_samples": 0,
+    totals = {"samples": 10, "malformed": 0, "gaps": 0, "skipped_samples": 0,
               "points_written": 15, "retries": 0, "seconds": 1.0,
               "alarm_points": {"shape": 3, "flat line": 1, "z-score": 0}}
     s = 10**9
@@ -818,7 +818,7 @@ def test_summary_merges_alarm_points_into_events_per_detector():
             in text)
     assert "t[s1]  z-score" in text and "t[s2]  z-score" in text
     assert "alarm points per detector: none" in summary_text({**totals, "alarm_points": {}}, [])
-    assert "stamp their own times: 5\n" in text  # totals without per-detector counts
+    assert "stamp their own times: none\n" in text  # no detector stamped its own times
     text = summary_text({**totals, "points": {"shape": 3, "baseline step": 2}},
                         [*flagged, ("ekg", "", "baseline step", T0, 0.3, h)])
     assert "stamp their own times: shape 3, baseline step 2" in text
@@ -843,7 +843,7 @@ def test_the_summary_lists_the_first_alarm_points_of_every_detector(
     for f in st.flagged:
         per[f[2]] = per.get(f[2], 0) + 1
     assert set(per) == alarmed and all(n <= 5 for n in per.values())
-    assert totals["points"] and sum(totals["points"].values()) == totals["segments"]
+    assert set(totals["points"]) == {d.label for d in model_file.enabled if not d.per_sample}
     influx.drop_database(out_db)
 
 
