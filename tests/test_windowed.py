@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.calibrate import CalibrationWarning
 from pipeline.detectors import Budget, NoiseDetector, StepDetector
-from pipeline.detectors.step import level_steps
+from pipeline.detectors.step import _step, level_steps
 from pipeline.detectors.windowed import window_scores
 from pipeline.model_io import load_model, save_model
 
@@ -60,23 +60,20 @@ def test_scores_equal_the_sample_by_sample_references_for_any_chunking(data, w, 
                               max_size=3), label="gaps")
     t = _times(n, 10, gaps)
     period = 1e8
-    want = naive_level_steps(t.tolist(), vals, w, stride, period)
-    got = level_steps(t, vals, w, stride, period)
-    _same(got[:2], want)
     noise = NoiseDetector()
-    got = window_scores(t, vals, noise._span(w), noise._offset(w), stride, period, noise._score)
-    _same(got[:2], naive_noise_levels(t.tolist(), vals, w, stride, period))
     cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=5), label="cuts")))
-    for score, ref in ((lambda *a: level_steps(*a[:2], w, stride, period, a[2]), want),
-                       (lambda *a: window_scores(*a[:2], noise._span(w), noise._offset(w), stride,
-                                                 period, noise._score, a[2]),
-                        naive_noise_levels(t.tolist(), vals, w, stride, period))):
-        carry, ts, ss = None, [], []
+    for (span, offset, score), naive in (((2 * w, w, _step), naive_level_steps),
+                                         ((w + 1, noise._offset(w), noise._score),
+                                          naive_noise_levels)):
+        want = naive(t.tolist(), vals, w, stride, period)
+        _same(window_scores(t, vals, span, offset, stride, period, score)[:2], want)
+        carry, ts, ss = None, [], []  # the same in chunks, the carry passed on
         for a, b in zip([0, *cuts], [*cuts, n], strict=True):
-            t1, s1, carry = score(t[a:b], vals[a:b], carry)
+            t1, s1, carry = window_scores(t[a:b], vals[a:b], span, offset, stride, period,
+                                          score, carry)
             ts.append(t1)
             ss.append(s1)
-        _same((np.concatenate(ts), np.concatenate(ss)), ref)
+        _same((np.concatenate(ts), np.concatenate(ss)), want)
 
 
 @pytest.mark.parametrize("start", [1, 7, 13, 101])
