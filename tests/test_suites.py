@@ -115,6 +115,15 @@ def test_ecgsyn_source_when_neurokit2_is_installed():
     assert len(x) == 20 * 360 and 15 <= len(beats) <= 30  # ~70 beats per minute
 
 
+def test_ecgsyn_is_integrated_to_its_converged_solution():
+    """At solve_ivp's default tolerances ECGSYN drifts 0.36 mV from the ODE's solution within 60 s
+    (and in longer runs its baseline jumps, unlabelled); at the suite's tolerances it stays on it."""
+    pytest.importorskip("neurokit2")
+    converged = ekf._ecgsyn(60.0, 1, 70.0, {"rtol": 1e-8, "atol": 1e-10})
+    used = ekf._ecgsyn(60.0, 1, 70.0, ekf.ECGSYN_TOLERANCES)
+    assert np.abs(used - converged).max() < 0.005  # the ADC step
+
+
 def test_mitdb_absent_is_skipped_with_a_note(monkeypatch, tmp_path):
     monkeypatch.delenv(ekf.MITDB_ENV, raising=False)
     monkeypatch.setattr(ekf, "MITDB_DEFAULT", tmp_path / "nowhere")
