@@ -22,8 +22,9 @@ Two estimates, the larger wins:
 
 The level ``u`` is the ``q_init`` (98 %) quantile of the statistic, lowered
 (95 %, 90 %) until there are :data:`TARGET_PEAKS` peaks to fit when the
-held-out data is short (or to the level with the most peaks: at a lower
-level, clusters merge).  The tail's shape is **exponential** (``xi = 0``,
+held-out data is short, then raised (99 %, 99.5 %, 99.9 %) when there are
+still too few, because exceedances closer than the hold merge into one
+cluster; failing that, the level with the most peaks.  The tail's shape is **exponential** (``xi = 0``,
 the Gumbel domain of maxima of Gaussian-like errors) unless the peaks show a
 heavier tail: with at least :data:`GPD_MIN_PEAKS` peaks, the GPD is used when
 its maximum-likelihood ``xi > 0`` fits significantly better (likelihood-ratio
@@ -58,12 +59,17 @@ from scipy import stats as sps
 __all__ = ["Calibration", "calibrate_threshold", "count_events", "cluster_peaks", "fit_tail",
            "lattice_step",
            "CalibrationWarning", "MIN_PEAKS", "TARGET_PEAKS", "Q_INIT", "Q_LOWER",
-           "FALLBACK_MARGIN", "LR_CRITICAL", "GPD_MIN_PEAKS"]
+           "Q_HIGHER", "FALLBACK_MARGIN", "LR_CRITICAL", "GPD_MIN_PEAKS"]
 
 Q_INIT = 0.98
 """The level ``u`` of the peaks-over-threshold fit, as a quantile of the statistic."""
 Q_LOWER = (0.95, 0.9)
 """Lower levels tried, in order, while there are fewer than ``TARGET_PEAKS`` peaks."""
+Q_HIGHER = (0.99, 0.995, 0.999)
+"""Higher levels tried after the lower ones, while there are still fewer than ``TARGET_PEAKS``
+peaks: when the statistic is above the level more often than the hold, its exceedances merge
+into a few long clusters (a flat run's length on a noisy 360 Hz signal: runs of two samples come
+several times a second), and only a higher level separates them into peaks."""
 TARGET_PEAKS = 30
 """Peaks wanted for the tail fit (the exponential scale then has a ~18 % standard error)."""
 LR_CRITICAL = 3.841
@@ -283,10 +289,10 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     allowed = math.floor(per_hour * hours)
     max_stat = float(finite.max())
     fit_gap = max(int(gap_ns), int(decluster_ns or 0))
-    # the highest level with TARGET_PEAKS peaks; else the one with the most (a lower level can
-    # have fewer: its clusters merge)
+    # the first level with TARGET_PEAKS peaks, going down then up; else the one with the most (a
+    # lower level can have fewer: its clusters merge)
     level, peaks = None, np.empty(0)
-    for q in (q_init, *(q for q in Q_LOWER if q < q_init)):
+    for q in (q_init, *(q for q in Q_LOWER if q < q_init), *(q for q in Q_HIGHER if q > q_init)):
         lv = float(np.quantile(finite, q))
         pk = np.concatenate([cluster_peaks(t, s, lv, fit_gap) for t, s in stats])
         if level is None or len(pk) > len(peaks):
