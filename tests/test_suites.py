@@ -49,6 +49,21 @@ def test_the_test_split_differs_from_dev(synth):
     assert not np.array_equal(dev.events["start"], test.events["start"])  # other fault times
 
 
+def test_the_holdout_split_is_its_own_and_never_part_of_all(tmp_path):
+    hold = ekg_suite(split="holdout", rates=(90,), sources=("synthetic", "mitdb208"))
+    assert [c.split for c in hold.cases] == ["holdout"]  # the record has no portion left for it
+    assert any("mitdb208 skipped in the holdout split" in n for n in hold.notes)
+    others = ekg_suite(split="all", rates=(90,), sources=("synthetic",))
+    assert {c.split for c in others.cases} == {"dev", "test"}
+    h = hold.cases[0]
+    for c in others.cases:
+        assert not np.array_equal(c.values[:1000], h.values[:1000])
+        assert not np.array_equal(c.events["start"], h.events["start"])
+    assert {c.split for c in sensor_suite(split="holdout", n_temperature=15, n_humidity=3).cases} == {"holdout"}
+    with pytest.raises(ValueError, match="split must be one of"):
+        ekg_suite(split="final", rates=(90,), sources=("synthetic",))
+
+
 def test_fault_counts_parts_and_spacing(synth):
     for c in synth.cases:
         assert c.counts() == {k: 6 for k in ekf.EKG_FAULTS}
