@@ -37,7 +37,11 @@ A statistic on a *lattice* (a flat run's length: whole sample periods) has
 a geometric tail, and many peaks tie on one lattice point, which a
 continuous fit reads as "nothing lies above": :func:`lattice_step` detects
 it, and the tail is then fitted as geometric steps above the level
-(method ``evt-lattice``).
+(method ``evt-lattice``).  Its level is a lattice point and its peaks lie
+at least a step above it: values on the level's own point (a median of
+quantized readings, 0.015 and 0.015000000000000008) differ from it by
+rounding only, and are never counted as peaks nor fitted as a continuous
+tail.
 
 Confirming a budget by counting needs data: seeing no false alarm in ``3 /
 budget`` hours bounds the rate below the budget with 95 % confidence (the
@@ -291,10 +295,16 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     fit_gap = max(int(gap_ns), int(decluster_ns or 0))
     # the first level with TARGET_PEAKS peaks, going down then up; else the one with the most (a
     # lower level can have fewer: its clusters merge)
+    # a lattice statistic's level is a lattice point, and its peaks are what lies half a step
+    # above it: values on that point differ from it by rounding only and are no peaks
+    step = lattice_step(finite)
     level, peaks = None, np.empty(0)
     for q in (q_init, *(q for q in Q_LOWER if q < q_init), *(q for q in Q_HIGHER if q > q_init)):
         lv = float(np.quantile(finite, q))
-        pk = np.concatenate([cluster_peaks(t, s, lv, fit_gap) for t, s in stats])
+        if step is not None:
+            lv = math.floor(lv / step + 0.5) * step
+        above = lv + 0.5 * step if step is not None else lv
+        pk = np.concatenate([cluster_peaks(t, s, above, fit_gap) for t, s in stats])
         if level is None or len(pk) > len(peaks):
             level, peaks = lv, pk
         if len(peaks) >= TARGET_PEAKS:
@@ -303,7 +313,6 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     top = finite[finite >= level]
     t_emp = _empirical(stats, allowed, gap_ns, top) if allowed < len(peaks) else level
     shape = scale = None
-    step = lattice_step(finite)
     t_lat = None
     if step is not None and len(peaks) >= MIN_PEAKS:
         t_lat, p_lat, n_lat = _lattice_tail(stats, level, step, per_hour, hours, fit_gap)
@@ -311,7 +320,7 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
         # reported as the equivalent exponential: P(> x) = p ** (x / step)
         shape, scale = 0.0, float(-step / math.log(p_lat))
         threshold, method = (t_lat, "evt-lattice") if t_lat > t_emp else (t_emp, "empirical")
-    elif len(peaks) >= MIN_PEAKS:
+    elif step is None and len(peaks) >= MIN_PEAKS:
         shape, scale = fit_tail(peaks - level)
         p = per_hour * hours / len(peaks)  # the share of peaks the budget allows
         t_evt = level + float(sps.genpareto.isf(p, shape, 0.0, scale)) if p < 1 else level

@@ -151,3 +151,21 @@ def test_exceedances_denser_than_the_hold_still_give_a_tail_fit():
     t, x = _runs_every_half_second(4 * 3600, 2)
     flat, _ = flat_runs(t, x, det.tol_, period)
     assert count_events([(t, flat)], det.threshold_, det.hold_ns()) <= 6  # budget: 4 in 4 h
+
+
+def test_rounding_on_a_lattice_point_makes_no_peaks():
+    """A median of quantized readings (the noise detector's) sits on a few lattice points, each
+    with rounding noise: 0.015 and 0.015000000000000008. Those were once counted as 77 peaks
+    over a 0.015 level, their excesses of 1e-18 fitted as a tail, and the threshold was the
+    largest held-out value itself; the next hour's one window a step higher alarmed."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    k = np.where(rng.random(n) < 0.9, 4, 6)  # 0.010 and 0.015 mV
+    k[rng.choice(n, 5, replace=False)] = 8  # five windows at 0.020
+    stat = k * 0.0025 + rng.integers(-2, 3, n) * np.spacing(0.015)
+    t = np.arange(n) * (S // 8)
+    with pytest.warns(CalibrationWarning, match="evt-lattice"):
+        c = calibrate_threshold([(t, stat)], n / 8 / 3600, 1 / 24, S)
+    # the tail fitted on whole steps (0.010 -> 0.015 -> 0.020): above the largest held-out value
+    assert c.method == "evt-lattice" and abs(c.level - 0.01) < 1e-9
+    assert c.threshold > 0.02 + 0.0025 - 1e-9
