@@ -506,9 +506,9 @@ def main(argv=None) -> int:
     s = p.add_argument_group("suites (instead of SERIES EVENTS --model): train, calibrate and "
                              "score every case of a labelled suite (pipeline.suites)")
     s.add_argument("--suite", choices=["ekg", "sensors"])
-    s.add_argument("--split", choices=["dev", "test", "holdout"], default="test",
-                   help="tune on dev, report test (default: %(default)s); holdout: other seeds, "
-                        "for one run after choices made while looking at test")
+    s.add_argument("--split", choices=["dev", "test", "holdout", "holdout2"], default="test",
+                   help="tune on dev, report test (default: %(default)s); holdout, holdout2: other "
+                        "seeds, each for one run after choices made while looking at test")
     s.add_argument("--rate", type=int, choices=[90, 360], help="EKG sample rate (default: both)")
     s.add_argument("--quick", action="store_true",
                    help="a small subset: the synthetic EKG only; 15 + 3 sensors")

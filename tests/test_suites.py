@@ -59,6 +59,8 @@ def test_the_holdout_split_is_its_own_and_never_part_of_all(tmp_path):
     for c in others.cases:
         assert not np.array_equal(c.values[:1000], h.values[:1000])
         assert not np.array_equal(c.events["start"], h.events["start"])
+    hold2 = ekg_suite(split="holdout2", rates=(90,), sources=("synthetic",)).cases[0]
+    assert not np.array_equal(hold2.values[:1000], h.values[:1000])
     assert {c.split for c in sensor_suite(split="holdout", n_temperature=15, n_humidity=3).cases} == {"holdout"}
     with pytest.raises(ValueError, match="split must be one of"):
         ekg_suite(split="final", rates=(90,), sources=("synthetic",))
