@@ -379,7 +379,7 @@ def suite_table(res: CaseResult) -> str:
         fa = s.false_alarms_per_hour
         lines.append(f"{name:<18}{f'{s.n_found}/{s.n_labels}':>8}"
                      f"{_num(res.chance.get(name, math.nan), '.1f'):>7}{_pct(s.recall):>7}"
-                     f"{_pct(s.precision):>6}{_num(s.f1, '.2f'):>6}{s.n_false_alarms:>6}"
+                     f"{_pct(s.precision):>6}{_num(s.f1, '.3f'):>6}{s.n_false_alarms:>6}"
                      f"{_num(fa, '.2f'):>7}{_num(fa * 24, '.1f'):>7}{_pct(s.alarm_share, 3):>8}"
                      f"{_num(s.median_delay_s, '.1f'):>9}")
     first = next(iter(rep.rows.values()), None)

@@ -157,7 +157,7 @@ class Report:
         for name, s in self.rows.items():
             lines.append(f"{name:<16}{f'{s.n_found}/{s.n_labels}':>9}{_pct(s.recall):>8}"
                          f"{s.n_events:>8}{s.n_false_alarms:>7}{_pct(s.precision):>7}"
-                         f"{_num(s.f1, '.2f'):>6}{_num(s.false_alarms_per_hour, '.2f'):>8}"
+                         f"{_num(s.f1, '.3f'):>6}{_num(s.false_alarms_per_hour, '.2f'):>8}"
                          f"{_pct(s.alarm_share, 2):>8}{_num(s.median_delay_s, '.2f'):>9}")
         any_row = next(iter(self.rows.values()), None)
         if any_row is not None and any_row.n_labels:
