@@ -3,7 +3,12 @@
 This is the only module that talks to InfluxDB.  Serialization (line
 protocol, names, quoting) is pure and unit-tested on exact bytes in
 :mod:`pipeline.line_protocol`, re-exported here; transport is a thin layer
-over the v1 client's HTTP session.
+over the v1 client's HTTP session.  The other pure parts of this layer live
+in small modules, re-exported here so that ``from pipeline.influx import ...``
+keeps working: the errors in :mod:`pipeline.influx_errors`, the settings in
+:mod:`pipeline.influx_settings`, the InfluxQL text in
+:mod:`pipeline.influx_query`, the parsing of answers (:class:`ReadResult`) in
+:mod:`pipeline.influx_parse`.  None of them opens a connection.
 
 Traps avoided on purpose (measured on influxdb-python 5.3.2 + InfluxDB 1.6.7):
 
@@ -22,20 +27,24 @@ Traps avoided on purpose (measured on influxdb-python 5.3.2 + InfluxDB 1.6.7):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from .config import Z_MAX_ABS
+from .influx_errors import (  # noqa: F401 - re-exported
+    SHUTTING_DOWN,
+    InfluxAuthError,
+    InfluxError,
+    InfluxQueryError,
+    InfluxUnavailableError,
+)
+from .influx_parse import ReadResult, _parse_counts, _parse_csv, _short  # noqa: F401 - re-exported
+from .influx_query import _select_query, _tag_conditions  # noqa: F401 - re-exported
+from .influx_settings import InfluxSettings, _env_bool  # noqa: F401 - re-exported
 from .line_protocol import (  # noqa: F401 - re-exported: the public API of this layer
     MAX_KEY_BYTES,
     NAME_KINDS,
@@ -73,160 +82,6 @@ __all__ = [
     "escape_tag",
     "MAX_KEY_BYTES",
 ]
-
-
-class InfluxError(RuntimeError):
-    """Base class of InfluxDB I/O errors."""
-
-
-class InfluxUnavailableError(InfluxError):
-    """The server cannot be reached (down, restarting, wrong host/port)."""
-
-
-SHUTTING_DOWN = ("query engine shutdown", "query interrupted")
-"""Errors influxd gives a query while it stops: the server is going away, not the query wrong."""
-
-
-class InfluxQueryError(InfluxError):
-    """The server answered with an error (bad query, unknown database, refused points...).
-
-    ``code`` is the HTTP status when the server sent one (400 for a bad
-    request or refused points), else None.
-    """
-
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.code = code
-
-
-class InfluxAuthError(InfluxQueryError):
-    """The server refused the credentials (HTTP 401) or the permission (403)."""
-
-
-# --------------------------------------------------------------------------
-# settings
-# --------------------------------------------------------------------------
-def _env_bool(value: str | None, default: bool = False) -> bool:
-    if value is None or value == "":
-        return default
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"INFLUXDB_SSL must be one of true/false/1/0/yes/no, got {value!r}")
-
-
-@dataclass(frozen=True)
-class InfluxSettings:
-    """Connection settings.  Credentials come from the environment.
-
-    =====================  =======================  ============
-    field                  environment variable     default
-    =====================  =======================  ============
-    host                   ``INFLUXDB_HOST``        127.0.0.1
-    port                   ``INFLUXDB_PORT``        8086
-    username               ``INFLUXDB_USERNAME``    (none)
-    password               ``INFLUXDB_PASSWORD``    (none)
-    ssl                    ``INFLUXDB_SSL``         false
-    timeout (s)            ``INFLUXDB_TIMEOUT``     30
-    =====================  =======================  ============
-
-    Examples
-    --------
-    >>> s = InfluxSettings.from_env({"INFLUXDB_PORT": "9999"}, host="db")
-    >>> s.url
-    'http://db:9999'
-    >>> "secret" in repr(InfluxSettings(password="secret"))
-    False
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8086
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ssl: bool = False
-    timeout: float = 30.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> InfluxSettings:
-        """Settings from ``environ`` (default ``os.environ``), then ``overrides`` (flags).
-
-        ``None`` overrides are ignored, so argparse defaults of ``None`` fall
-        through to the environment.
-        """
-        env = os.environ if environ is None else environ
-        port_s = env.get("INFLUXDB_PORT", "8086")
-        try:
-            port = int(port_s)
-        except ValueError:
-            raise ValueError(f"INFLUXDB_PORT must be an integer port, got {port_s!r}") from None
-        timeout_s = env.get("INFLUXDB_TIMEOUT", "30")
-        try:
-            timeout = float(timeout_s)
-        except ValueError:
-            raise ValueError(f"INFLUXDB_TIMEOUT must be seconds, got {timeout_s!r}") from None
-        values = dict(
-            host=env.get("INFLUXDB_HOST", "127.0.0.1"),
-            port=port,
-            username=env.get("INFLUXDB_USERNAME") or None,
-            password=env.get("INFLUXDB_PASSWORD") or None,
-            ssl=_env_bool(env.get("INFLUXDB_SSL")),
-            timeout=timeout,
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if not 0 < int(values["port"]) < 65536:
-            raise ValueError(f"port must be in 1..65535, got {values['port']}")
-        return cls(**values)
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
-
-
-# --------------------------------------------------------------------------
-# transport
-# --------------------------------------------------------------------------
-@dataclass
-class ReadResult:
-    """Points of one field read from InfluxDB.
-
-    ``times`` are int64 ns (exact, ascending within each group), ``values``
-    float64.  ``groups`` holds the tag value per point when grouped by a
-    tag (else ``None``).  ``n_malformed`` counts values that were not
-    numbers (they are dropped, never turned into 0); ``malformed_last``
-    maps each group (``""`` when not grouped) to the time of its last
-    dropped point, so a reader can move past them.
-    """
-
-    times: np.ndarray
-    values: np.ndarray
-    groups: np.ndarray | None = None
-    n_malformed: int = 0
-    malformed_last: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def by_group(self) -> dict[str, ReadResult]:
-        """``{str(tag value): ReadResult}`` in order of first appearance, points in read order.
-
-        One stable sort by group code: O(n log n), whatever the number of
-        groups.  ``n_malformed`` stays on the whole result (the dropped points
-        are not attributed to a group).
-        """
-        if self.groups is None:
-            return {"": self}
-        codes, uniques = pd.factorize(self.groups, use_na_sentinel=False)
-        order = np.argsort(codes, kind="stable")  # keeps each group's read (time) order
-        ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
-        out = {}
-        start = 0
-        for g, end in zip(uniques, ends.tolist(), strict=True):
-            idx = order[start:end]
-            out[str(g)] = ReadResult(self.times[idx], self.values[idx])
-            start = end
-        return out
 
 
 class Influx:
@@ -408,41 +263,6 @@ class Influx:
         return total
 
     # -- reads -----------------------------------------------------------
-    def _select(
-        self,
-        db: str,
-        measurement: str,
-        field_name: str,
-        start_ns: int | None,
-        end_ns: int | None,
-        tags: Mapping[str, str] | None,
-        group_by: str | None,
-        rp: str | None,
-        include_start: bool,
-        limit: int | None,
-    ) -> tuple[str, dict]:
-        src = quote_ident(measurement)
-        if rp:
-            src = f"{quote_ident(rp)}.{src}"
-        conds, params = [], {}
-        if start_ns is not None:
-            conds.append("time >= $t_start" if include_start else "time > $t_start")
-            params["t_start"] = int(start_ns)
-        if end_ns is not None:
-            conds.append("time < $t_end")
-            params["t_end"] = int(end_ns)
-        tag_conds, tag_params = _tag_conditions(tags)
-        conds += tag_conds
-        params.update(tag_params)
-        q = f"SELECT {quote_ident(field_name)}::field FROM {src}"
-        if conds:
-            q += " WHERE " + " AND ".join(conds)
-        if group_by:
-            q += f" GROUP BY {quote_ident(group_by)}"
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
-        return q, params
-
     def read_field(
         self,
         db: str,
@@ -462,8 +282,8 @@ class Influx:
         carries the tag value of every point in ``groups``.
         """
         self.require_database(db)
-        q, params = self._select(
-            db, measurement, field_name, start_ns, end_ns, tags, group_by, rp, include_start, limit
+        q, params = _select_query(
+            measurement, field_name, start_ns, end_ns, tags, group_by, rp, include_start, limit
         )
         body = self.query_csv(q, db, params)
         return _parse_csv(body, field_name, group_by)
@@ -498,8 +318,8 @@ class Influx:
         """
         self.require_database(db)
         # a raw LIMIT 1, not FIRST(): FIRST() sees only the field type of the first shard
-        q, params = self._select(db, measurement, field_name, start_ns, end_ns, tags, None, None,
-                                 include_start, 1)
+        q, params = _select_query(measurement, field_name, start_ns, end_ns, tags, None, None,
+                                  include_start, 1)
         series = self.query_json(q, db, params)
         if not series:
             return None
@@ -533,19 +353,7 @@ class Influx:
         q = (f"SELECT COUNT({quote_ident(field_name)}::field) FROM {quote_ident(measurement)} "
              f"WHERE {' AND '.join(conds)} GROUP BY {by} fill(none)")
         body = self.query_csv(q, db, params)
-        empty = (np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64))
-        if not body.strip():
-            return empty
-        df = pd.read_csv(io.BytesIO(body), header=0, names=["name", "tags", "time", "count"],
-                         dtype={"name": str, "tags": str, "time": np.int64, "count": np.int64},
-                         keep_default_na=False, na_values=[], engine="c")
-        if group_by:
-            tagcol = df["tags"].astype(str)
-            uniq = {t: _parse_tag_column(t).get(group_by, "") for t in pd.unique(tagcol)}
-            groups = tagcol.map(uniq).to_numpy(object)
-        else:
-            groups = np.full(len(df), "", object)
-        return groups, df["time"].to_numpy(np.int64), df["count"].to_numpy(np.int64)
+        return _parse_counts(body, group_by)
 
     def count(self, db: str, measurement: str, field_name: str, tags=None) -> int:
         conds, params = _tag_conditions(tags)
@@ -554,78 +362,3 @@ class Influx:
             q += " WHERE " + " AND ".join(conds)
         series = self.query_json(q, db, params)
         return int(series[0]["values"][0][1]) if series else 0
-
-
-def _tag_conditions(tags: Mapping[str, str] | None) -> tuple[list[str], dict]:
-    """``"key"::tag = $tagN`` conditions with bound values: user input never enters the query text.
-
-    ``::tag`` keeps a tag key apart from a field key of the same name (the
-    field selected is written ``"name"::field`` for the same reason).
-
-    >>> _tag_conditions({"source": "a'b"})
-    (['"source"::tag = $tag0'], {'tag0': "a'b"})
-    """
-    conds, params = [], {}
-    for i, (k, v) in enumerate(sorted((tags or {}).items())):
-        conds.append(f"{quote_ident(k)}::tag = $tag{i}")
-        params[f"tag{i}"] = str(v)
-    return conds, params
-
-
-def _short(b) -> str:
-    if isinstance(b, bytes):
-        b = b.decode("utf-8", "replace")
-    b = str(b)
-    try:
-        b = json.loads(b).get("error", b)
-    except (ValueError, AttributeError):
-        pass
-    return b[:500]
-
-
-def _parse_csv(body: bytes, field_name: str, group_by: str | None) -> ReadResult:
-    if not body.strip():
-        return ReadResult(np.empty(0, np.int64), np.empty(0, np.float64),
-                          np.empty(0, object) if group_by else None)
-    # the header is name,tags,time,<field>; the field column is taken by position, since a
-    # field key may itself be "name", "tags" or "value"
-    header = next(csv.reader([body[:body.find(b"\n")].decode("utf-8", "replace")]))
-    if header[:3] != ["name", "tags", "time"] or header[3:] != [field_name]:
-        raise InfluxQueryError(f"unexpected CSV columns from InfluxDB: {header}")
-    df = pd.read_csv(
-        io.BytesIO(body),
-        header=0,
-        names=["name", "tags", "time", "value"],
-        dtype={"name": str, "tags": str, "time": np.int64},
-        keep_default_na=False,
-        na_values=[],
-        engine="c",
-    )
-    raw = df["value"]
-    if raw.dtype.kind == "f":
-        values = raw.to_numpy(np.float64)
-        bad = ~(np.abs(values) <= Z_MAX_ABS)
-    else:
-        # strings, booleans, empty cells: anything that is not a finite number
-        num = pd.to_numeric(raw, errors="coerce")
-        values = num.to_numpy(np.float64, na_value=np.nan)
-        bad = ~(np.abs(values) <= Z_MAX_ABS)  # not a number, or beyond the detectors' range
-    times = df["time"].to_numpy(np.int64)
-    groups = None
-    if group_by:
-        tagcol = df["tags"].astype(str)
-        uniq = {t: _parse_tag_column(t).get(group_by, "") for t in pd.unique(tagcol)}
-        groups = tagcol.map(uniq).to_numpy(object)
-    n_bad = int(bad.sum())
-    malformed_last = {}
-    if n_bad:
-        if groups is None:
-            malformed_last[""] = int(times[bad].max())
-        else:
-            last = pd.Series(times[bad]).groupby(groups[bad]).max()
-            malformed_last = {str(g): int(t) for g, t in last.items()}
-        keep = ~bad
-        times, values = times[keep], values[keep]
-        if groups is not None:
-            groups = groups[keep]
-    return ReadResult(times, values, groups, n_bad, malformed_last)
