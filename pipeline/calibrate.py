@@ -187,10 +187,20 @@ def fit_tail(excess) -> tuple[float, float]:
 def lattice_step(values, tol: float = 1e-3) -> float | None:
     """The step ``d`` when every value is a whole multiple of ``d`` (within ``tol * d``), else None.
 
-    A flat run's length (whole sample periods, up to the nanosecond rounding of the
-    timestamps) is such a *lattice* statistic; its tail is geometric, not continuous.
+    A flat run's length (whole sample periods, up to the rounding of the timestamps) is such a
+    *lattice* statistic; its tail is geometric, not continuous.  Gaps between neighbouring values
+    more than 10 times smaller than the next larger gap are rounding, not steps: float rounding
+    (0.015 and 0.015000000000000008), or the microsecond rounding of times read from a CSV (a
+    1/360 s period is 2777 or 2778 µs).  The step is refined over the whole span, so that such
+    jitter does not add up along the lattice.  A lattice spans at most 100 of its points per
+    distinct value (and 10**6 in all): a continuous statistic's smallest gap (1e-30 between two
+    values near 0) would make every value a "whole" multiple in floating point.
 
     >>> lattice_step(np.array([0.0, 1 / 90, 2 / 90 + 1e-10, 5 / 90])) * 90
+    1.0
+    >>> float(round(1 / lattice_step(np.array([0.0, 0.002777, 0.002778, 0.005556, 0.033333])), 3))
+    360.0
+    >>> lattice_step(np.array([1.0, 2.0, 3.0, 4.0, 44.0]))   # a long run far out is still on it
     1.0
     >>> lattice_step(np.random.default_rng(0).exponential(size=100)) is None
     True
@@ -198,13 +208,20 @@ def lattice_step(values, tol: float = 1e-3) -> float | None:
     v = np.unique(np.asarray(values, np.float64)[np.isfinite(values)])
     if len(v) < 2 or not v[-1] > v[0]:
         return None
-    d = np.diff(v)
-    big = d > 1e-6 * (v[-1] - v[0])  # closer values are one lattice point (rounding)
-    if not big.any():
-        return None
-    step = float(d[big].min())
-    k = v / step
-    return step if bool(np.all(np.abs(k - np.round(k)) < tol)) else None
+    g = np.sort(np.diff(v))
+    # rounding gaps lie below a jump of 10x; try the first few such jumps, then every gap
+    cands = [int(i) + 1 for i in np.flatnonzero(g[1:] > 10 * g[:-1])[:3]] + [0]
+    for i in cands:
+        step = float(g[i])
+        span = (v[-1] - v[0]) / step
+        if span > min(100 * len(v), 10**6):
+            continue
+        if v[-1] > 0:
+            step = float(v[-1] / max(1, round(v[-1] / step)))  # refined over the span
+        k = v / step
+        if bool(np.all(np.abs(k - np.round(k)) < tol)):
+            return step
+    return None
 
 
 def _lattice_tail(stats, level, step, per_hour, hours, gap_ns):
@@ -224,6 +241,8 @@ def _lattice_tail(stats, level, step, per_hour, hours, gap_ns):
         return None, None, n
     j = np.maximum(np.round(peaks / step) - k_u - 1, 0)
     p = (j.sum() + 0.5) / (n + j.sum() + 0.5)
+    if not 0 < p < 1:
+        return None, None, n
     m = 0
     if n / hours > per_hour:
         m = max(0, math.ceil(math.log(per_hour * hours / n) / math.log(p) - 1e-12))

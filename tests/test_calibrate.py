@@ -169,3 +169,26 @@ def test_rounding_on_a_lattice_point_makes_no_peaks():
     # the tail fitted on whole steps (0.010 -> 0.015 -> 0.020): above the largest held-out value
     assert c.method == "evt-lattice" and abs(c.level - 0.01) < 1e-9
     assert c.threshold > 0.02 + 0.0025 - 1e-9
+
+
+def test_times_rounded_to_microseconds_keep_the_flat_line_threshold():
+    """Times read from a CSV are rounded to the microsecond: at 360 Hz consecutive samples are
+    2777 or 2778 µs apart, and a flat run's length comes out as 0.002777 or 0.002778 s. That is
+    still one lattice point; once it was read as a 1 µs lattice and the threshold fell to the
+    3-sample floor."""
+    from pipeline.detectors.flatline import FlatLineDetector
+
+    period = 1e9 / 360
+    got = {}
+    for name, rnd in (("ns", 1), ("us", 1000)):
+        runs = []
+        for seconds, seed in ((60, 0), (120, 1)):
+            t, x = _runs_every_half_second(seconds, seed)
+            runs.append(((np.round(t / rnd) * rnd).astype(np.int64), x))
+        det = FlatLineDetector().fit(runs[:1], period)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            det.calibrate(runs[1:], period, 1.0)
+        got[name] = (det.calibration_["method"], det.threshold_ * 360)
+    assert got["us"][0] == got["ns"][0] == "evt-lattice"
+    assert abs(got["us"][1] - got["ns"][1]) < 0.01  # the same threshold, in sample periods
