@@ -85,7 +85,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointStore, SeriesState
-from .fanout import Prefixes, count_late, encode_rows, feed_alerts, plan_follow
+from .fanout import Prefixes, count_late, feed_alerts, plan_follow
 from .fleet import Batch, Fleet, LateCounter, factorize
 from .influx import (
     Influx,
@@ -111,6 +111,15 @@ from .stream_config import (
     StreamConfig,
     check_output_names,
     load_config,
+)
+from .stream_output import (
+    batch_prefixes,
+    encode_outputs,
+    measurement_of,
+    output_fields,
+    output_rows,
+    output_tags,
+    stamps_own_times,
 )
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
@@ -281,7 +290,7 @@ class Stream:
         elif legacy:
             self._migrate(s, f, legacy, fresh_on_change)
         self.fleets[s.name] = f
-        self._prefixes[s.name] = Prefixes(self._tags_of(s, f))
+        self._prefixes[s.name] = Prefixes(output_tags(s, f))
         return f
 
     def _log_resume(self, s: SeriesConfig, f: Fleet) -> None:
@@ -319,16 +328,6 @@ class Stream:
                             _fmt(st.last_time_ns))
         self._legacy_files = [p for p, _ in legacy if p is not None]
         self._log_resume(s, f)
-
-    def _tags_of(self, s: SeriesConfig, f: Fleet):
-        def tags(row: int) -> dict:
-            t = dict(s.tags)
-            if s.fan_out:
-                t[s.fan_out] = f.keys[row]
-            t["series"] = s.name
-            t["model"] = f.version
-            return t
-        return tags
 
     def _keys(self, s: SeriesConfig) -> list[str]:
         """The keys of a series this process scores (all of them, or this shard's)."""
@@ -430,18 +429,10 @@ class Stream:
             return 0
         out_cfg = self.cfg.output
         pre = self._prefixes[s.name]
-        diag = out_cfg.diagnostics
-        fields = {out_cfg.zscore_measurement: [], out_cfg.measurement: []}
-        for d in f.model.enabled:
-            meas = out_cfg.zscore_measurement if d.per_sample else out_cfg.measurement
-            fields[meas] += [d.score_field, d.threshold_field, d.alarm_field,
-                             *(d.extra_fields if diag else ())]
-        prefix = {}
-        for meas, names in fields.items():
-            if names:
-                prefix[meas], errors = pre.get(meas, b.rows, names)
-                for row, e in errors.items():
-                    self._reject(s, f, row, f"series {_label(s, f.keys[row])}: {e}")
+        fields = output_fields(f.model.enabled, out_cfg)
+        prefix, errors = batch_prefixes(pre, fields, b.rows)
+        for row, e in errors:
+            self._reject(s, f, row, f"series {_label(s, f.keys[row])}: {e}")
         if f.quarantined:
             drop = np.isin(b.rows, list(f.quarantined))
             if drop.any():
@@ -449,11 +440,11 @@ class Stream:
                 if len(b) == 0:
                     return 0
         outs = f.finish() if finish else f.score(b)
+        dets = [blk.det for blk in f.blocks]
         point_rows = b.point_rows()
-        per_sample = {}
-        for blk, out in zip(f.blocks, outs, strict=True):
-            det = blk.det
-            out.measurement = out_cfg.zscore_measurement if det.per_sample else out_cfg.measurement
+        rows = [output_rows(d, out, point_rows) for d, out in zip(dets, outs, strict=True)]
+        for det, out, orows in zip(dets, outs, rows, strict=True):
+            out.measurement = measurement_of(det, out_cfg)
             self.totals["skipped_samples"] += out.skipped
             self.totals["late"] += out.late
             for row, gaps in out.gaps:
@@ -461,18 +452,7 @@ class Stream:
             n_alarm = int(np.count_nonzero(out.alarm))
             alarms = self.totals["alarm_points"]
             alarms[det.label] = alarms.get(det.label, 0) + n_alarm
-            # a cross-key detector's points lie where it puts them (a key's reading per bin)
-            aligned = det.per_sample and not det.cross_key
-            orows = point_rows if aligned else np.repeat(out.rows, np.diff(out.starts))
-            if aligned:
-                per_sample.update(out.fields(diag))
-            elif len(out):
-                pfx = prefix[out.measurement]
-                if det.cross_key:  # its points may be of keys this batch did not hold
-                    pfx = pre.get(out.measurement, out.rows, fields[out.measurement])[0]
-                ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
-                lines += encode_rows(pfx, orows[ok], out.times[ok],
-                                     {k: v[ok] for k, v in out.fields(diag).items()})
+            if stamps_own_times(det) and len(out):
                 pts = self.totals["points"]  # of the detectors that stamp their own times
                 pts[det.label] = pts.get(det.label, 0) + len(out)
             have = self._n_flagged.get(det.label, 0)
@@ -483,16 +463,15 @@ class Stream:
                 self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
                                  for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),
                                                     out.score[idx].tolist(), strict=True)]
-        if per_sample:
-            lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, b.times,
-                                 per_sample)
+        lines += encode_outputs(dets, outs, rows, b.times, point_rows, pre, prefix, fields,
+                                out_cfg)
         if self.alerts is not None:
             self._feed_alerts(s, f, outs)
         self.totals["samples"] += len(b)
         return len(b)
 
     def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
-        feed_alerts(self.alerts, s.name, f, outs, self._tags_of(s, f))
+        feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
 
     def _log_gaps(self, s: SeriesConfig, key: str, gaps) -> None:
         """Count and log the breaks a detector found (segment detectors report them)."""
