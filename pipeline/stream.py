@@ -95,15 +95,7 @@ from .influx import (
 )
 from .model_io import ModelFile, load_model
 from .series import format_timestamp
-from .stream_cli import (
-    MAX_FLAGGED,
-    _alarm_counts,
-    _point_counts,
-    build_parser,
-    main,
-    parse_time,
-    summary_text,
-)
+from .stream_cli import build_parser, main, parse_time
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -119,8 +111,8 @@ from .stream_output import (
     output_fields,
     output_rows,
     output_tags,
-    stamps_own_times,
 )
+from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
            "load_config", "main", "build_parser", "parse_time", "summary_text"]
@@ -160,10 +152,6 @@ def _source(fn):
         if "not found" in str(e):
             raise _SourceMissing(str(e)) from None
         raise
-
-
-def _label(s: SeriesConfig, key: str) -> str:
-    return f"{s.name}[{key}]" if key else s.name
 
 
 class Stream:
@@ -207,8 +195,6 @@ class Stream:
                          for s in cfg.series}
         self.fleets: dict[str, Fleet] = {}
         self._prefixes: dict[str, Prefixes] = {}
-        self._t_log = time.monotonic()
-        self._n_logged = 0
         self._t_keys: dict[str, float] = {}
         self._solo: dict[str, set] = {}
         self._quiet: dict[str, np.ndarray] = {}
@@ -216,11 +202,9 @@ class Stream:
         self._t_missing = 0.0
         self._t_late = time.monotonic()
         self._following = False
-        self.totals = {"samples": 0, "malformed": 0, "gaps": 0,
-                       "skipped_samples": 0, "points_written": 0, "retries": 0,
-                       "quarantined": 0, "late": 0, "alarm_points": {}, "points": {}}
-        self.flagged: list[tuple[str, str, str, int, float, float]] = []
-        self._n_flagged: dict[str, int] = {}
+        self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
+        self.totals = self.tally.totals  # what backfill and follow return
+        self.flagged = self.tally.flagged
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -297,7 +281,7 @@ class Stream:
         if not len(f):
             return
         if len(f) == 1:
-            log.info("series %s: resuming after %s", _label(s, f.keys[0]), _fmt(int(f.last[0])))
+            log.info("series %s: resuming after %s", label(s.name, f.keys[0]), _fmt(int(f.last[0])))
         else:
             log.info("series %s: resuming %d keys after %s .. %s", s.name, len(f),
                      _fmt(int(f.last.min())), _fmt(int(f.last.max())))
@@ -324,7 +308,7 @@ class Stream:
                 f.checked[row] = st.period_checked
             else:
                 log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                            "restarts at %s", _label(s, st.key), st.model_version, m.version,
+                            "restarts at %s", label(s.name, st.key), st.model_version, m.version,
                             _fmt(st.last_time_ns))
         self._legacy_files = [p for p, _ in legacy if p is not None]
         self._log_resume(s, f)
@@ -395,7 +379,7 @@ class Stream:
         bad = f.duplicate_groups(b)
         for j in np.flatnonzero(bad).tolist():
             self._reject(s, f, int(b.rows[j]), (
-                f"series {_label(s, f.keys[b.rows[j]])}: the source returned several points with "
+                f"series {label(s.name, f.keys[b.rows[j]])}: the source returned several points with "
                 f"the same timestamp; the filter {s.tags or '{}'} matches more than one series of "
                 f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
                 "tells them apart"))
@@ -405,7 +389,7 @@ class Stream:
         wrong = f.period_problems(b)
         for j, observed in wrong.items():
             self._reject(s, f, int(b.rows[j]), (
-                f"series {_label(s, f.keys[b.rows[j]])}: the data's sample period is "
+                f"series {label(s.name, f.keys[b.rows[j]])}: the data's sample period is "
                 f"{observed / 1e6:.6g} ms but the model was trained at {period / 1e6:.6g} ms; "
                 "retrain the model at this rate (python -m pipeline.train), or point the series "
                 "at the right data"))
@@ -432,7 +416,7 @@ class Stream:
         fields = output_fields(f.model.enabled, out_cfg)
         prefix, errors = batch_prefixes(pre, fields, b.rows)
         for row, e in errors:
-            self._reject(s, f, row, f"series {_label(s, f.keys[row])}: {e}")
+            self._reject(s, f, row, f"series {label(s.name, f.keys[row])}: {e}")
         if f.quarantined:
             drop = np.isin(b.rows, list(f.quarantined))
             if drop.any():
@@ -445,24 +429,7 @@ class Stream:
         rows = [output_rows(d, out, point_rows) for d, out in zip(dets, outs, strict=True)]
         for det, out, orows in zip(dets, outs, rows, strict=True):
             out.measurement = measurement_of(det, out_cfg)
-            self.totals["skipped_samples"] += out.skipped
-            self.totals["late"] += out.late
-            for row, gaps in out.gaps:
-                self._log_gaps(s, f.keys[row], gaps)
-            n_alarm = int(np.count_nonzero(out.alarm))
-            alarms = self.totals["alarm_points"]
-            alarms[det.label] = alarms.get(det.label, 0) + n_alarm
-            if stamps_own_times(det) and len(out):
-                pts = self.totals["points"]  # of the detectors that stamp their own times
-                pts[det.label] = pts.get(det.label, 0) + len(out)
-            have = self._n_flagged.get(det.label, 0)
-            if n_alarm and have < MAX_FLAGGED:  # the first alarm points of each detector
-                idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - have]
-                self._n_flagged[det.label] = have + len(idx)
-                step = det.output_period_ns()
-                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
-                                 for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),
-                                                    out.score[idx].tolist(), strict=True)]
+            self.tally.add(s.name, f.keys, det, out, orows)
         lines += encode_outputs(dets, outs, rows, b.times, point_rows, pre, prefix, fields,
                                 out_cfg)
         if self.alerts is not None:
@@ -472,15 +439,6 @@ class Stream:
 
     def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
         feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
-
-    def _log_gaps(self, s: SeriesConfig, key: str, gaps) -> None:
-        """Count and log the breaks a detector found (segment detectors report them)."""
-        self.totals["gaps"] += len(gaps)
-        more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
-                f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
-        log.warning("series %s: %s between %s and %s%s; segments spanning a gap are skipped",
-                    _label(s, key), gaps[0].kind, _fmt(gaps[0].before_ns),
-                    _fmt(gaps[0].after_ns), more)
 
     def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
         tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
@@ -609,7 +567,7 @@ class Stream:
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
-                    self._maybe_log()
+                    self.tally.maybe_log(self.cfg.log_every, self._following)
                 if nxt is not None:
                     nxt.cancel()
                 elif not self.stop.is_set():
@@ -714,7 +672,7 @@ class Stream:
             self._maybe_check_late()
             if max_polls is not None and polls >= max_polls:
                 break
-            self._maybe_log(lag=self._source_lag)
+            self.tally.maybe_log(self.cfg.log_every, self._following, lag=self._source_lag)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
@@ -744,7 +702,7 @@ class Stream:
         if total:
             self.totals["late"] += total
             w = f.late.width_ns
-            shown = ", ".join(f"{_label(s, f.keys[r])} {n} from {_fmt(b_ * w)}"
+            shown = ", ".join(f"{label(s.name, f.keys[r])} {n} from {_fmt(b_ * w)}"
                               for r, (n, b_) in list(per.items())[:5])
             more = f" and {len(per) - 5} more keys" if len(per) > 5 else ""
             log.warning("series %s: %d late points in %d keys (older than their key's last "
@@ -789,25 +747,6 @@ class Stream:
             if newest is not None:
                 lags.append(max(0, newest - int(marks.max())) / 1e9)
         return max(lags, default=None)
-
-    def _maybe_log(self, lag=None):
-        """A progress line every ``log_every`` seconds; ``lag`` is called only then."""
-        now = time.monotonic()
-        if now - self._t_log < self.cfg.log_every:
-            return
-        dt, self._t_log = now - self._t_log, now
-        n, self._n_logged = self.totals["samples"] - self._n_logged, self.totals["samples"]
-        msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
-               f"points of the detectors that stamp their own times: "
-               f"{_point_counts(self.totals)}, alarm points: "
-               f"{_alarm_counts(self.totals)}")
-        if self._following:
-            msg += f", late points: {self.totals['late']:,}"
-        behind = lag() if lag is not None else None
-        if behind is not None:
-            msg += f", {behind:.2f} s of source data behind"
-        log.info(msg)
-
 
 
 _fmt = format_timestamp
