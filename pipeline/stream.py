@@ -90,7 +90,6 @@ from .fleet import Batch, Fleet, LateCounter, factorize
 from .influx import (
     Influx,
     InfluxError,
-    InfluxQueryError,
     InfluxUnavailableError,
 )
 from .model_io import ModelFile, load_model
@@ -112,6 +111,7 @@ from .stream_output import (
     output_rows,
     output_tags,
 )
+from .stream_read import SourceMissing, SourceReader, drop_unscorable, new_points
 from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
@@ -127,8 +127,6 @@ QUIET_S = 30.0
 it shows up in the grouped read)."""
 LATE_BUCKETS = 10
 """The late window is counted in this many buckets of data time."""
-MIN_SLICE_SAMPLES = 1000
-"""A read slice is never expected to hold fewer samples (at the period the data shows)."""
 
 
 def _load_model(path: str) -> ModelFile:
@@ -138,20 +136,6 @@ def _load_model(path: str) -> ModelFile:
                           "them all off); retrain with python -m pipeline.train on more or "
                           "other normal data")
     return m
-
-
-class _SourceMissing(InfluxQueryError):
-    """The source database is not there (yet); follow mode waits for it."""
-
-
-def _source(fn):
-    """Run a read of the source; a missing database becomes :class:`_SourceMissing`."""
-    try:
-        return fn()
-    except InfluxQueryError as e:
-        if "not found" in str(e):
-            raise _SourceMissing(str(e)) from None
-        raise
 
 
 class Stream:
@@ -198,13 +182,14 @@ class Stream:
         self._t_keys: dict[str, float] = {}
         self._solo: dict[str, set] = {}
         self._quiet: dict[str, np.ndarray] = {}
-        self._warned_slice: set = set()
         self._t_missing = 0.0
         self._t_late = time.monotonic()
         self._following = False
         self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
         self.totals = self.tally.totals  # what backfill and follow return
         self.flagged = self.tally.flagged
+        self.source = SourceReader(self.reader, cfg, self._periods, self.fleets, self._retry,
+                                   self.totals)
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -315,13 +300,11 @@ class Stream:
 
     def _keys(self, s: SeriesConfig) -> list[str]:
         """The keys of a series this process scores (all of them, or this shard's)."""
-        if not s.fan_out:
-            return [""] if self.shard is None or self.shard.owns(s.name, "") else []
-        keys = _source(lambda: self._retry("listing tag values", self.reader.tag_values, s.db,
-                                           s.measurement, s.fan_out, s.tags))
-        if self.shard is not None:
-            keys = [k for k, own in zip(keys, self.shard.owned(s.name, keys), strict=True) if own]
-        return keys
+        return self.source.keys(s, self.shard)
+
+    def _slice_ns(self, s: SeriesConfig, n_keys: int = 1) -> int:
+        """A read's time span (:meth:`pipeline.stream_read.SourceReader.slice_ns`)."""
+        return self.source.slice_ns(s, n_keys)
 
     # -- one read of one series ---------------------------------------------
     def _reject(self, s: SeriesConfig, f: Fleet, row: int, msg: str) -> None:
@@ -338,65 +321,12 @@ class Stream:
 
         ``admit`` (a mask over the fleet's rows at call time) limits the keys
         scored; keys of the read the fleet does not know are added when
-        ``add_unknown`` (and owned by this shard), else left for a read of their own.
+        ``add_unknown`` (and owned by this shard), else left for a read of their own
+        (:func:`~pipeline.stream_read.new_points`).
         Returns the number of new samples and the rows that got new points.
-        Malformed points move their key's mark past them (they were read and
-        skipped), so a stretch of them is never read again.
         """
-        n_rows = len(f)
-        if r.groups is None:
-            ukeys, codes = [""], np.zeros(len(r), np.int64)
-        else:
-            codes, ukeys = factorize(r.groups)
-        unknown = [k for k in ukeys if k not in f.index]
-        for k in r.malformed_last:
-            if k not in f.index and k not in unknown:
-                unknown.append(k)
-        if unknown:
-            owned = [k for k in unknown
-                     if (self.shard is None or self.shard.owns(s.name, k)) and (s.fan_out or k == "")]
-            f.add(owned)  # at the series' origin
-            if add_unknown or not s.fan_out:
-                n_rows = len(f)
-        ok_row = np.zeros(len(f), bool)
-        ok_row[:n_rows] = True if admit is None else admit[:n_rows]
-        if f.quarantined:
-            ok_row[list(f.quarantined)] = False
-        moved = False
-        for k, t in r.malformed_last.items():
-            row = f.index.get(k)
-            if row is not None and ok_row[row] and t > f.last[row]:
-                f.last[row] = t
-                moved = True
-                if f.late is not None:
-                    f.late.skip_to([row], [t])
-        urows = f.rows_of(ukeys)
-        prow = urows[codes] if len(r) else np.empty(0, np.int64)
-        keep = prow >= 0
-        keep[keep] = ok_row[prow[keep]]
-        keep[keep] = r.times[keep] > f.last[prow[keep]]
-        b = Batch.from_points(prow[keep], r.times[keep], r.values[keep])
-        bad = f.duplicate_groups(b)
-        for j in np.flatnonzero(bad).tolist():
-            self._reject(s, f, int(b.rows[j]), (
-                f"series {label(s.name, f.keys[b.rows[j]])}: the source returned several points with "
-                f"the same timestamp; the filter {s.tags or '{}'} matches more than one series of "
-                f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
-                "tells them apart"))
-        if bad.any():
-            b = b.without(bad)
-        period = self._periods[s.name]
-        wrong = f.period_problems(b)
-        for j, observed in wrong.items():
-            self._reject(s, f, int(b.rows[j]), (
-                f"series {label(s.name, f.keys[b.rows[j]])}: the data's sample period is "
-                f"{observed / 1e6:.6g} ms but the model was trained at {period / 1e6:.6g} ms; "
-                "retrain the model at this rate (python -m pipeline.train), or point the series "
-                "at the right data"))
-        if wrong:
-            drop = np.zeros(len(b.rows), bool)
-            drop[list(wrong)] = True
-            b = b.without(drop)
+        b, moved = new_points(s, f, r, admit, add_unknown, self.shard)
+        b = drop_unscorable(s, f, b, self._periods[s.name], self._reject)
         lines: list = []
         got = self._score(s, f, b, lines)
         self._commit(lines, [f] if (got or moved) else [])
@@ -439,63 +369,6 @@ class Stream:
 
     def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
         feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
-
-    def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
-        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
-        r = _source(lambda: self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field,
-                                        s.db, s.measurement, s.field, start_ns, end_ns, tags,
-                                        s.fan_out, None, include_start))
-        if r.n_malformed:
-            log.warning("series %s: %d malformed values (not numbers, or beyond +-1e100) "
-                        "skipped", s.name, r.n_malformed)
-            self.totals["malformed"] += r.n_malformed
-        return r
-
-    def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool,
-                   key=None, n_keys: int = 1):
-        """Read the next slice (:meth:`_slice_ns`) at ``lo`` (before ``end``).
-
-        An empty slice costs one more query to find the next point, so long
-        gaps in the source are jumped over, not walked.  Returns ``(hi, r)``:
-        everything before ``hi`` has been read; ``r`` is empty at the end.
-        """
-        step = self._slice_ns(s, n_keys)
-        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
-        while True:
-            hi = lo + step if end is None else min(lo + step, end)
-            r = self._read(s, lo, hi, include_start, key)
-            if len(r) or r.n_malformed:
-                return hi, r
-            nxt = _source(lambda hi=hi: self._retry(
-                f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db, s.measurement,
-                s.field, hi, end, tags))
-            if nxt is None:
-                return hi if end is None else end, r
-            lo, include_start = nxt, True
-
-    def _slice_ns(self, s: SeriesConfig, n_keys: int = 1) -> int:
-        """A read's time span: ``batch_samples`` points over the ``n_keys`` keys read together,
-        at least one sample period, and never fewer than :data:`MIN_SLICE_SAMPLES` samples
-        expected at the period the data shows (clamped, with a warning, when that period is
-        longer than the configured one)."""
-        period = self._periods[s.name]
-        n_keys = max(1, n_keys)
-        step = max(period, period * self.cfg.batch_samples / n_keys)
-        f = self.fleets.get(s.name)
-        seen = f.observed_period() if f is not None and not f.checked.all() else None
-        if seen and seen > period * 1.01 and step / seen * n_keys < MIN_SLICE_SAMPLES:
-            want = MIN_SLICE_SAMPLES * seen / n_keys
-            if s.name not in self._warned_slice:
-                self._warned_slice.add(s.name)
-                log.warning(
-                    "series %s: the data comes every %.6g ms, not every %.6g ms as the model "
-                    "(or sample_rate) says: a read of %s sample periods (%.6g s) would hold ~%.0f "
-                    "samples; reading %.6g s at a time instead. Check sample_rate and the "
-                    "model's rate: each key is checked and stopped if they differ", s.name,
-                    seen / 1e6, period / 1e6, f"{self.cfg.batch_samples:,}", step / 1e9,
-                    step / seen * n_keys, want / 1e9)
-            step = want
-        return max(1, int(step))
 
     def _commit(self, lines: list, fleets: list) -> None:
         """Write the scores, then checkpoint: the order that makes a crash safe."""
@@ -556,12 +429,12 @@ class Stream:
                 done = pos
                 if bar is not None:
                     bar.update(round(pos / 1e9) - round(start_ns / 1e9))
-                nxt = pool.submit(self._read_from, s, pos, end_ns, True, None, k) \
+                nxt = pool.submit(self.source.read_from, s, pos, end_ns, True, None, k) \
                     if pos < end_ns else None
                 while nxt is not None and not self.stop.is_set():
                     hi, r = nxt.result()
                     # fetch the next slice while this one is scored and written
-                    nxt = pool.submit(self._read_from, s, hi, end_ns, True, None, k) \
+                    nxt = pool.submit(self.source.read_from, s, hi, end_ns, True, None, k) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
                     self._process_read(s, f, r, add_unknown=True)
                     if bar is not None:
@@ -597,7 +470,7 @@ class Stream:
                 f.add(self._keys(s))
             if not len(f) or f.quarantined:
                 return 0
-            _, r = self._read_from(s, int(f.last[0]), None, False)
+            _, r = self.source.read_from(s, int(f.last[0]), None, False)
             return self._process_read(s, f, r)[0]
         now = time.monotonic()
         if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
@@ -618,7 +491,7 @@ class Stream:
             admit = np.zeros(len(f), bool)
             admit[group] = True
             lo = int(f.last[group].min())
-            hi, r = self._read_from(s, lo, None, False, n_keys=len(group))
+            hi, r = self.source.read_from(s, lo, None, False, n_keys=len(group))
             n0 = len(f)
             n, fed = self._process_read(s, f, r, admit)
             got += n
@@ -637,7 +510,7 @@ class Stream:
                 break
             admit = np.zeros(len(f), bool)
             admit[row] = True
-            _, r = self._read_from(s, int(f.last[row]), None, False, key=f.keys[row])
+            _, r = self.source.read_from(s, int(f.last[row]), None, False, key=f.keys[row])
             n, _ = self._process_read(s, f, r, admit)
             got += n
             if not len(r) and not r.n_malformed:
@@ -664,7 +537,7 @@ class Stream:
             for s in self.cfg.series:
                 try:
                     got += self._follow_series(s, start_ns, resume)
-                except _SourceMissing as e:
+                except SourceMissing as e:
                     if time.monotonic() - self._t_missing > 60:
                         log.warning("series %s: %s; waiting for it", s.name, e)
                         self._t_missing = time.monotonic()
@@ -672,7 +545,7 @@ class Stream:
             self._maybe_check_late()
             if max_polls is not None and polls >= max_polls:
                 break
-            self.tally.maybe_log(self.cfg.log_every, self._following, lag=self._source_lag)
+            self.tally.maybe_log(self.cfg.log_every, self._following, lag=self.source.lag_s)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
@@ -730,23 +603,6 @@ class Stream:
                             "at the next start", drain_s)
             self.alerts.close()
             self.alerts = None
-
-    def _source_lag(self) -> float | None:
-        """Seconds of source data not yet scored: the largest (newest source point - newest
-        scored point) over the series; one query per series, asked only when a line is logged."""
-        lags = []
-        for s in self.cfg.series:
-            f = self.fleets.get(s.name)
-            if f is None or not len(f):
-                continue
-            marks = f.last
-            try:
-                newest = self.reader.last_time(s.db, s.measurement, s.field, s.tags)
-            except InfluxError:
-                return None  # a log line must not fail the stream
-            if newest is not None:
-                lags.append(max(0, newest - int(marks.max())) / 1e9)
-        return max(lags, default=None)
 
 
 _fmt = format_timestamp
