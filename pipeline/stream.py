@@ -84,7 +84,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointStore, SeriesState
+from .checkpoint import CheckpointStore
 from .fanout import Prefixes, count_late, feed_alerts, plan_follow
 from .fleet import Batch, Fleet, LateCounter, factorize
 from .influx import (
@@ -92,7 +92,6 @@ from .influx import (
     InfluxError,
     InfluxUnavailableError,
 )
-from .model_io import ModelFile, load_model
 from .series import format_timestamp
 from .stream_cli import build_parser, main, parse_time
 from .stream_config import (
@@ -112,6 +111,7 @@ from .stream_output import (
     output_tags,
 )
 from .stream_read import SourceMissing, SourceReader, drop_unscorable, new_points
+from .stream_state import load_models, restore_fleet
 from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
@@ -127,15 +127,6 @@ QUIET_S = 30.0
 it shows up in the grouped read)."""
 LATE_BUCKETS = 10
 """The late window is counted in this many buckets of data time."""
-
-
-def _load_model(path: str) -> ModelFile:
-    m = load_model(path)
-    if not m.enabled:
-        raise ConfigError(f"model file {path} has no detector switched on (calibration turned "
-                          "them all off); retrain with python -m pipeline.train on more or "
-                          "other normal data")
-    return m
 
 
 class Stream:
@@ -160,23 +151,7 @@ class Stream:
         self.shard = cfg.shard
         self.root = Path(cfg.checkpoint_dir) / (cfg.shard.dirname if cfg.shard else "")
         self.store = CheckpointStore(self.root)
-        missing = [s.name for s in cfg.series if not s.model]
-        if missing:
-            raise ConfigError(f"series {missing} have no model file: the detectors and their "
-                              "thresholds come from one; train it with python -m pipeline.train")
-        self.models = {s.name: _load_model(s.model) for s in cfg.series}
-        for s in cfg.series:
-            m = self.models[s.name]
-            if s.sample_period_ns and m.period_ns and abs(s.sample_period_ns / m.period_ns - 1) > 0.01:
-                raise ConfigError(
-                    f"series {s.name}: sample_rate gives a period of {s.sample_period_ns / 1e6:.6g} "
-                    f"ms but the model was trained at {m.period_ns / 1e6:.6g} ms; retrain the "
-                    "model at this rate (python -m pipeline.train) or fix sample_rate")
-            if not (s.sample_period_ns or m.period_ns):
-                raise ConfigError(f"series {s.name}: the model file does not record its sample "
-                                  "period; give sample_rate (Hz) or sample_period (s)")
-        self._periods = {s.name: float(s.sample_period_ns or self.models[s.name].period_ns)
-                         for s in cfg.series}
+        self.models, self._periods = load_models(cfg)
         self.fleets: dict[str, Fleet] = {}
         self._prefixes: dict[str, Prefixes] = {}
         self._t_keys: dict[str, float] = {}
@@ -226,77 +201,17 @@ class Stream:
         f = self.fleets.get(s.name)
         if f is not None:
             return f
-        m = self.models[s.name]
-        f = Fleet(s.name, m, origin)
+        f = Fleet(s.name, self.models[s.name], origin)
         f.period_ns = self._periods[s.name]
         if self._following and self.cfg.late_window > 0:
             width = max(1, int(self.cfg.late_window * 1e9 / LATE_BUCKETS))
             f.late = LateCounter(width, LATE_BUCKETS)
-        data = self.store.load_fleet(s.name) if resume else None
-        legacy = []
-        if isinstance(data, SeriesState):
-            legacy, data = [(None, data)], None
-        elif data is None and resume:
-            legacy = self.store.legacy(s.name)
-        p = self.store.path(s.name)
-        if data is not None:
-            meta, arrays = data
-            states = meta.get("model_version") == m.version
-            if not states and fresh_on_change:
-                log.warning("series %s: the model changed (%s -> %s); the checkpoint is dropped "
-                            "and the range re-scored", s.name, meta.get("model_version"), m.version)
-            else:
-                try:
-                    f.set_data(meta, arrays, states=states)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise ConfigError(f"checkpoint {p} does not fit the model ({e}); run with "
-                                      "--reset to start over") from None
-                if not states:
-                    log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                                "restarts at the checkpoint's marks", s.name,
-                                meta.get("model_version"), m.version)
-                self._log_resume(s, f)
-        elif legacy:
-            self._migrate(s, f, legacy, fresh_on_change)
+        old = restore_fleet(self.store, s, f, resume, fresh_on_change)
+        if old is not None:
+            self._legacy_files = old  # version 2 files, deleted once the fleet is saved
         self.fleets[s.name] = f
         self._prefixes[s.name] = Prefixes(output_tags(s, f))
         return f
-
-    def _log_resume(self, s: SeriesConfig, f: Fleet) -> None:
-        if not len(f):
-            return
-        if len(f) == 1:
-            log.info("series %s: resuming after %s", label(s.name, f.keys[0]), _fmt(int(f.last[0])))
-        else:
-            log.info("series %s: resuming %d keys after %s .. %s", s.name, len(f),
-                     _fmt(int(f.last.min())), _fmt(int(f.last.max())))
-
-    def _migrate(self, s: SeriesConfig, f: Fleet, legacy, fresh_on_change: bool) -> None:
-        """Fold version 2 checkpoints (one file per key) into the fleet; saved at the next
-        commit, after which the old files are deleted."""
-        m = self.models[s.name]
-        for _, st in legacy:
-            if st.model_version != m.version and fresh_on_change:
-                continue
-            f.add([st.key], st.origin_ns)
-            row = f.index[st.key]
-            f.last[row], f.n_samples[row] = st.last_time_ns, st.n_samples
-            if st.model_version == m.version:
-                try:
-                    st.restore(m.enabled)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise ConfigError(f"checkpoint {self.store.path(s.name, st.key)} does not "
-                                      f"fit the model ({e}); run with --reset to start over") \
-                        from None
-                for blk, ds in zip(f.blocks, st.detectors, strict=True):
-                    blk.set_row(row, ds)
-                f.checked[row] = st.period_checked
-            else:
-                log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                            "restarts at %s", label(s.name, st.key), st.model_version, m.version,
-                            _fmt(st.last_time_ns))
-        self._legacy_files = [p for p, _ in legacy if p is not None]
-        self._log_resume(s, f)
 
     def _keys(self, s: SeriesConfig) -> list[str]:
         """The keys of a series this process scores (all of them, or this shard's)."""
