@@ -71,6 +71,14 @@ Gaps, bad values, late points
   Re-run a backfill over the range to score them (it overwrites the affected
   outputs; use a separate ``--checkpoint-dir``).
 * Checkpoints win over ``--start`` in follow mode; ``--reset`` deletes them.
+
+Where the parts live
+--------------------
+Here: :class:`Stream` (read, score, write, checkpoint) and the entry point.
+``stream_read`` (reads, the new points of a read), ``stream_output`` (which
+fields go where, the lines of a batch), ``stream_summary`` (totals, progress,
+summary), ``stream_state`` (models, fleets from checkpoints), ``stream_follow``
+(follow mode's key plan, late points), ``stream_cli``, ``stream_config``.
 """
 
 from __future__ import annotations
@@ -85,13 +93,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointStore
-from .fanout import Prefixes, count_late, feed_alerts, plan_follow
-from .fleet import Batch, Fleet, LateCounter, factorize
-from .influx import (
-    Influx,
-    InfluxError,
-    InfluxUnavailableError,
-)
+from .fanout import Prefixes, feed_alerts
+from .fleet import Batch, Fleet
+from .influx import Influx, InfluxUnavailableError
 from .series import format_timestamp
 from .stream_cli import build_parser, main, parse_time
 from .stream_config import (
@@ -102,6 +106,7 @@ from .stream_config import (
     check_output_names,
     load_config,
 )
+from .stream_follow import KEY_REFRESH_S, FollowPlan, LateCheck, late_counter
 from .stream_output import (
     batch_prefixes,
     encode_outputs,
@@ -120,13 +125,6 @@ __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigErro
 log = logging.getLogger("pipeline.stream")
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
-KEY_REFRESH_S = 30.0
-"""Fan-out keys are listed again this often in follow mode (new sensors appear)."""
-QUIET_S = 30.0
-"""A fan-out key whose lone read found nothing is read alone again after this long (sooner if
-it shows up in the grouped read)."""
-LATE_BUCKETS = 10
-"""The late window is counted in this many buckets of data time."""
 
 
 class Stream:
@@ -154,17 +152,16 @@ class Stream:
         self.models, self._periods = load_models(cfg)
         self.fleets: dict[str, Fleet] = {}
         self._prefixes: dict[str, Prefixes] = {}
-        self._t_keys: dict[str, float] = {}
-        self._solo: dict[str, set] = {}
-        self._quiet: dict[str, np.ndarray] = {}
-        self._t_missing = 0.0
-        self._t_late = time.monotonic()
-        self._following = False
         self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
         self.totals = self.tally.totals  # what backfill and follow return
         self.flagged = self.tally.flagged
         self.source = SourceReader(self.reader, cfg, self._periods, self.fleets, self._retry,
                                    self.totals)
+        self._t_keys: dict[str, float] = {}
+        self._plan = FollowPlan()
+        self._late = LateCheck(cfg, self.reader, self.totals)
+        self._t_missing = 0.0
+        self._following = False
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -204,8 +201,7 @@ class Stream:
         f = Fleet(s.name, self.models[s.name], origin)
         f.period_ns = self._periods[s.name]
         if self._following and self.cfg.late_window > 0:
-            width = max(1, int(self.cfg.late_window * 1e9 / LATE_BUCKETS))
-            f.late = LateCounter(width, LATE_BUCKETS)
+            f.late = late_counter(self.cfg.late_window)
         old = restore_fleet(self.store, s, f, resume, fresh_on_change)
         if old is not None:
             self._legacy_files = old  # version 2 files, deleted once the fleet is saved
@@ -278,12 +274,9 @@ class Stream:
         lines += encode_outputs(dets, outs, rows, b.times, point_rows, pre, prefix, fields,
                                 out_cfg)
         if self.alerts is not None:
-            self._feed_alerts(s, f, outs)
+            feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
         self.totals["samples"] += len(b)
         return len(b)
-
-    def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
-        feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
 
     def _commit(self, lines: list, fleets: list) -> None:
         """Write the scores, then checkpoint: the order that makes a crash safe."""
@@ -391,16 +384,12 @@ class Stream:
         if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
             f.add(self._keys(s))
             self._t_keys[s.name] = now
-        quiet = self._quiet.setdefault(s.name, np.zeros(0))
-        if len(quiet) < len(f):
-            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
         active = f.active()
         n_active = int(active.sum())
         if not n_active:
             return 0
         half = self._slice_ns(s, n_active) // 2
-        group, alone = plan_follow(f.last, active, half, self._solo.pop(s.name, set()), quiet,
-                                   now)
+        group, alone = self._plan.plan(s.name, f.last, active, half, now)
         got = 0
         if len(group):
             admit = np.zeros(len(f), bool)
@@ -410,16 +399,7 @@ class Stream:
             n0 = len(f)
             n, fed = self._process_read(s, f, r, admit)
             got += n
-            if len(r):
-                seen = f.rows_of(factorize(r.groups)[1])
-                woke = seen[(seen >= 0) & (seen < n0)]
-                quiet[woke[~admit[woke]]] = 0.0  # a quiet key wrote again: read it now
-                if int(r.times.max()) > hi - half:
-                    # the slice was cut by its end, not by the newest data: a group key that got
-                    # nothing may have a gap longer than the slice; it jumps it on its own
-                    self._solo[s.name] = set(group.tolist()) - fed
-        if len(quiet) < len(f):
-            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
+            self._plan.after_group(s.name, f, r, group, admit, fed, n0, hi - half)
         for row in alone.tolist():
             if self.stop.is_set():
                 break
@@ -428,8 +408,7 @@ class Stream:
             _, r = self.source.read_from(s, int(f.last[row]), None, False, key=f.keys[row])
             n, _ = self._process_read(s, f, r, admit)
             got += n
-            if not len(r) and not r.n_malformed:
-                quiet[row] = now + QUIET_S
+            self._plan.after_alone(s.name, row, r, now)
         return got
 
     def follow(self, start_ns: int | None = None, resume: bool = True,
@@ -457,47 +436,13 @@ class Stream:
                         log.warning("series %s: %s; waiting for it", s.name, e)
                         self._t_missing = time.monotonic()
             polls += 1
-            self._maybe_check_late()
+            self._late.maybe_check(self.fleets)
             if max_polls is not None and polls >= max_polls:
                 break
             self.tally.maybe_log(self.cfg.log_every, self._following, lag=self.source.lag_s)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
-
-    # -- late points ---------------------------------------------------------
-    def _maybe_check_late(self) -> None:
-        every = self.cfg.late_every
-        if self.cfg.late_window <= 0:
-            return
-        if every is None:
-            every = self.cfg.late_window / LATE_BUCKETS
-        now = time.monotonic()
-        if now - self._t_late < every:
-            return
-        self._t_late = now
-        for s in self.cfg.series:
-            f = self.fleets.get(s.name)
-            if f is not None and f.late is not None and len(f):
-                try:
-                    self._check_late(s, f)
-                except InfluxError as e:  # a count must not stop the stream
-                    log.warning("series %s: could not count late points (%s)", s.name, e)
-
-    def _check_late(self, s: SeriesConfig, f: Fleet) -> int:
-        """Count the points of closed buckets that arrived after their key moved past them."""
-        total, per = count_late(self.reader, s, f)
-        if total:
-            self.totals["late"] += total
-            w = f.late.width_ns
-            shown = ", ".join(f"{label(s.name, f.keys[r])} {n} from {_fmt(b_ * w)}"
-                              for r, (n, b_) in list(per.items())[:5])
-            more = f" and {len(per) - 5} more keys" if len(per) > 5 else ""
-            log.warning("series %s: %d late points in %d keys (older than their key's last "
-                        "scored point when they arrived, so follow mode did not score them): "
-                        "%s%s; a backfill of that range (with its own --checkpoint-dir) scores "
-                        "them", s.name, total, len(per), shown, more)
-        return total
 
     def _finish(self, t_start: float) -> dict:
         self.totals["seconds"] = time.monotonic() - t_start
