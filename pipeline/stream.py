@@ -71,6 +71,14 @@ Gaps, bad values, late points
   Re-run a backfill over the range to score them (it overwrites the affected
   outputs; use a separate ``--checkpoint-dir``).
 * Checkpoints win over ``--start`` in follow mode; ``--reset`` deletes them.
+
+Where the parts live
+--------------------
+Here: :class:`Stream` (read, score, write, checkpoint) and the entry point.
+``stream_read`` (reads, the new points of a read), ``stream_output`` (which
+fields go where, the lines of a batch), ``stream_summary`` (totals, progress,
+summary), ``stream_state`` (models, fleets from checkpoints), ``stream_follow``
+(follow mode's key plan, late points), ``stream_cli``, ``stream_config``.
 """
 
 from __future__ import annotations
@@ -84,26 +92,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointStore, SeriesState
-from .fanout import Prefixes, count_late, encode_rows, feed_alerts, plan_follow
-from .fleet import Batch, Fleet, LateCounter, factorize
-from .influx import (
-    Influx,
-    InfluxError,
-    InfluxQueryError,
-    InfluxUnavailableError,
-)
-from .model_io import ModelFile, load_model
+from .checkpoint import CheckpointStore
+from .fanout import Prefixes, feed_alerts
+from .fleet import Batch, Fleet
+from .influx import Influx, InfluxUnavailableError
 from .series import format_timestamp
-from .stream_cli import (
-    MAX_FLAGGED,
-    _alarm_counts,
-    _point_counts,
-    build_parser,
-    main,
-    parse_time,
-    summary_text,
-)
+from .stream_cli import build_parser, main, parse_time
 from .stream_config import (
     ConfigError,
     OutputConfig,
@@ -112,6 +106,18 @@ from .stream_config import (
     check_output_names,
     load_config,
 )
+from .stream_follow import KEY_REFRESH_S, FollowPlan, LateCheck, late_counter
+from .stream_output import (
+    batch_prefixes,
+    encode_outputs,
+    measurement_of,
+    output_fields,
+    output_rows,
+    output_tags,
+)
+from .stream_read import SourceMissing, SourceReader, drop_unscorable, new_points
+from .stream_state import load_models, restore_fleet
+from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
            "load_config", "main", "build_parser", "parse_time", "summary_text"]
@@ -119,42 +125,6 @@ __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigErro
 log = logging.getLogger("pipeline.stream")
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
-KEY_REFRESH_S = 30.0
-"""Fan-out keys are listed again this often in follow mode (new sensors appear)."""
-QUIET_S = 30.0
-"""A fan-out key whose lone read found nothing is read alone again after this long (sooner if
-it shows up in the grouped read)."""
-LATE_BUCKETS = 10
-"""The late window is counted in this many buckets of data time."""
-MIN_SLICE_SAMPLES = 1000
-"""A read slice is never expected to hold fewer samples (at the period the data shows)."""
-
-
-def _load_model(path: str) -> ModelFile:
-    m = load_model(path)
-    if not m.enabled:
-        raise ConfigError(f"model file {path} has no detector switched on (calibration turned "
-                          "them all off); retrain with python -m pipeline.train on more or "
-                          "other normal data")
-    return m
-
-
-class _SourceMissing(InfluxQueryError):
-    """The source database is not there (yet); follow mode waits for it."""
-
-
-def _source(fn):
-    """Run a read of the source; a missing database becomes :class:`_SourceMissing`."""
-    try:
-        return fn()
-    except InfluxQueryError as e:
-        if "not found" in str(e):
-            raise _SourceMissing(str(e)) from None
-        raise
-
-
-def _label(s: SeriesConfig, key: str) -> str:
-    return f"{s.name}[{key}]" if key else s.name
 
 
 class Stream:
@@ -179,39 +149,19 @@ class Stream:
         self.shard = cfg.shard
         self.root = Path(cfg.checkpoint_dir) / (cfg.shard.dirname if cfg.shard else "")
         self.store = CheckpointStore(self.root)
-        missing = [s.name for s in cfg.series if not s.model]
-        if missing:
-            raise ConfigError(f"series {missing} have no model file: the detectors and their "
-                              "thresholds come from one; train it with python -m pipeline.train")
-        self.models = {s.name: _load_model(s.model) for s in cfg.series}
-        for s in cfg.series:
-            m = self.models[s.name]
-            if s.sample_period_ns and m.period_ns and abs(s.sample_period_ns / m.period_ns - 1) > 0.01:
-                raise ConfigError(
-                    f"series {s.name}: sample_rate gives a period of {s.sample_period_ns / 1e6:.6g} "
-                    f"ms but the model was trained at {m.period_ns / 1e6:.6g} ms; retrain the "
-                    "model at this rate (python -m pipeline.train) or fix sample_rate")
-            if not (s.sample_period_ns or m.period_ns):
-                raise ConfigError(f"series {s.name}: the model file does not record its sample "
-                                  "period; give sample_rate (Hz) or sample_period (s)")
-        self._periods = {s.name: float(s.sample_period_ns or self.models[s.name].period_ns)
-                         for s in cfg.series}
+        self.models, self._periods = load_models(cfg)
         self.fleets: dict[str, Fleet] = {}
         self._prefixes: dict[str, Prefixes] = {}
-        self._t_log = time.monotonic()
-        self._n_logged = 0
+        self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
+        self.totals = self.tally.totals  # what backfill and follow return
+        self.flagged = self.tally.flagged
+        self.source = SourceReader(self.reader, cfg, self._periods, self.fleets, self._retry,
+                                   self.totals)
         self._t_keys: dict[str, float] = {}
-        self._solo: dict[str, set] = {}
-        self._quiet: dict[str, np.ndarray] = {}
-        self._warned_slice: set = set()
+        self._plan = FollowPlan()
+        self._late = LateCheck(cfg, self.reader, self.totals)
         self._t_missing = 0.0
-        self._t_late = time.monotonic()
         self._following = False
-        self.totals = {"samples": 0, "malformed": 0, "gaps": 0,
-                       "skipped_samples": 0, "points_written": 0, "retries": 0,
-                       "quarantined": 0, "late": 0, "alarm_points": {}, "points": {}}
-        self.flagged: list[tuple[str, str, str, int, float, float]] = []
-        self._n_flagged: dict[str, int] = {}
         self.alerts = None
         self.notifications = 0
         if cfg.alerts is not None:
@@ -248,97 +198,24 @@ class Stream:
         f = self.fleets.get(s.name)
         if f is not None:
             return f
-        m = self.models[s.name]
-        f = Fleet(s.name, m, origin)
+        f = Fleet(s.name, self.models[s.name], origin)
         f.period_ns = self._periods[s.name]
         if self._following and self.cfg.late_window > 0:
-            width = max(1, int(self.cfg.late_window * 1e9 / LATE_BUCKETS))
-            f.late = LateCounter(width, LATE_BUCKETS)
-        data = self.store.load_fleet(s.name) if resume else None
-        legacy = []
-        if isinstance(data, SeriesState):
-            legacy, data = [(None, data)], None
-        elif data is None and resume:
-            legacy = self.store.legacy(s.name)
-        p = self.store.path(s.name)
-        if data is not None:
-            meta, arrays = data
-            states = meta.get("model_version") == m.version
-            if not states and fresh_on_change:
-                log.warning("series %s: the model changed (%s -> %s); the checkpoint is dropped "
-                            "and the range re-scored", s.name, meta.get("model_version"), m.version)
-            else:
-                try:
-                    f.set_data(meta, arrays, states=states)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise ConfigError(f"checkpoint {p} does not fit the model ({e}); run with "
-                                      "--reset to start over") from None
-                if not states:
-                    log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                                "restarts at the checkpoint's marks", s.name,
-                                meta.get("model_version"), m.version)
-                self._log_resume(s, f)
-        elif legacy:
-            self._migrate(s, f, legacy, fresh_on_change)
+            f.late = late_counter(self.cfg.late_window)
+        old = restore_fleet(self.store, s, f, resume, fresh_on_change)
+        if old is not None:
+            self._legacy_files = old  # version 2 files, deleted once the fleet is saved
         self.fleets[s.name] = f
-        self._prefixes[s.name] = Prefixes(self._tags_of(s, f))
+        self._prefixes[s.name] = Prefixes(output_tags(s, f))
         return f
-
-    def _log_resume(self, s: SeriesConfig, f: Fleet) -> None:
-        if not len(f):
-            return
-        if len(f) == 1:
-            log.info("series %s: resuming after %s", _label(s, f.keys[0]), _fmt(int(f.last[0])))
-        else:
-            log.info("series %s: resuming %d keys after %s .. %s", s.name, len(f),
-                     _fmt(int(f.last.min())), _fmt(int(f.last.max())))
-
-    def _migrate(self, s: SeriesConfig, f: Fleet, legacy, fresh_on_change: bool) -> None:
-        """Fold version 2 checkpoints (one file per key) into the fleet; saved at the next
-        commit, after which the old files are deleted."""
-        m = self.models[s.name]
-        for _, st in legacy:
-            if st.model_version != m.version and fresh_on_change:
-                continue
-            f.add([st.key], st.origin_ns)
-            row = f.index[st.key]
-            f.last[row], f.n_samples[row] = st.last_time_ns, st.n_samples
-            if st.model_version == m.version:
-                try:
-                    st.restore(m.enabled)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise ConfigError(f"checkpoint {self.store.path(s.name, st.key)} does not "
-                                      f"fit the model ({e}); run with --reset to start over") \
-                        from None
-                for blk, ds in zip(f.blocks, st.detectors, strict=True):
-                    blk.set_row(row, ds)
-                f.checked[row] = st.period_checked
-            else:
-                log.warning("series %s: the model changed (%s -> %s); the rolling state "
-                            "restarts at %s", _label(s, st.key), st.model_version, m.version,
-                            _fmt(st.last_time_ns))
-        self._legacy_files = [p for p, _ in legacy if p is not None]
-        self._log_resume(s, f)
-
-    def _tags_of(self, s: SeriesConfig, f: Fleet):
-        def tags(row: int) -> dict:
-            t = dict(s.tags)
-            if s.fan_out:
-                t[s.fan_out] = f.keys[row]
-            t["series"] = s.name
-            t["model"] = f.version
-            return t
-        return tags
 
     def _keys(self, s: SeriesConfig) -> list[str]:
         """The keys of a series this process scores (all of them, or this shard's)."""
-        if not s.fan_out:
-            return [""] if self.shard is None or self.shard.owns(s.name, "") else []
-        keys = _source(lambda: self._retry("listing tag values", self.reader.tag_values, s.db,
-                                           s.measurement, s.fan_out, s.tags))
-        if self.shard is not None:
-            keys = [k for k, own in zip(keys, self.shard.owned(s.name, keys), strict=True) if own]
-        return keys
+        return self.source.keys(s, self.shard)
+
+    def _slice_ns(self, s: SeriesConfig, n_keys: int = 1) -> int:
+        """A read's time span (:meth:`pipeline.stream_read.SourceReader.slice_ns`)."""
+        return self.source.slice_ns(s, n_keys)
 
     # -- one read of one series ---------------------------------------------
     def _reject(self, s: SeriesConfig, f: Fleet, row: int, msg: str) -> None:
@@ -355,65 +232,12 @@ class Stream:
 
         ``admit`` (a mask over the fleet's rows at call time) limits the keys
         scored; keys of the read the fleet does not know are added when
-        ``add_unknown`` (and owned by this shard), else left for a read of their own.
+        ``add_unknown`` (and owned by this shard), else left for a read of their own
+        (:func:`~pipeline.stream_read.new_points`).
         Returns the number of new samples and the rows that got new points.
-        Malformed points move their key's mark past them (they were read and
-        skipped), so a stretch of them is never read again.
         """
-        n_rows = len(f)
-        if r.groups is None:
-            ukeys, codes = [""], np.zeros(len(r), np.int64)
-        else:
-            codes, ukeys = factorize(r.groups)
-        unknown = [k for k in ukeys if k not in f.index]
-        for k in r.malformed_last:
-            if k not in f.index and k not in unknown:
-                unknown.append(k)
-        if unknown:
-            owned = [k for k in unknown
-                     if (self.shard is None or self.shard.owns(s.name, k)) and (s.fan_out or k == "")]
-            f.add(owned)  # at the series' origin
-            if add_unknown or not s.fan_out:
-                n_rows = len(f)
-        ok_row = np.zeros(len(f), bool)
-        ok_row[:n_rows] = True if admit is None else admit[:n_rows]
-        if f.quarantined:
-            ok_row[list(f.quarantined)] = False
-        moved = False
-        for k, t in r.malformed_last.items():
-            row = f.index.get(k)
-            if row is not None and ok_row[row] and t > f.last[row]:
-                f.last[row] = t
-                moved = True
-                if f.late is not None:
-                    f.late.skip_to([row], [t])
-        urows = f.rows_of(ukeys)
-        prow = urows[codes] if len(r) else np.empty(0, np.int64)
-        keep = prow >= 0
-        keep[keep] = ok_row[prow[keep]]
-        keep[keep] = r.times[keep] > f.last[prow[keep]]
-        b = Batch.from_points(prow[keep], r.times[keep], r.values[keep])
-        bad = f.duplicate_groups(b)
-        for j in np.flatnonzero(bad).tolist():
-            self._reject(s, f, int(b.rows[j]), (
-                f"series {_label(s, f.keys[b.rows[j]])}: the source returned several points with "
-                f"the same timestamp; the filter {s.tags or '{}'} matches more than one series of "
-                f"{s.db}.{s.measurement}. Add tags to narrow it, or fan_out over the tag that "
-                "tells them apart"))
-        if bad.any():
-            b = b.without(bad)
-        period = self._periods[s.name]
-        wrong = f.period_problems(b)
-        for j, observed in wrong.items():
-            self._reject(s, f, int(b.rows[j]), (
-                f"series {_label(s, f.keys[b.rows[j]])}: the data's sample period is "
-                f"{observed / 1e6:.6g} ms but the model was trained at {period / 1e6:.6g} ms; "
-                "retrain the model at this rate (python -m pipeline.train), or point the series "
-                "at the right data"))
-        if wrong:
-            drop = np.zeros(len(b.rows), bool)
-            drop[list(wrong)] = True
-            b = b.without(drop)
+        b, moved = new_points(s, f, r, admit, add_unknown, self.shard)
+        b = drop_unscorable(s, f, b, self._periods[s.name], self._reject)
         lines: list = []
         got = self._score(s, f, b, lines)
         self._commit(lines, [f] if (got or moved) else [])
@@ -430,18 +254,10 @@ class Stream:
             return 0
         out_cfg = self.cfg.output
         pre = self._prefixes[s.name]
-        diag = out_cfg.diagnostics
-        fields = {out_cfg.zscore_measurement: [], out_cfg.measurement: []}
-        for d in f.model.enabled:
-            meas = out_cfg.zscore_measurement if d.per_sample else out_cfg.measurement
-            fields[meas] += [d.score_field, d.threshold_field, d.alarm_field,
-                             *(d.extra_fields if diag else ())]
-        prefix = {}
-        for meas, names in fields.items():
-            if names:
-                prefix[meas], errors = pre.get(meas, b.rows, names)
-                for row, e in errors.items():
-                    self._reject(s, f, row, f"series {_label(s, f.keys[row])}: {e}")
+        fields = output_fields(f.model.enabled, out_cfg)
+        prefix, errors = batch_prefixes(pre, fields, b.rows)
+        for row, e in errors:
+            self._reject(s, f, row, f"series {label(s.name, f.keys[row])}: {e}")
         if f.quarantined:
             drop = np.isin(b.rows, list(f.quarantined))
             if drop.any():
@@ -449,116 +265,18 @@ class Stream:
                 if len(b) == 0:
                     return 0
         outs = f.finish() if finish else f.score(b)
+        dets = [blk.det for blk in f.blocks]
         point_rows = b.point_rows()
-        per_sample = {}
-        for blk, out in zip(f.blocks, outs, strict=True):
-            det = blk.det
-            out.measurement = out_cfg.zscore_measurement if det.per_sample else out_cfg.measurement
-            self.totals["skipped_samples"] += out.skipped
-            self.totals["late"] += out.late
-            for row, gaps in out.gaps:
-                self._log_gaps(s, f.keys[row], gaps)
-            n_alarm = int(np.count_nonzero(out.alarm))
-            alarms = self.totals["alarm_points"]
-            alarms[det.label] = alarms.get(det.label, 0) + n_alarm
-            # a cross-key detector's points lie where it puts them (a key's reading per bin)
-            aligned = det.per_sample and not det.cross_key
-            orows = point_rows if aligned else np.repeat(out.rows, np.diff(out.starts))
-            if aligned:
-                per_sample.update(out.fields(diag))
-            elif len(out):
-                pfx = prefix[out.measurement]
-                if det.cross_key:  # its points may be of keys this batch did not hold
-                    pfx = pre.get(out.measurement, out.rows, fields[out.measurement])[0]
-                ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
-                lines += encode_rows(pfx, orows[ok], out.times[ok],
-                                     {k: v[ok] for k, v in out.fields(diag).items()})
-                pts = self.totals["points"]  # of the detectors that stamp their own times
-                pts[det.label] = pts.get(det.label, 0) + len(out)
-            have = self._n_flagged.get(det.label, 0)
-            if n_alarm and have < MAX_FLAGGED:  # the first alarm points of each detector
-                idx = np.flatnonzero(out.alarm)[:MAX_FLAGGED - have]
-                self._n_flagged[det.label] = have + len(idx)
-                step = det.output_period_ns()
-                self.flagged += [(s.name, f.keys[r], det.label, t, abs(e), step)
-                                 for r, t, e in zip(orows[idx].tolist(), out.times[idx].tolist(),
-                                                    out.score[idx].tolist(), strict=True)]
-        if per_sample:
-            lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, b.times,
-                                 per_sample)
+        rows = [output_rows(d, out, point_rows) for d, out in zip(dets, outs, strict=True)]
+        for det, out, orows in zip(dets, outs, rows, strict=True):
+            out.measurement = measurement_of(det, out_cfg)
+            self.tally.add(s.name, f.keys, det, out, orows)
+        lines += encode_outputs(dets, outs, rows, b.times, point_rows, pre, prefix, fields,
+                                out_cfg)
         if self.alerts is not None:
-            self._feed_alerts(s, f, outs)
+            feed_alerts(self.alerts, s.name, f, outs, output_tags(s, f))
         self.totals["samples"] += len(b)
         return len(b)
-
-    def _feed_alerts(self, s: SeriesConfig, f: Fleet, outs) -> None:
-        feed_alerts(self.alerts, s.name, f, outs, self._tags_of(s, f))
-
-    def _log_gaps(self, s: SeriesConfig, key: str, gaps) -> None:
-        """Count and log the breaks a detector found (segment detectors report them)."""
-        self.totals["gaps"] += len(gaps)
-        more = (f"; {len(gaps) - 1} more up to the one between {_fmt(gaps[-1].before_ns)} "
-                f"and {_fmt(gaps[-1].after_ns)}") if len(gaps) > 1 else ""
-        log.warning("series %s: %s between %s and %s%s; segments spanning a gap are skipped",
-                    _label(s, key), gaps[0].kind, _fmt(gaps[0].before_ns),
-                    _fmt(gaps[0].after_ns), more)
-
-    def _read(self, s: SeriesConfig, start_ns, end_ns, include_start: bool, key=None):
-        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
-        r = _source(lambda: self._retry(f"reading {s.db}.{s.measurement}", self.reader.read_field,
-                                        s.db, s.measurement, s.field, start_ns, end_ns, tags,
-                                        s.fan_out, None, include_start))
-        if r.n_malformed:
-            log.warning("series %s: %d malformed values (not numbers, or beyond +-1e100) "
-                        "skipped", s.name, r.n_malformed)
-            self.totals["malformed"] += r.n_malformed
-        return r
-
-    def _read_from(self, s: SeriesConfig, lo: int, end: int | None, include_start: bool,
-                   key=None, n_keys: int = 1):
-        """Read the next slice (:meth:`_slice_ns`) at ``lo`` (before ``end``).
-
-        An empty slice costs one more query to find the next point, so long
-        gaps in the source are jumped over, not walked.  Returns ``(hi, r)``:
-        everything before ``hi`` has been read; ``r`` is empty at the end.
-        """
-        step = self._slice_ns(s, n_keys)
-        tags = s.tags if key is None else dict(s.tags, **{s.fan_out: key})
-        while True:
-            hi = lo + step if end is None else min(lo + step, end)
-            r = self._read(s, lo, hi, include_start, key)
-            if len(r) or r.n_malformed:
-                return hi, r
-            nxt = _source(lambda hi=hi: self._retry(
-                f"reading {s.db}.{s.measurement}", self.reader.first_time, s.db, s.measurement,
-                s.field, hi, end, tags))
-            if nxt is None:
-                return hi if end is None else end, r
-            lo, include_start = nxt, True
-
-    def _slice_ns(self, s: SeriesConfig, n_keys: int = 1) -> int:
-        """A read's time span: ``batch_samples`` points over the ``n_keys`` keys read together,
-        at least one sample period, and never fewer than :data:`MIN_SLICE_SAMPLES` samples
-        expected at the period the data shows (clamped, with a warning, when that period is
-        longer than the configured one)."""
-        period = self._periods[s.name]
-        n_keys = max(1, n_keys)
-        step = max(period, period * self.cfg.batch_samples / n_keys)
-        f = self.fleets.get(s.name)
-        seen = f.observed_period() if f is not None and not f.checked.all() else None
-        if seen and seen > period * 1.01 and step / seen * n_keys < MIN_SLICE_SAMPLES:
-            want = MIN_SLICE_SAMPLES * seen / n_keys
-            if s.name not in self._warned_slice:
-                self._warned_slice.add(s.name)
-                log.warning(
-                    "series %s: the data comes every %.6g ms, not every %.6g ms as the model "
-                    "(or sample_rate) says: a read of %s sample periods (%.6g s) would hold ~%.0f "
-                    "samples; reading %.6g s at a time instead. Check sample_rate and the "
-                    "model's rate: each key is checked and stopped if they differ", s.name,
-                    seen / 1e6, period / 1e6, f"{self.cfg.batch_samples:,}", step / 1e9,
-                    step / seen * n_keys, want / 1e9)
-            step = want
-        return max(1, int(step))
 
     def _commit(self, lines: list, fleets: list) -> None:
         """Write the scores, then checkpoint: the order that makes a crash safe."""
@@ -619,18 +337,18 @@ class Stream:
                 done = pos
                 if bar is not None:
                     bar.update(round(pos / 1e9) - round(start_ns / 1e9))
-                nxt = pool.submit(self._read_from, s, pos, end_ns, True, None, k) \
+                nxt = pool.submit(self.source.read_from, s, pos, end_ns, True, None, k) \
                     if pos < end_ns else None
                 while nxt is not None and not self.stop.is_set():
                     hi, r = nxt.result()
                     # fetch the next slice while this one is scored and written
-                    nxt = pool.submit(self._read_from, s, hi, end_ns, True, None, k) \
+                    nxt = pool.submit(self.source.read_from, s, hi, end_ns, True, None, k) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
                     self._process_read(s, f, r, add_unknown=True)
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
-                    self._maybe_log()
+                    self.tally.maybe_log(self.cfg.log_every, self._following)
                 if nxt is not None:
                     nxt.cancel()
                 elif not self.stop.is_set():
@@ -660,51 +378,37 @@ class Stream:
                 f.add(self._keys(s))
             if not len(f) or f.quarantined:
                 return 0
-            _, r = self._read_from(s, int(f.last[0]), None, False)
+            _, r = self.source.read_from(s, int(f.last[0]), None, False)
             return self._process_read(s, f, r)[0]
         now = time.monotonic()
         if now - self._t_keys.get(s.name, -1e9) >= KEY_REFRESH_S:  # new keys appear over time
             f.add(self._keys(s))
             self._t_keys[s.name] = now
-        quiet = self._quiet.setdefault(s.name, np.zeros(0))
-        if len(quiet) < len(f):
-            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
         active = f.active()
         n_active = int(active.sum())
         if not n_active:
             return 0
         half = self._slice_ns(s, n_active) // 2
-        group, alone = plan_follow(f.last, active, half, self._solo.pop(s.name, set()), quiet,
-                                   now)
+        group, alone = self._plan.plan(s.name, f.last, active, half, now)
         got = 0
         if len(group):
             admit = np.zeros(len(f), bool)
             admit[group] = True
             lo = int(f.last[group].min())
-            hi, r = self._read_from(s, lo, None, False, n_keys=len(group))
+            hi, r = self.source.read_from(s, lo, None, False, n_keys=len(group))
             n0 = len(f)
             n, fed = self._process_read(s, f, r, admit)
             got += n
-            if len(r):
-                seen = f.rows_of(factorize(r.groups)[1])
-                woke = seen[(seen >= 0) & (seen < n0)]
-                quiet[woke[~admit[woke]]] = 0.0  # a quiet key wrote again: read it now
-                if int(r.times.max()) > hi - half:
-                    # the slice was cut by its end, not by the newest data: a group key that got
-                    # nothing may have a gap longer than the slice; it jumps it on its own
-                    self._solo[s.name] = set(group.tolist()) - fed
-        if len(quiet) < len(f):
-            quiet = self._quiet[s.name] = np.concatenate([quiet, np.zeros(len(f) - len(quiet))])
+            self._plan.after_group(s.name, f, r, group, admit, fed, n0, hi - half)
         for row in alone.tolist():
             if self.stop.is_set():
                 break
             admit = np.zeros(len(f), bool)
             admit[row] = True
-            _, r = self._read_from(s, int(f.last[row]), None, False, key=f.keys[row])
+            _, r = self.source.read_from(s, int(f.last[row]), None, False, key=f.keys[row])
             n, _ = self._process_read(s, f, r, admit)
             got += n
-            if not len(r) and not r.n_malformed:
-                quiet[row] = now + QUIET_S
+            self._plan.after_alone(s.name, row, r, now)
         return got
 
     def follow(self, start_ns: int | None = None, resume: bool = True,
@@ -727,52 +431,18 @@ class Stream:
             for s in self.cfg.series:
                 try:
                     got += self._follow_series(s, start_ns, resume)
-                except _SourceMissing as e:
+                except SourceMissing as e:
                     if time.monotonic() - self._t_missing > 60:
                         log.warning("series %s: %s; waiting for it", s.name, e)
                         self._t_missing = time.monotonic()
             polls += 1
-            self._maybe_check_late()
+            self._late.maybe_check(self.fleets)
             if max_polls is not None and polls >= max_polls:
                 break
-            self._maybe_log(lag=self._source_lag)
+            self.tally.maybe_log(self.cfg.log_every, self._following, lag=self.source.lag_s)
             if got == 0:
                 self.stop.wait(self.cfg.poll_interval)
         return self._finish(t_start)
-
-    # -- late points ---------------------------------------------------------
-    def _maybe_check_late(self) -> None:
-        every = self.cfg.late_every
-        if self.cfg.late_window <= 0:
-            return
-        if every is None:
-            every = self.cfg.late_window / LATE_BUCKETS
-        now = time.monotonic()
-        if now - self._t_late < every:
-            return
-        self._t_late = now
-        for s in self.cfg.series:
-            f = self.fleets.get(s.name)
-            if f is not None and f.late is not None and len(f):
-                try:
-                    self._check_late(s, f)
-                except InfluxError as e:  # a count must not stop the stream
-                    log.warning("series %s: could not count late points (%s)", s.name, e)
-
-    def _check_late(self, s: SeriesConfig, f: Fleet) -> int:
-        """Count the points of closed buckets that arrived after their key moved past them."""
-        total, per = count_late(self.reader, s, f)
-        if total:
-            self.totals["late"] += total
-            w = f.late.width_ns
-            shown = ", ".join(f"{_label(s, f.keys[r])} {n} from {_fmt(b_ * w)}"
-                              for r, (n, b_) in list(per.items())[:5])
-            more = f" and {len(per) - 5} more keys" if len(per) > 5 else ""
-            log.warning("series %s: %d late points in %d keys (older than their key's last "
-                        "scored point when they arrived, so follow mode did not score them): "
-                        "%s%s; a backfill of that range (with its own --checkpoint-dir) scores "
-                        "them", s.name, total, len(per), shown, more)
-        return total
 
     def _finish(self, t_start: float) -> dict:
         self.totals["seconds"] = time.monotonic() - t_start
@@ -793,42 +463,6 @@ class Stream:
                             "at the next start", drain_s)
             self.alerts.close()
             self.alerts = None
-
-    def _source_lag(self) -> float | None:
-        """Seconds of source data not yet scored: the largest (newest source point - newest
-        scored point) over the series; one query per series, asked only when a line is logged."""
-        lags = []
-        for s in self.cfg.series:
-            f = self.fleets.get(s.name)
-            if f is None or not len(f):
-                continue
-            marks = f.last
-            try:
-                newest = self.reader.last_time(s.db, s.measurement, s.field, s.tags)
-            except InfluxError:
-                return None  # a log line must not fail the stream
-            if newest is not None:
-                lags.append(max(0, newest - int(marks.max())) / 1e9)
-        return max(lags, default=None)
-
-    def _maybe_log(self, lag=None):
-        """A progress line every ``log_every`` seconds; ``lag`` is called only then."""
-        now = time.monotonic()
-        if now - self._t_log < self.cfg.log_every:
-            return
-        dt, self._t_log = now - self._t_log, now
-        n, self._n_logged = self.totals["samples"] - self._n_logged, self.totals["samples"]
-        msg = (f"{n / dt:,.0f} samples/s, {self.totals['samples']:,} samples, "
-               f"points of the detectors that stamp their own times: "
-               f"{_point_counts(self.totals)}, alarm points: "
-               f"{_alarm_counts(self.totals)}")
-        if self._following:
-            msg += f", late points: {self.totals['late']:,}"
-        behind = lag() if lag is not None else None
-        if behind is not None:
-            msg += f", {behind:.2f} s of source data behind"
-        log.info(msg)
-
 
 
 _fmt = format_timestamp

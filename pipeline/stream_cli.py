@@ -1,7 +1,8 @@
 """``python -m pipeline.stream``: the command line (flags, summary, exit codes).
 
 The stream itself is :class:`pipeline.stream.Stream`; this module parses the
-flags, runs backfill or follow mode, prints the summary and turns every
+flags, runs backfill or follow mode, prints the summary
+(:func:`pipeline.stream_summary.summary_text`) and turns every
 expected failure into a message and an exit code (2: bad input, 1: InfluxDB
 or a checkpoint could not be written), never a traceback.
 """
@@ -19,14 +20,12 @@ from .load import add_influx_args, settings_from_args
 from .model_io import ModelFileError
 from .series import format_timestamp, parse_timestamp
 from .stream_config import ConfigError, load_config
+from .stream_summary import summary_text
 
 __all__ = ["main", "build_parser", "parse_time", "summary_text"]
 
 log = logging.getLogger("pipeline.stream")
 
-MAX_FLAGGED = 1000
-"""Alarm points remembered for the summary (memory stays flat)."""
-"""Flagged points closer than this are one event in the summary."""
 DESCRIPTION = "python -m pipeline.stream: score InfluxDB series into the error database."
 
 _fmt = format_timestamp
@@ -81,74 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_influx_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
     return p
-
-
-def summary_text(totals: dict, flagged, limit: int = 20) -> str:
-    secs = totals.get("seconds", 0) or 1e-9
-    lines = [
-        f"scored {totals['samples']:,} samples in {totals.get('seconds', 0):.2f} s "
-        f"({totals['samples'] / secs:,.0f} samples/s)",
-        f"  points of the detectors that stamp their own times: {_point_counts(totals)}",
-        f"  alarm points per detector: {_alarm_counts(totals)}",
-        f"  gaps: {totals['gaps']}, samples skipped at gaps: {totals.get('skipped_samples', 0)}, "
-        f"malformed values skipped: {totals['malformed']}, late points (not scored live): "
-        f"{totals.get('late', 0):,}, InfluxDB retries: {totals['retries']}",
-        f"  points written: {totals['points_written']:,}"
-        + (f", alert notifications: {totals['notifications']:,}" if totals.get("notifications")
-           else ""),
-    ]
-    if flagged:
-        events = _events(flagged)
-        counts = {}
-        for f in flagged:
-            counts[f[2]] = counts.get(f[2], 0) + 1
-        more = (f" (from the first {MAX_FLAGGED:,} alarm points of each detector)"
-                if max(counts.values()) >= MAX_FLAGGED else "")
-        width = max(len(e[1]) for e in events)
-        lines.append(f"  alarm events{more}: consecutive alarm points of one detector and key "
-                     "(as the alert path counts episodes); series, detector, start .. end, "
-                     "points, peak |score|:")
-        for name, det, t0, t1, n, peak in events[:limit]:
-            lines.append(f"    {name}  {det:<{width}s} {_fmt(t0)} .. {_fmt(t1)}  {n:5d}  {peak:.4g}")
-        if len(events) > limit:
-            lines.append(f"    ... {len(events) - limit} more")
-    return "\n".join(lines)
-
-
-def _point_counts(totals) -> str:
-    """``shape 6,749, baseline step 4,892``: the points of each detector that stamps its own
-    times (segments, windows, a fleet's bins)."""
-    counts = totals.get("points") or {}
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
-
-
-def _alarm_counts(totals) -> str:
-    counts = totals.get("alarm_points") or {}
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
-
-
-def _events(flagged):
-    """Merge the alarm points of one series key and detector into episodes.
-
-    Each entry is ``(series, key, detector label, time ns, |score|, output spacing ns)``.  The
-    alarm is held, so an episode is a run of consecutive output points; two points less than
-    1.5 output spacings apart are consecutive (episodes then match the alert path's, except
-    across a gap in the data).
-
-    >>> s = 2e9  # a 2 s cadence: 0, 2, 4 s are one episode, 8 s another
-    >>> [(e[2], e[3], e[4]) for e in _events([("t", "", "z-score", int(x * 1e9), 1.0, s)
-    ...                                       for x in (0, 2, 4, 8)])]
-    [(0, 4000000000, 3), (8000000000, 8000000000, 1)]
-    """
-    out, cur = [], None
-    for name, key, det, t, e, step in sorted(flagged):
-        label = f"{name}[{key}]" if key else name
-        if cur and cur[0] == label and cur[1] == det and t - cur[3] < 1.5 * step:
-            cur[3], cur[4], cur[5] = t, cur[4] + 1, max(cur[5], e)
-        else:
-            cur = [label, det, t, t, 1, e]
-            out.append(cur)
-    return [tuple(c) for c in out]
 
 
 def main(argv=None) -> int:
