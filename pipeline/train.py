@@ -205,6 +205,8 @@ def train(train_times, train_values, val_times, val_values, *, out,
         raise TrainError("the validation range holds no usable run of samples; give a longer "
                          "--val-start/--val-end range of normal data")
     _refuse_constant(train_runs, val_runs)
+    if keyed:
+        _refuse_stuck_fleet(tr, va, names)
     val_hours = sum((int(t[-1]) - int(t[0]) + period) / 3.6e12 for t, _ in val_runs)
     n_train = sum(len(r.times) for r in tr)
     t0 = time.perf_counter()
@@ -299,6 +301,42 @@ def _refuse_constant(train_runs, val_runs) -> None:
         raise TrainError(f"every training and validation sample is {same}: a stuck sensor or a "
                          "dropout is not normal data; give ranges where the series varies as it "
                          "normally does")
+
+
+def _refuse_stuck_fleet(tr, va, names) -> None:
+    """A fleet whose every key sits on one value of its own throughout training and validation is
+    as stuck as one series on one value (the values differ only between keys): refuse it.  One
+    key that varies is enough.
+
+    >>> def entry(*v):
+    ...     return _regular(np.arange(len(v)) * 10**9, np.array(v, float))
+    >>> _refuse_stuck_fleet([entry(1, 1, 1), entry(2, 2, 2)], [entry(1, 1, 1), entry(2, 3, 2)], None)
+    >>> _refuse_stuck_fleet([entry(1, 1, 1), entry(2, 2, 2)], [entry(1, 1, 1), entry(2, 2, 2)],
+    ...                     ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    pipeline.train.TrainError: every key of the fleet sits on one value throughout training and validation (a: 1, b: 2): stuck sensors or dropouts are not normal data; give ranges where the sensors vary as they normally do
+    """
+    if len(tr) != len(va):
+        return
+    stuck = []
+    for i, (r, q) in enumerate(zip(tr, va, strict=True)):
+        runs, vruns = list(_run_pairs(r)), list(_run_pairs(q))
+        if not runs or not vruns:
+            return
+        try:
+            _refuse_constant(runs, vruns)
+        except TrainError:
+            v = np.concatenate([np.asarray(x, np.float64) for _, x in runs])
+            v = v[np.isfinite(v)]
+            stuck.append(f"{names[i] if names else i}: {v[0]:g}" if len(v) else str(i))
+            continue
+        return
+    if stuck:
+        shown = ", ".join(stuck[:5]) + (f", ... ({len(stuck)} keys)" if len(stuck) > 5 else "")
+        raise TrainError(f"every key of the fleet sits on one value throughout training and "
+                         f"validation ({shown}): stuck sensors or dropouts are not normal data; "
+                         "give ranges where the sensors vary as they normally do")
 
 
 def _time(text: str | None, csv_mode: bool, what: str = "time") -> int | None:

@@ -320,6 +320,28 @@ def test_cli_fan_out_trains_one_model_for_a_fleet(influx, fresh_db, influx_env, 
     assert rc == 2 and "matches more than one series" in capsys.readouterr().err
 
 
+def test_cli_fan_out_refuses_a_fleet_of_stuck_sensors(influx, fresh_db, influx_env, tmp_path, capsys):
+    """Each sensor on a value of its own: the fleet's values vary, but only between sensors; every
+    threshold learned per sample would be 0. Refused; one sensor that varies is enough."""
+    t = T0 + np.arange(3600) * 2 * 10**9
+    for k, level in enumerate((20.5, 21.0, 22.5)):
+        influx.write_series(fresh_db, "temp", t, {"value": np.full(len(t), level)},
+                            {"sensor": f"s{k}", "site": "x"})
+    args = ["--db", fresh_db, "--measurement", "temp", "--tag", "site=x", "--fan-out", "sensor",
+            "--detectors", "zscore,flatline", "--train-start", "2026-01-01T00:00:00Z",
+            "--train-end", "2026-01-01T01:00:00Z", "--val-start", "2026-01-01T01:00:00Z",
+            "--val-end", "2026-01-01T02:00:00Z", "--out", str(tmp_path / "stuck.npz")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: every key of the fleet sits on one value throughout training and validation " \
+           "(s0: 20.5, s1: 21, s2: 22.5): stuck sensors" in err
+    assert "Traceback" not in err and not (tmp_path / "stuck.npz").exists()
+    rng = np.random.default_rng(0)
+    influx.write_series(fresh_db, "temp", t, {"value": 21.0 + np.round(rng.normal(0, 0.1, len(t)), 1)},
+                        {"sensor": "s1", "site": "x"})
+    assert main(args) == 0, capsys.readouterr().err
+
+
 def test_cli_budget_is_checked_in_the_unit_given(ekg_csv, capsys):
     assert main(["--csv", ekg_csv, "--false-alarms-per-day", "-1", "--out", "x.npz"]) == 2
     assert "--false-alarms-per-day must be a number in (0, 86400], got -1" in \
