@@ -151,6 +151,7 @@ class Stream:
         self.store = CheckpointStore(self.root)
         self.models, self._periods = load_models(cfg)
         self.fleets: dict[str, Fleet] = {}
+        self._legacy_files: dict[str, list] = {}  # series -> version 2 files, until its fleet is saved
         self._prefixes: dict[str, Prefixes] = {}
         self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
         self.totals = self.tally.totals  # what backfill and follow return
@@ -203,8 +204,8 @@ class Stream:
         if self._following and self.cfg.late_window > 0:
             f.late = late_counter(self.cfg.late_window)
         old = restore_fleet(self.store, s, f, resume, fresh_on_change)
-        if old is not None:
-            self._legacy_files = old  # version 2 files, deleted once the fleet is saved
+        if old:  # version 2 files: this series' only checkpoint until its fleet is saved
+            self._legacy_files[s.name] = old
         self.fleets[s.name] = f
         self._prefixes[s.name] = Prefixes(output_tags(s, f))
         return f
@@ -287,11 +288,8 @@ class Stream:
             self.notifications += len(self.alerts.commit())
         for f in fleets:
             self.store.save_fleet(f)
-        old = getattr(self, "_legacy_files", None)
-        if fleets and old:
-            for p in old:
+            for p in self._legacy_files.pop(f.name, ()):
                 p.unlink(missing_ok=True)
-            self._legacy_files = []
 
     def _ensure_output_db(self):
         if self.cfg.output.db not in self._retry("listing databases", self.influx.databases):

@@ -257,6 +257,41 @@ def test_version_2_checkpoints_are_folded_into_one_file(influx, fresh_db, tmp_pa
     assert [p.name for p in ck.glob("*.ckpt")] == [store.path("temp").name]
 
 
+def test_version_2_files_of_a_quiet_series_outlive_another_series_commit(
+        influx, fresh_db, tmp_path, sensor_model_path, sensor_model_file):
+    """Series ``temp`` resumes from version 2 files but has nothing new yet; series ``temp2``
+    scores and saves. ``temp``'s old files are its only checkpoint until its own fleet is saved:
+    they were deleted by the other series' commit, and a restart then began ``temp`` afresh."""
+    data = write_fleet(influx, fresh_db, ["a"], np.arange(250))
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    store = CheckpointStore(ck)
+    m = sensor_model_file
+    t, v = data["a"]
+    states = [d.new_state() for d in m.enabled]
+    dets, arrays = [], {}
+    for i, st in enumerate(states):
+        st.update_many(t, v)
+        meta, arr = st.get_data()
+        dets.append({"name": st.det.name, "state": meta})
+        arrays.update({f"{i}.{name}": a for name, a in arr.items()})
+    write_data(store.path("temp", "a"), {
+        "version": 2, "series": "temp", "key": "a", "origin_ns": T0, "last_time_ns": int(t[-1]),
+        "period_checked": True, "model_version": m.version, "n_samples": 250,
+        "detectors": dets}, arrays)
+    assert store.load("temp", "a").last_time_ns == int(t[-1])
+    t2 = T0 + np.arange(400) * STEP
+    influx.write_series(fresh_db, "temp2", t2, {"value": 20 + np.sin(np.arange(400) / 9.0)},
+                        {"sensor": "c"})
+    cfg = fleet_cfg(fresh_db, fresh_db + "_o", sensor_model_path, ck)
+    cfg.series.append(SeriesConfig(name="temp2", db=fresh_db, measurement="temp2",
+                                   fan_out="sensor", model=sensor_model_path))
+    totals = Stream(cfg, influx).follow(start_ns=T0, max_polls=3)
+    assert totals["samples"] == 400  # temp2's; temp had nothing after its checkpoint
+    again = CheckpointStore(ck).load("temp", "a")
+    assert again is not None and again.last_time_ns == int(t[-1])
+
+
 # -- shards ---------------------------------------------------------------------------------
 def test_shard_of_is_sha256_of_series_and_key_and_stable():
     keys = [f"s{i:03d}" for i in range(200)]
