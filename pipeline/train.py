@@ -276,6 +276,19 @@ def train(train_times, train_values, val_times, val_values, *, out,
         n_nonfinite=sum(r.n_nonfinite for r in tr + va))
 
 
+def _one_value(runs) -> float | None:
+    """The one value every usable sample of ``runs`` holds; None when they vary or there are none.
+
+    >>> _one_value([(None, np.array([21.0, 21.0])), (None, np.array([21.0, np.nan]))])
+    21.0
+    >>> _one_value([(None, np.array([1.0, 2.0]))]) is None, _one_value([]) is None
+    (True, True)
+    """
+    vals = np.concatenate([np.asarray(v, np.float64) for _, v in runs] or [np.empty(0)])
+    vals = vals[np.isfinite(vals) & (np.abs(vals) <= config.Z_MAX_ABS)]
+    return float(vals[0]) if len(vals) and vals.min() == vals.max() else None
+
+
 def _refuse_constant(train_runs, val_runs) -> None:
     """Training and validation ranges each on one value throughout are a stuck sensor or a
     dropout, not normal data: every threshold learned from them would be 0, and any change
@@ -289,14 +302,8 @@ def _refuse_constant(train_runs, val_runs) -> None:
     ...
     pipeline.train.TrainError: every training and validation sample is 21: a stuck sensor or a dropout is not normal data; give ranges where the series varies as it normally does
     """
-    def spread(runs):
-        vals = np.concatenate([np.asarray(v, np.float64) for _, v in runs])
-        vals = vals[np.isfinite(vals) & (np.abs(vals) <= config.Z_MAX_ABS)]
-        return (vals.min(), vals.max()) if len(vals) else (np.nan, np.nan)
-
-    lo, hi = spread(train_runs)
-    vlo, vhi = spread(val_runs)
-    if lo == hi and vlo == vhi:
+    lo, vlo = _one_value(train_runs), _one_value(val_runs)
+    if lo is not None and vlo is not None:
         same = f"{lo:g}" if lo == vlo else f"{lo:g} and {vlo:g}"
         raise TrainError(f"every training and validation sample is {same}: a stuck sensor or a "
                          "dropout is not normal data; give ranges where the series varies as it "
@@ -321,17 +328,10 @@ def _refuse_stuck_fleet(tr, va, names) -> None:
         return
     stuck = []
     for i, (r, q) in enumerate(zip(tr, va, strict=True)):
-        runs, vruns = list(_run_pairs(r)), list(_run_pairs(q))
-        if not runs or not vruns:
+        lo, vlo = _one_value(_run_pairs(r)), _one_value(_run_pairs(q))
+        if lo is None or vlo is None:
             return
-        try:
-            _refuse_constant(runs, vruns)
-        except TrainError:
-            v = np.concatenate([np.asarray(x, np.float64) for _, x in runs])
-            v = v[np.isfinite(v)]
-            stuck.append(f"{names[i] if names else i}: {v[0]:g}" if len(v) else str(i))
-            continue
-        return
+        stuck.append(f"{names[i] if names else i}: {lo:g}")
     if stuck:
         shown = ", ".join(stuck[:5]) + (f", ... ({len(stuck)} keys)" if len(stuck) > 5 else "")
         raise TrainError(f"every key of the fleet sits on one value throughout training and "
