@@ -224,29 +224,36 @@ def lattice_step(values, tol: float = 1e-3) -> float | None:
     return None
 
 
-def _lattice_tail(stats, level, step, per_hour, hours, gap_ns):
-    """``(threshold, p, n_peaks)`` for a lattice statistic: geometric excesses above the level.
+def _lattice_tail(peaks, level, step, per_hour, hours):
+    """``(threshold, p)`` for a lattice statistic: geometric excesses above the level.
 
-    The level moves to half a step above its lattice point, so rounding noise never makes a
-    peak; each peak is ``j`` whole steps above the first point over it, ``P(j >= m) = p**m``
-    with ``p`` estimated as ``(sum j + 1/2) / (n + sum j + 1/2)`` (never 0 from a short run);
-    the threshold is the half step under the lowest point where ``n / hours * p**m`` is
-    within the budget.
+    ``level`` is a lattice point and ``peaks`` the clusters above half a step over it
+    (:func:`_lattice_level`), so rounding noise never makes a peak; each peak is ``j`` whole
+    steps above the first point over it, ``P(j >= m) = p**m`` with ``p`` estimated as
+    ``(sum j + 1/2) / (n + sum j + 1/2)`` (never 0 from a short run); the threshold is the half
+    step under the lowest point where ``n / hours * p**m`` is within the budget.
     """
     k_u = math.floor(level / step + 0.5)
-    lv = (k_u + 0.5) * step
-    peaks = np.concatenate([cluster_peaks(t, s, lv, gap_ns) for t, s in stats])
     n = len(peaks)
-    if n < MIN_PEAKS:
-        return None, None, n
     j = np.maximum(np.round(peaks / step) - k_u - 1, 0)
     p = (j.sum() + 0.5) / (n + j.sum() + 0.5)
     if not 0 < p < 1:
-        return None, None, n
+        return None, None
     m = 0
     if n / hours > per_hour:
         m = max(0, math.ceil(math.log(per_hour * hours / n) / math.log(p) - 1e-12))
-    return (k_u + m + 0.5) * step, float(p), n
+    return (k_u + m + 0.5) * step, float(p)
+
+
+def _lattice_level(value, step) -> tuple[float, float]:
+    """``(level, above)``: the lattice point nearest ``value``, and half a step over it (where
+    peaks begin: values on the point differ from it by rounding only).
+
+    >>> _lattice_level(0.015000000000000008, 0.0025)
+    (0.015, 0.01625)
+    """
+    k = math.floor(value / step + 0.5)
+    return k * step, (k + 0.5) * step
 
 
 def _empirical(stats, allowed: int, gap_ns: int, values: np.ndarray) -> float:
@@ -314,15 +321,12 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     fit_gap = max(int(gap_ns), int(decluster_ns or 0))
     # the first level with TARGET_PEAKS peaks, going down then up; else the one with the most (a
     # lower level can have fewer: its clusters merge)
-    # a lattice statistic's level is a lattice point, and its peaks are what lies half a step
-    # above it: values on that point differ from it by rounding only and are no peaks
     step = lattice_step(finite)
     level, peaks = None, np.empty(0)
     for q in (q_init, *(q for q in Q_LOWER if q < q_init), *(q for q in Q_HIGHER if q > q_init)):
-        lv = float(np.quantile(finite, q))
+        lv = above = float(np.quantile(finite, q))
         if step is not None:
-            lv = math.floor(lv / step + 0.5) * step
-        above = lv + 0.5 * step if step is not None else lv
+            lv, above = _lattice_level(lv, step)
         pk = np.concatenate([cluster_peaks(t, s, above, fit_gap) for t, s in stats])
         if level is None or len(pk) > len(peaks):
             level, peaks = lv, pk
@@ -334,7 +338,7 @@ def calibrate_threshold(stats, hours: float, budget, gap_ns: int, q_init: float 
     shape = scale = None
     t_lat = None
     if step is not None and len(peaks) >= MIN_PEAKS:
-        t_lat, p_lat, n_lat = _lattice_tail(stats, level, step, per_hour, hours, fit_gap)
+        t_lat, p_lat = _lattice_tail(peaks, level, step, per_hour, hours)
     if t_lat is not None:
         # reported as the equivalent exponential: P(> x) = p ** (x / step)
         shape, scale = 0.0, float(-step / math.log(p_lat))
