@@ -220,6 +220,21 @@ def test_live_fleet_one_sample_per_key_and_poll_equals_batch(influx, fresh_db, t
 
 
 # -- checkpoints of version 2 (one file per key) --------------------------------------------
+def write_version_2(store, m, key, t, v):
+    """The file version 2 saved for series ``temp``, key ``key``, after scoring ``t, v``."""
+    dets, arrays = [], {}
+    for i, d in enumerate(m.enabled):
+        st = d.new_state()
+        st.update_many(t, v)
+        meta, arr = st.get_data()
+        dets.append({"name": st.det.name, "state": meta})
+        arrays.update({f"{i}.{name}": a for name, a in arr.items()})
+    write_data(store.path("temp", key), {
+        "version": 2, "series": "temp", "key": key, "origin_ns": T0, "last_time_ns": int(t[-1]),
+        "period_checked": True, "model_version": m.version, "n_samples": len(t),
+        "detectors": dets}, arrays)
+
+
 def test_version_2_checkpoints_are_folded_into_one_file(influx, fresh_db, tmp_path,
                                                        sensor_model_path, sensor_model_file):
     data = write_fleet(influx, fresh_db, ["a", "b"], np.arange(600))
@@ -228,18 +243,7 @@ def test_version_2_checkpoints_are_folded_into_one_file(influx, fresh_db, tmp_pa
     store = CheckpointStore(ck)
     m = sensor_model_file
     for k, (t, v) in data.items():  # what version 2 saved after the first 250 samples
-        states = [d.new_state() for d in m.enabled]
-        for st in states:
-            st.update_many(t[:250], v[:250])
-        dets, arrays = [], {}
-        for i, st in enumerate(states):
-            meta, arr = st.get_data()
-            dets.append({"name": st.det.name, "state": meta})
-            arrays.update({f"{i}.{name}": a for name, a in arr.items()})
-        write_data(store.path("temp", k), {
-            "version": 2, "series": "temp", "key": k, "origin_ns": T0, "last_time_ns": int(t[249]),
-            "period_checked": True, "model_version": m.version, "n_samples": 250,
-            "detectors": dets}, arrays)
+        write_version_2(store, m, k, t[:250], v[:250])
     out = fresh_db + "_o"
     totals = Stream(fleet_cfg(fresh_db, out, sensor_model_path, ck), influx).follow(
         start_ns=T0, max_polls=5)
@@ -268,17 +272,7 @@ def test_version_2_files_of_a_quiet_series_outlive_another_series_commit(
     store = CheckpointStore(ck)
     m = sensor_model_file
     t, v = data["a"]
-    states = [d.new_state() for d in m.enabled]
-    dets, arrays = [], {}
-    for i, st in enumerate(states):
-        st.update_many(t, v)
-        meta, arr = st.get_data()
-        dets.append({"name": st.det.name, "state": meta})
-        arrays.update({f"{i}.{name}": a for name, a in arr.items()})
-    write_data(store.path("temp", "a"), {
-        "version": 2, "series": "temp", "key": "a", "origin_ns": T0, "last_time_ns": int(t[-1]),
-        "period_checked": True, "model_version": m.version, "n_samples": 250,
-        "detectors": dets}, arrays)
+    write_version_2(store, m, "a", t, v)
     assert store.load("temp", "a").last_time_ns == int(t[-1])
     t2 = T0 + np.arange(400) * STEP
     influx.write_series(fresh_db, "temp2", t2, {"value": 20 + np.sin(np.arange(400) / 9.0)},
