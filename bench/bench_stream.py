@@ -20,10 +20,11 @@ segment 32, training slide 2) on the first 150 s, calibrated on the next 30 s:
 and measures, in the same run:
 
 1-3. backfill (a fresh output database and checkpoint directory per run):
-     1 ``shape``; 2 ``shape+z`` with ``[output] diagnostics = true``, which
-     writes what the stream wrote when the issue was filed (``z, alert,
-     streak, zscore`` per sample; the baseline); 2n ``shape+z`` at the new
-     default output (``z, alert``: like for like); 3 ``all`` at the new
+     1 ``shape``; 2 ``shape+z`` with ``[output] diagnostics = true`` and
+     ``precision = "float64"``, which writes what the stream wrote when the
+     issue was filed (``z, alert, streak, zscore`` per sample, every float64
+     digit; the baseline); 2n ``shape+z`` at the new default output (``z,
+     alert`` at float32's digits: like for like); 3 ``all`` at the new
      default output (each detector's score and alarm).  The target: 3 keeps
      >= 80 % of the rate of 2;
 4.   the raw InfluxDB bound for the same point counts: ``Influx.read_field``
@@ -184,7 +185,7 @@ def run(args, bench: Bench) -> int:
     slices = {k: bench.raw_slices(paths[CASES[k][0]], values, times, CASES[k][1])
               for k in ("shape+z", *RAW.values())}
     n_out = {k: sum(len(t) for *_, out in sl for _, t, _, _ in out) for k, sl in slices.items()}
-    n_fields = {k: {meas: len(f) for meas, _, f, _ in sl[-1][2]} for k, sl in slices.items()}
+    n_fields = {k: {meas: len(f) for meas, _, f, _ in sl[-1][3]} for k, sl in slices.items()}
     best: dict[str, tuple] = {}
     runs: dict[str, list] = {}
     cpu: dict[str, list] = {}
@@ -198,8 +199,8 @@ def run(args, bench: Bench) -> int:
     for rep in range(args.repeats):
         print(f"repeat {rep + 1}/{args.repeats}: backfill x{len(CASES)}, raw read, raw write, "
               f"raw read+write x{1 + len(RAW)}...", flush=True)
-        for name, (model, diag) in CASES.items():
-            keep(name, *bench.backfill(paths[model], n, diagnostics=diag))
+        for name, (model, output) in CASES.items():
+            keep(name, *bench.backfill(paths[model], n, output=output))
         for mode in ("read", "write", "both"):
             keep(mode, *bench.raw(slices["shape+z"], mode))
         for key, case in RAW.items():
@@ -225,10 +226,10 @@ def run(args, bench: Bench) -> int:
     # profiles (optional), then 6: follow latency, 7: memory
     profiles = {}
     if args.profile:
-        for name, (model, diag) in CASES.items():
+        for name, (model, output) in CASES.items():
             print(f"profile: backfill, {name}...", flush=True)
             prof = cProfile.Profile()
-            dt, _ = bench.backfill(paths[model], n, profile=prof, diagnostics=diag)
+            dt, _ = bench.backfill(paths[model], n, profile=prof, output=output)
             profiles[name] = (dt, prof)
     lat = []
     for poll in (1.0, 0.25):

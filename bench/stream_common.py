@@ -47,11 +47,14 @@ MODELS = {  # name: (what, detectors, params)
 }
 LIVE_MODEL = "all"  # follow latency and memory: the heaviest model
 TARGET_ALL = 80  # % of the shape+z backfill rate that every detector must keep (the issue)
-CASES = {  # backfill case: (model, [output] diagnostics)
-    "shape": ("shape", False),
-    "shape+z": ("shape+z", True),  # the baseline: the issue's "today's" output (streak, zscore)
-    "shape+z new": ("shape+z", False),  # like for like: the same model at the new default output
-    "all": ("all", False),  # every detector at the new default output
+BASELINE_OUTPUT = {"diagnostics": True, "precision": "float64"}
+"""What the stream wrote when the issue was filed: the z-score's streak and zscore on every
+point, every float64 digit."""
+CASES = {  # backfill case: (model, [output] settings)
+    "shape": ("shape", {}),
+    "shape+z": ("shape+z", BASELINE_OUTPUT),  # the baseline: the issue's "today's" output
+    "shape+z new": ("shape+z", {}),  # like for like: the same model at the new default output
+    "all": ("all", {}),  # every detector at the new default output
 }
 
 
@@ -137,10 +140,10 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def stream_cfg(model_path, out_db, ckpt, batch: int, db=SRC_DB, poll=1.0, diagnostics=False):
+def stream_cfg(model_path, out_db, ckpt, batch: int, db=SRC_DB, poll=1.0, output=None):
     s = SeriesConfig(name="ekg", db=db, measurement=MEAS, field="value", tags=dict(TAGS),
                      sample_period_ns=PERIOD, model=model_path)
-    return StreamConfig(series=[s], output=OutputConfig(db=out_db, diagnostics=diagnostics),
+    return StreamConfig(series=[s], output=OutputConfig(db=out_db, **(output or {})),
                         checkpoint_dir=str(ckpt), poll_interval=poll, batch_samples=batch,
                         log_every=1e9)
 
@@ -169,11 +172,10 @@ class Bench:
         return time.process_time(), proc_cpu(self.srv.proc.pid)
 
     # -- 1-3: the stream's backfill ---------------------------------------------
-    def backfill(self, model_path, n: int, db=SRC_DB, sampler=None, profile=None,
-                 diagnostics=False):
+    def backfill(self, model_path, n: int, db=SRC_DB, sampler=None, profile=None, output=None):
         out_db = self.fresh_db("err")
         stream = Stream(stream_cfg(model_path, out_db, self.ckpt(), self.args.batch, db,
-                                   diagnostics=diagnostics), Influx(self.settings))
+                                   output=output), Influx(self.settings))
         if sampler is not None:
             sampler.stream = stream
         c0 = self.cpu()
@@ -193,15 +195,21 @@ class Bench:
         return dt, dict(totals, cpu_py=c1[0] - c0[0], cpu_db=c1[1] - c0[1])
 
     # -- 4: raw InfluxDB bound ------------------------------------------------
-    def raw_slices(self, model_path, values, times, diagnostics=False):
-        """Per read slice, the exact points the stream writes with this model (and
-        ``[output] diagnostics``).
+    def raw_slices(self, model_path, values, times, output=None):
+        """Per read slice, the exact points the stream writes with this model (and these
+        ``[output]`` settings: ``diagnostics``, ``precision``).
 
         The model's enabled detectors are fed slice by slice, as the stream
         feeds them (computed outside any timing): segment detectors' points go
         to ``ERROR``, the per-sample detectors' fields are merged into one
         ``zscore`` point per sample.
         """
+        cfg = OutputConfig(**(output or {}))
+        single = cfg.precision == "float32"
+
+        def fields(o):
+            return o.fields(cfg.diagnostics)
+
         lm = load_model(model_path)
         states = [d.new_state() for d in lm.enabled]
         tags = dict(TAGS, series="ekg", model=lm.version)
@@ -216,12 +224,12 @@ class Bench:
             for st in states:
                 o = st.update_many(t, v)
                 if o.detector.per_sample:
-                    per_sample.update(o.fields(diagnostics))
+                    per_sample.update(fields(o))
                 elif len(o):
-                    out.append((OUT.measurement, o.times, o.fields(diagnostics), tags))
+                    out.append((OUT.measurement, o.times, fields(o), tags))
             if per_sample:
                 out.append((OUT.zscore_measurement, t, per_sample, tags))
-            slices.append((a, b, out))
+            slices.append((a, b, single, out))
         return slices
 
     def raw(self, slices, mode: str):
@@ -232,7 +240,7 @@ class Bench:
         n_read = n_written = 0
         c0 = self.cpu()
         t0 = time.perf_counter()
-        for a, b, out in slices:
+        for a, b, single, out in slices:
             if mode in ("read", "both"):
                 t1 = time.perf_counter()
                 r = ix.read_field(SRC_DB, MEAS, "value", a, b, TAGS)
@@ -242,7 +250,7 @@ class Bench:
                 t1 = time.perf_counter()
                 lines = []
                 for meas, t, fields, tags in out:
-                    lines += encode_lines(meas, t, fields, tags)
+                    lines += encode_lines(meas, t, fields, tags, single)
                 t2 = time.perf_counter()
                 n_written += ix.write_lines(out_db, lines)
                 t3 = time.perf_counter()

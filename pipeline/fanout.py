@@ -58,14 +58,15 @@ class Prefixes:
         self._fields.clear()
 
 
-def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
+def encode_rows(prefix: np.ndarray, rows, times, fields: dict, single: bool = False) -> list[str]:
     """Line protocol for points of many keys: ``prefix[rows[i]] fields times[i]``.
 
     As :func:`~pipeline.line_protocol.encode_lines` for each key apart, in
     the order of the points: non-finite floats are left out of their line
     (a point with no field left is dropped); the points lacking the same
     fields are rendered with one ``%`` template, in which a column that holds
-    one value throughout (a threshold) is a literal.
+    one value throughout (a threshold) is a literal.  ``single``: floats at
+    float32's digits (:func:`~pipeline.line_protocol.float_texts`).
 
     >>> p = np.array(["m,k=a", "m,k=b"], dtype=object)
     >>> encode_rows(p, np.array([1, 0]), np.array([5, 6]),
@@ -75,7 +76,7 @@ def encode_rows(prefix: np.ndarray, rows, times, fields: dict) -> list[str]:
     times, cols = _columns(times, fields)
     if len(times) == 0:
         return []
-    return _render(prefix[np.asarray(rows, np.int64)], cols, times)
+    return _render(prefix[np.asarray(rows, np.int64)], cols, times, single)
 
 
 def plan_follow(last: np.ndarray, active: np.ndarray, half_ns: int, solo: set,

@@ -34,6 +34,8 @@ __all__ = [
     "escape_measurement",
     "escape_tag",
     "encode_lines",
+    "float_texts",
+    "fits_float32",
     "quote_ident",
 ]
 
@@ -236,9 +238,22 @@ def check_times(times_ns) -> None:
 
 
 _BOOL_TEXT = np.array(["false", "true"], dtype=object)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
-def float_texts(values) -> list[str]:
+def fits_float32(values: np.ndarray) -> bool:
+    """Whether every finite value keeps float32's full precision: none beyond ±3.4e38, and
+    none but 0 below float32's smallest normal (1.2e-38).
+
+    >>> fits_float32(np.array([1 / 3, np.nan, 0.0])), fits_float32(np.array([1e300]))
+    (True, False)
+    """
+    mag = np.abs(values[np.isfinite(values)])
+    return not (len(mag) and (mag.max() > _F32_MAX or ((mag < _F32_TINY) & (mag > 0)).any()))
+
+
+def float_texts(values, single: bool = False) -> list[str]:
     """The shortest decimal text of each float that reads back as the same float64, bit for bit.
 
     The digits of ``repr``, 5-7x faster (orjson's Ryu-style formatter: one
@@ -247,26 +262,37 @@ def float_texts(values) -> list[str]:
     reads as the same value.  Non-finite values come out as ``null``: callers
     skip them.
 
+    ``single=True`` writes the shortest text of each value rounded to float32
+    instead (at most 9 significant digits; what InfluxDB reads back is within
+    a relative 6e-8 of the value): a third of the bytes, which influxd
+    ingests faster.  A column that float32 cannot hold to its full precision
+    (:func:`fits_float32`) is written at float64, whole.
+
     >>> float_texts(np.array([0.1, -2.5, 1 / 3]))
     ['0.1', '-2.5', '0.3333333333333333']
+    >>> float_texts(np.array([0.1, -2.5, 1 / 3]), single=True)
+    ['0.1', '-2.5', '0.33333334']
     >>> x = np.array([1e-05, -2.5e-09, 1e+16, 5e-324])
     >>> [float(t) for t in float_texts(x)] == x.tolist()
     True
     """
     arr = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    if single and fits_float32(arr):
+        arr = arr.astype(np.float32)
     if len(arr) == 0:
         return []
     return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
-def _field_formatter(values: np.ndarray):
-    """Return (list of per-point strings or None for missing) for one field column."""
+def _field_formatter(values: np.ndarray, single: bool = False):
+    """Return (list of per-point strings or None for missing) for one field column; floats
+    at float32's digits with ``single`` (:func:`float_texts`)."""
     if values.dtype == bool:
         return _BOOL_TEXT[values.view(np.uint8)].tolist()
     if np.issubdtype(values.dtype, np.integer):
         return [f"{v}i" for v in values.tolist()]
     if np.issubdtype(values.dtype, np.floating):
-        texts = float_texts(values)
+        texts = float_texts(values, single)
         finite = np.isfinite(values)
         if finite.all():
             return texts
@@ -280,6 +306,7 @@ def encode_lines(
     times_ns: np.ndarray,
     fields: Mapping[str, np.ndarray],
     tags: Mapping[str, str] | None = None,
+    single: bool = False,
 ) -> list[str]:
     r"""Encode points of one series as line-protocol lines (ns precision).
 
@@ -299,6 +326,9 @@ def encode_lines(
         One array per field, each as long as ``times_ns``.
     tags : mapping, optional
         Tags shared by all points.
+    single : bool, default=False
+        Write floats at float32's digits (:func:`float_texts`), as the stream does at
+        ``[output] precision = "float32"``; default: every float64 digit.
 
     Examples
     --------
@@ -308,7 +338,7 @@ def encode_lines(
     ['ekg,source=p\\ 1 n=3i,value=0.5 1', 'ekg,source=p\\ 1 n=4i 2']
     """
     times, cols = _columns(times_ns, fields)
-    return _render(series_prefix(measurement, tags, list(fields)), cols, times)
+    return _render(series_prefix(measurement, tags, list(fields)), cols, times, single)
 
 
 def _columns(times_ns, fields):
@@ -327,7 +357,7 @@ def _columns(times_ns, fields):
     return times, cols
 
 
-def _literal(arr: np.ndarray) -> str | None:
+def _literal(arr: np.ndarray, single: bool = False) -> str | None:
     """The one formatted value of a column whose values are all the same, else None."""
     if len(arr) == 0 or arr.dtype.kind not in "bf" or arr[0] != arr[-1]:
         return None
@@ -335,14 +365,15 @@ def _literal(arr: np.ndarray) -> str | None:
         return None
     if arr.dtype.kind == "b" and not (arr == arr[0]).all():
         return None
-    return _field_formatter(arr[:1])[0]
+    return _field_formatter(arr[:1], single)[0]
 
 
-def _render(prefix, cols: list, times: np.ndarray) -> list[str]:
+def _render(prefix, cols: list, times: np.ndarray, single: bool = False) -> list[str]:
     """Lines for columns ``[(key=, array)]``: rows are grouped by which fields they lack (NaN
     floats), each group rendered with one %-template in which constant columns are literals;
     the lines come back in time order.  ``prefix`` is one series prefix, or an object array of
-    one per row (many keys at once: :func:`pipeline.fanout.encode_rows`)."""
+    one per row (many keys at once: :func:`pipeline.fanout.encode_rows`); ``single``: floats
+    at float32's digits (:func:`float_texts`)."""
     n = len(times)
     per_row = not isinstance(prefix, str)
     pattern = np.zeros(n, np.int64)
@@ -361,12 +392,12 @@ def _render(prefix, cols: list, times: np.ndarray) -> list[str]:
         if per_row:
             values.append((prefix if rows is None else prefix[rows]).tolist())
         for key, arr in present:
-            lit = _literal(arr)
+            lit = _literal(arr, single)
             if lit is not None:
                 parts.append((key + lit).replace("%", "%%"))
             else:
                 parts.append(key.replace("%", "%%") + "%s")
-                values.append(_field_formatter(arr))
+                values.append(_field_formatter(arr, single))
         head = "%s" if per_row else prefix.replace("%", "%%")
         template = head + " " + ",".join(parts) + " %s"
         t = (times if rows is None else times[rows]).tolist()

@@ -18,9 +18,11 @@ per-sample detectors (flat line, z-score, drift) write their fields together,
 one point per sample, to ``<out db>.<zscore measurement>``.  Each detector's
 score, threshold and alarm have their own field names (README, "What it
 writes"), so every alarm says which detector raised it; a per-sample point
-holds each detector's score and alarm (its threshold on alarm points only),
-and its diagnostics (the z-score's ``streak`` and ``zscore``) only with
-``[output] diagnostics = true`` (``--diagnostics``).  Output points carry
+holds each detector's score and alarm (its threshold on alarm points only;
+the flat line's ``flat_s`` not where it is 0), and its diagnostics (the
+z-score's ``streak`` and ``zscore``) only with ``[output] diagnostics =
+true`` (``--diagnostics``); floats at float32's digits unless ``[output]
+precision = "float64"`` (``--precision``).  Output points carry
 the source's tags, ``series`` (the config name) and ``model`` (the model
 version), and are timestamped from the source points (a segment by its
 centre sample), so re-running a range overwrites instead of duplicating.

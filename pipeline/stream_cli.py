@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--diagnostics", action="store_true", default=None,
                    help="also write each detector's diagnostics on every point (z-score: streak, "
                         "zscore); default: score and alarm only ([output] diagnostics)")
+    o.add_argument("--precision", choices=("float32", "float64"),
+                   help="digits of the scores and thresholds written: float32's (7 significant, "
+                        "the default: influxd ingests them faster) or every float64 digit "
+                        "([output] precision)")
     o.add_argument("--checkpoint-dir", help="default var/checkpoints")
     o.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
     o.add_argument("--batch-samples", type=int,

@@ -113,6 +113,7 @@ def encode_outputs(dets, outs, rows, times, point_rows, pre: Prefixes, prefix: d
     points may be of keys the batch did not hold: their prefixes come from ``pre``.
     """
     diag = out_cfg.diagnostics
+    single = out_cfg.precision == "float32"
     lines: list = []
     per_sample = {}
     for det, out, orows in zip(dets, outs, rows, strict=True):
@@ -124,7 +125,8 @@ def encode_outputs(dets, outs, rows, times, point_rows, pre: Prefixes, prefix: d
                 pfx = pre.get(out.measurement, out.rows, fields[out.measurement])[0]
             ok = pfx[orows] != None  # noqa: E711 (a key whose names InfluxDB refused)
             lines += encode_rows(pfx, orows[ok], out.times[ok],
-                                 {k: v[ok] for k, v in out.fields(diag).items()})
+                                 {k: v[ok] for k, v in out.fields(diag).items()}, single)
     if per_sample:
-        lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, times, per_sample)
+        lines += encode_rows(prefix[out_cfg.zscore_measurement], point_rows, times, per_sample,
+                             single)
     return lines

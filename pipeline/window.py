@@ -215,9 +215,15 @@ def _align(times, other_t, other_v, fill):
 
 
 def _from_db(ix, det, error_db, meas, tags, lo, hi, version) -> Trace | None:
-    """``det``'s points in the error database (grouped by model version; ours, or the fullest)."""
+    """``det``'s points in the error database (grouped by model version; ours, or the fullest).
+
+    A detector whose score the stream leaves out where it holds ``score_omitted`` (the
+    flat line's 0) has its points where its alarm field is, the missing scores filled in.
+    """
+    omitted = getattr(det, "score_omitted", None)
+    base = det.score_field if omitted is None else det.alarm_field
     try:
-        r = ix.read_field(error_db, meas, det.score_field, lo, hi, tags, group_by="model")
+        r = ix.read_field(error_db, meas, base, lo, hi, tags, group_by="model")
     except InfluxQueryError:
         return None
     groups = r.by_group()
@@ -230,13 +236,19 @@ def _from_db(ix, det, error_db, meas, tags, lo, hi, version) -> Trace | None:
         return None
     t = g.times
     order = np.argsort(t, kind="stable")
-    t, score = t[order], g.values[order]
+    t, first = t[order], g.values[order]
     tg = dict(tags, model=version)
     thr = ix.read_field(error_db, meas, det.threshold_field, lo, hi, tg)
-    alarm = ix.read_field(error_db, meas, det.alarm_field, lo, hi, tg)
+    if omitted is None:
+        score = first
+        alarm = ix.read_field(error_db, meas, det.alarm_field, lo, hi, tg)
+        alarm = _align(t, alarm.times, alarm.values > 0, False)
+    else:
+        sc = ix.read_field(error_db, meas, det.score_field, lo, hi, tg)
+        score = _align(t, sc.times, np.asarray(sc.values, float), float(omitted))
+        alarm = first > 0
     return Trace(det.name, det.label, det.score_field, det.threshold_field, det.alarm_field, t,
-                 score, _align(t, thr.times, thr.values, np.nan),
-                 _align(t, alarm.times, alarm.values > 0, False),
+                 score, _align(t, thr.times, thr.values, np.nan), alarm,
                  f"{error_db}.{meas} (model {version})")
 
 

@@ -133,3 +133,23 @@ def sensor_model_path(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sensor_model_file(sensor_model_path):
     return load_model(sensor_model_path)
+
+
+F32_STEP = 2.0**-23
+"""One float32 step, relative: the stream writes floats at float32's digits (``[output]
+precision``), so two float64 scores 1e-12 apart may come back one step apart."""
+
+
+def assert_stored(got, want, err_msg="", exact=False):
+    """``got``, read back from what the stream wrote, is ``want`` (the batch twin's float64
+    scores) as InfluxDB keeps it at the default ``[output] precision = "float32"``
+    (``naive.naive_as_stored``): to the bit when ``exact`` (the stream's float64 is the twin's,
+    bit for bit: segments), else within one float32 step (per-sample scores, whose chunk
+    boundaries move the anchors of the stable rolling sums by about 1e-12)."""
+    from naive import naive_as_stored
+
+    stored = naive_as_stored(np.asarray(want, np.float64))
+    if exact:
+        np.testing.assert_array_equal(got, stored, err_msg=err_msg)
+    else:
+        np.testing.assert_allclose(got, stored, rtol=F32_STEP, atol=1e-12, err_msg=err_msg)

@@ -770,3 +770,25 @@ def naive_noise_levels(times, values, w, stride, period, gap_factor=1.5):
         times, values, 1 + w // 2, w - w // 2, stride, period,
         lambda win: statistics.median(abs(win[k + 1] - win[k]) for k in range(len(win) - 1)),
         gap_factor)
+
+
+def naive_as_stored(values):
+    """What InfluxDB keeps of a float column the stream writes at ``[output] precision =
+    "float32"``: each value's shortest float32 text (numpy's ``str`` of a ``float32``) read
+    back as a Python float, one value at a time.  A column with a finite value beyond
+    float32's largest or a non-zero one below its smallest normal is written whole at
+    float64 (``repr``): it comes back as it is.  Non-float columns are returned as they are.
+    """
+    import math
+
+    import numpy as np
+
+    arr = np.asarray(values)
+    if arr.dtype != np.float64:
+        return arr
+    f32 = np.finfo(np.float32)
+    xs = arr.tolist()
+    if any(math.isfinite(x) and (abs(x) > float(f32.max) or 0 < abs(x) < float(f32.tiny))
+           for x in xs):
+        return arr
+    return np.array([float(str(np.float32(x))) if math.isfinite(x) else x for x in xs])

@@ -102,6 +102,7 @@ PROPERTIES = {
               "stateChangesOnly", "flapping", "slack", "log"},
     "slack": {"workspace", "channel", "username", "iconEmoji"},
     "eval": {"as", "tags", "quiet", "keep"},
+    "default": {"field", "tag", "quiet"},
     "influxDBOut": {"cluster", "database", "retentionPolicy", "measurement", "writeConsistency",
                     "precision", "buffer", "flushInterval", "create", "tag"},
     "httpOut": set(),
@@ -154,6 +155,11 @@ def test_tickscript_reads_what_the_stream_writes(path):
         assert _var(text, "measurement") == d["measurement"]
         assert f'isPresent("{d["alarm"]}")' in text
     assert f'.crit(lambda: "{d["alarm"]}" == TRUE)' in text
+    omitted = REGISTRY[_detector(path)].score_omitted
+    if omitted is not None:  # the stream leaves this score out: the script puts it back
+        assert f"|default()\n        .field('{d['score']}', {float(omitted)!r})" in text
+    else:
+        assert "|default()" not in text
     assert f'|eval(lambda: float("{d["score"]}"))' in text
     assert _var(text, "name") == d["label"]
     msg = _var(text, "message")

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_stored
 
 from pipeline.calibrate import CalibrationWarning
 from pipeline.detectors import REGISTRY, FleetDetector, default_detectors
@@ -380,7 +381,7 @@ def assert_stream_equals_batch(influx, out_db, model, data, whole=False):
         np.testing.assert_array_equal(got_a.values, alarm[:m].astype(float), err_msg=k)
         fin = np.isfinite(z[:m])
         np.testing.assert_array_equal(got_z.times, t[:m][fin], err_msg=k)
-        np.testing.assert_allclose(got_z.values, z[:m][fin], rtol=1e-12, atol=1e-12, err_msg=k)
+        assert_stored(got_z.values, z[:m][fin], k)
         if k == "s3":
             n_alarm += int(alarm[:m].sum())
     assert n_alarm > 100  # the comparison covers alarms: the drifting sensor's

@@ -23,7 +23,7 @@ from pipeline.influx import (
 from pipeline.influxd import free_port
 from pipeline.line_protocol import _name_problem, float_texts
 
-from naive import line_protocol, naive_by_group
+from naive import line_protocol, naive_as_stored, naive_by_group
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
@@ -246,11 +246,35 @@ def test_float_texts_have_the_digits_of_repr_and_read_back_bit_for_bit(v, raw):
     for t, f in zip(texts, x.tolist(), strict=True):
         assert np.float64(float(t)).tobytes() == np.float64(f).tobytes(), (t, f)
         assert Decimal(t) == Decimal(repr(f)), (t, f)  # the same shortest digits as repr
-    # float32 and big-endian columns are written as the float64 repr of their values
+    # float32 and big-endian columns are written as the float64 repr of their values (a
+    # float32 source column is stored exactly; only single=True rounds)
     for arr in (np.array([0.1, 3e-7], np.float32), np.array([0.1, 1e-05], ">f8")):
         assert float_texts(arr) == float_texts(arr.astype(np.float64).tolist())
         assert [Decimal(t) for t in float_texts(arr)] == [Decimal(repr(float(a))) for a in arr]
     assert float_texts(np.empty(0)) == []
+
+
+_F32_EDGES = [0.0, -0.0, 0.1, 1 / 3, -2.5, 1e-4, 123456789.0, 3.4028234e38, -1.1754944e-38,
+              16777217.0, 0.027707289347698633]
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30),
+       raw=st.binary(min_size=0, max_size=8 * 30))
+def test_float_texts_at_float32_digits_read_back_as_the_naive_float32_text(v, raw):
+    """``single=True``: each value as numpy's shortest float32 text, one at a time; a column
+    float32 cannot hold (beyond its range, or subnormal) at float64, whole; non-finite: null."""
+    bits = np.frombuffer(raw[: len(raw) // 8 * 8], np.float64)
+    for x in (np.array(_F32_EDGES + v, np.float64), np.concatenate([v, bits]),
+              np.array(_F32_EDGES + [1e39]), np.array([1.0, 1e-40])):
+        texts = float_texts(x, single=True)
+        got = np.array([np.nan if t == "null" else float(t) for t in texts])
+        want = naive_as_stored(x)
+        want = np.where(np.isfinite(want), want, np.nan)
+        np.testing.assert_array_equal(got, want)
+        assert all(len(t) <= len(u) for t, u in zip(texts, float_texts(x), strict=True))
+    assert float_texts(np.array([1 / 3, 0.1]), single=True) == ["0.33333334", "0.1"]
+    assert float_texts(np.array([1 / 3, 1e39]), single=True) == float_texts([1 / 3, 1e39])
 
 
 def test_float_texts_round_trip_through_influxd_bit_for_bit(influx, fresh_db):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-from conftest import RATE, SENSOR_PERIOD, T0
+from conftest import RATE, SENSOR_PERIOD, T0, assert_stored
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,7 +119,7 @@ def assert_scores_under_the_same_names(influx, out_db, case, data, model_file):
         got = influx.read_field(out_db, zm, "z", tags=tags)
         w = want.fields()["z"]
         np.testing.assert_array_equal(got.times, want.times[np.isfinite(w)])
-        np.testing.assert_allclose(got.values, w[np.isfinite(w)], rtol=1e-12, atol=1e-12)
+        assert_stored(got.values, w[np.isfinite(w)])
 
 
 # ---------------------------------------------------------------------------

@@ -144,12 +144,15 @@ class DetectorOutput:
     def fields(self, diagnostics: bool = False) -> dict:
         """The fields to write, under the detector's field names.
 
-        Every detector writes its score and its alarm on every point.  A
-        per-sample detector writes its threshold only on its alarm points
-        (where an alert message shows it); elsewhere the field is left out
-        (NaN), which saves a quarter of the stream's per-sample output.  The
-        threshold is in the model file too.  A segment detector writes it on
-        every point (the tutorial's schema).  The detector's diagnostics
+        Every detector writes its alarm on every point, and its score too,
+        except where a per-sample detector's score is its ``score_omitted``
+        (the flat line's 0 s) and the point is not in alarm.  A per-sample
+        detector writes its threshold only on its alarm points (where an
+        alert message shows it); elsewhere the field is left out (NaN): each
+        field left out of a point per sample saves about a sixth of the
+        stream's per-sample cost.  The threshold is in the model file too.  A
+        segment detector writes it on every point (the tutorial's schema).
+        The detector's diagnostics
         (``extra``: the z-score's ``streak`` and ``zscore``) are added only
         with ``diagnostics=True`` (``[output] diagnostics``): every field on
         every sample costs the stream rate (``bench/README.md``, bench_stream).
@@ -159,6 +162,8 @@ class DetectorOutput:
         ...                    np.array([False, False, True, False, False]), 2.0)
         >>> o.fields()["flat_threshold"].tolist()
         [nan, nan, 2.0, nan, nan]
+        >>> o.fields()["flat_s"].tolist()                 # 0 s: the sample starts a run
+        [nan, nan, 0.0, nan, nan]
         >>> z = DetectorOutput(ZScoreDetector(), np.arange(2), np.zeros(2), np.zeros(2, bool), 6.0,
         ...                    {"streak": np.zeros(2, np.int64), "zscore": np.zeros(2)})
         >>> sorted(z.fields()), sorted(z.fields(diagnostics=True))
@@ -166,9 +171,13 @@ class DetectorOutput:
         """
         d = self.detector
         thr = np.full(len(self), self.threshold)
+        score = self.score
         if d.per_sample and len(self):
-            thr[~np.asarray(self.alarm, bool)] = np.nan
-        out = {d.score_field: self.score, d.threshold_field: thr, d.alarm_field: self.alarm}
+            quiet = ~np.asarray(self.alarm, bool)
+            thr[quiet] = np.nan
+            if d.score_omitted is not None:
+                score = np.where(quiet & (score == d.score_omitted), np.nan, score)
+        out = {d.score_field: score, d.threshold_field: thr, d.alarm_field: self.alarm}
         if diagnostics:
             out.update(self.extra)
         return out
@@ -233,6 +242,11 @@ class Detector(ABC):
     extra_fields: ClassVar[tuple] = ()
     """Diagnostics beyond score, threshold and alarm (``DetectorOutput.extra``); the stream
     writes them only with ``[output] diagnostics = true``."""
+    score_omitted: ClassVar[float | None] = None
+    """A per-sample detector's score that is left out of the points it would fill with
+    nothing to say (the flat line's 0 s: the sample differs from the one before), unless the
+    point is in alarm: a reader takes a point without the score as this value.  ``None``:
+    the score is on every point."""
     calibrate_on_training: ClassVar[bool] = False
     """True when ``fit`` learns so little that training data may calibrate too (see above)."""
     cross_key: ClassVar[bool] = False

@@ -122,6 +122,9 @@ class FlatLineDetector(Detector):
     score_field = "flat_s"
     threshold_field = "flat_threshold"
     alarm_field = "flat_alert"
+    score_omitted = 0.0
+    """The stream writes ``flat_s`` only where a sample continues a run (or is in alarm):
+    a point without it started a run (it differs from the sample before), 0 s."""
 
     def __init__(self, tol=None, min_samples=3):
         self.tol = tol
