@@ -230,3 +230,32 @@ def test_a_reader_of_a_window_reads_what_its_first_points_need():
     assert det.lookback_ns() == 90 * 10**9 and det.lookahead_ns() == 89 * 10**9
     assert lead_in_ns([det], 1e9) >= det.lookback_ns()
     assert lead_in_ns([StepDetector().fit([(t, _beats(3000, 1))], 1e9)], 1e9) == 64 * 10**9
+
+
+@pytest.mark.parametrize("w", [2, 5, 45, 180])
+def test_the_running_median_path_equals_a_median_of_each_window(w):
+    """The step's scores from running medians (``_step.at_ends``) equal ``np.median`` of each
+    window gathered apart, bit for bit: quantized data with ties, NaN, a value beyond 1e100,
+    gaps, chunks of any size (the noise level has no fast path: the plain path, compared)."""
+    from pipeline.detectors.noise import _noise
+
+    rng = np.random.default_rng(w)
+    n = 20 * w + 500
+    x = np.round(rng.standard_normal(n) * 3, 1)
+    x[rng.integers(0, n, 5)] = np.nan
+    x[rng.integers(0, n, 2)] = 1e300
+    t = _times(n, 90, gaps=[(n // 3, 2), (n // 2, 5)])
+    for span, offset, fn in ((2 * w, w, _step), (w + 1, 1 + w // 2, _noise)):
+        assert hasattr(fn, "at_ends") == (fn is _step)
+        slow = lambda win, fn=fn: fn(win)  # noqa: E731 (no at_ends: windows gathered apart)
+        for stride in (1, max(1, w // 8)):
+            want = window_scores(t, x, span, offset, stride, 1e9 / 90, slow)
+            assert len(want[0]) > 100 and np.isnan(want[1]).any() and np.isfinite(want[1]).any()
+            _same(window_scores(t, x, span, offset, stride, 1e9 / 90, fn)[:2], want[:2])
+            carry, ts, ss = None, [], []
+            for a in range(0, n, 7 * w + 3):
+                t1, s1, carry = window_scores(t[a:a + 7 * w + 3], x[a:a + 7 * w + 3], span,
+                                              offset, stride, 1e9 / 90, fn, carry)
+                ts.append(t1)
+                ss.append(s1)
+            _same((np.concatenate(ts), np.concatenate(ss)), want[:2])

@@ -31,6 +31,11 @@ from .windowed import WindowDetector
 __all__ = ["NoiseDetector"]
 
 
+def _noise(windows: np.ndarray) -> np.ndarray:
+    return np.median(np.abs(np.diff(windows, axis=1)), axis=1)
+
+
+
 @register
 class NoiseDetector(WindowDetector):
     """Noise level: median ``|x[i] - x[i - 1]|`` over ``window_s`` around each scored point.
@@ -70,5 +75,5 @@ class NoiseDetector(WindowDetector):
     def _offset(w):
         return 1 + w // 2
 
-    def _score(self, windows):
-        return np.median(np.abs(np.diff(windows, axis=1)), axis=1)
+    _score = staticmethod(_noise)
+

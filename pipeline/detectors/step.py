@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import register
-from .windowed import WindowDetector, window_scores
+from .windowed import WindowDetector, running_median, window_scores
 
 __all__ = ["StepDetector", "level_steps"]
 
@@ -34,6 +34,16 @@ __all__ = ["StepDetector", "level_steps"]
 def _step(windows: np.ndarray) -> np.ndarray:
     w = windows.shape[1] // 2
     return np.median(windows[:, w:], axis=1) - np.median(windows[:, :w], axis=1)
+
+
+def _step_at_ends(x: np.ndarray, ends: np.ndarray, span: int) -> np.ndarray:
+    """:func:`_step` of the windows ``x[e - span:e]``, from the running medians of ``x``."""
+    w = span // 2
+    med = running_median(x, w)
+    return med[ends - w] - med[ends - span]
+
+
+_step.at_ends = _step_at_ends
 
 
 def level_steps(times, values, w: int, stride: int, period_ns: float, carry=None):
@@ -90,5 +100,4 @@ class StepDetector(WindowDetector):
     def _offset(w):
         return w
 
-    def _score(self, windows):
-        return _step(windows)
+    _score = staticmethod(_step)
