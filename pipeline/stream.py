@@ -25,7 +25,9 @@ true`` (``--diagnostics``); floats at float32's digits unless ``[output]
 precision = "float64"`` (``--precision``).  Output points carry
 the source's tags, ``series`` (the config name) and ``model`` (the model
 version), and are timestamped from the source points (a segment by its
-centre sample), so re-running a range overwrites instead of duplicating.
+centre sample), so re-running a range overwrites instead of duplicating (a
+field the new run leaves out keeps what an earlier run wrote: README, "What it
+writes").
 
 Fleets (fan-out)
 ----------------

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write each detector's diagnostics on every point (z-score: streak, "
                         "zscore); default: score and alarm only ([output] diagnostics)")
     o.add_argument("--precision", choices=("float32", "float64"),
-                   help="digits of the scores and thresholds written: float32's (7 significant, "
+                   help="digits of the scores and thresholds written: float32's (about 7 significant, "
                         "the default: influxd ingests them faster) or every float64 digit "
                         "([output] precision)")
     o.add_argument("--checkpoint-dir", help="default var/checkpoints")

@@ -80,9 +80,10 @@ class OutputConfig:
     threshold on alarm points), which keeps the stream's rate with every detector on."""
     precision: str = "float32"
     """``"float32"``: every float the stream writes (scores, thresholds) is written with
-    float32's shortest text (7 significant digits; a relative error under 6e-8), which
-    influxd ingests faster (:func:`pipeline.line_protocol.float_texts`); alarms are
-    decided on the full float64 scores either way.  ``"float64"``: every digit."""
+    float32's shortest text (about 7 significant digits; within one float32 step, a
+    relative 1.2e-7), which influxd ingests faster
+    (:func:`pipeline.line_protocol.float_texts`); alarms are decided on the full float64
+    scores either way.  ``"float64"``: every digit."""
 
 
 @dataclass

@@ -577,6 +577,12 @@ def test_dashboard_reads_only_what_the_stream_writes():
             seen_fields |= {(key[2], f) for f in used}
             for f in re.findall(r'"(\w+)" = true', text):
                 assert f in {d.alarm_field for d in REGISTRY.values()}, f
+            # a score the stream leaves out where it is its score_omitted (flat_s = 0) is filled
+            # back with that value, alone in its query (the fill would reach the other fields)
+            for d in REGISTRY.values():
+                if d.score_omitted is not None and d.score_field in used:
+                    assert used == {d.score_field}, f"{cell['name']}: {text}"
+                    assert text.endswith(f"FILL({d.score_omitted:g})"), text
     # every detector's score, threshold and alarm is on the dashboard
     for d in REGISTRY.values():
         meas = "ERROR" if not d.per_sample else "zscore"

@@ -277,6 +277,19 @@ def test_float_texts_at_float32_digits_read_back_as_the_naive_float32_text(v, ra
     assert float_texts(np.array([1 / 3, 1e39]), single=True) == float_texts([1 / 3, 1e39])
 
 
+def test_a_column_at_float32_digits_is_one_precision_across_the_rows_lacking_other_fields():
+    """The float64 fallback is the column's, not a group's: rows lacking ``b`` are rendered
+    apart from the others, and ``a`` keeps every digit in all of them (its 1e39 needs it)."""
+    a = np.array([1 / 3, 1 / 3, 1e39, 1 / 3])
+    lines = encode_lines("m", T0 + np.arange(4), {"a": a, "b": np.array([1., np.nan, 1., np.nan])},
+                         single=True)
+    assert [line.split(" ")[1].split(",")[0] for line in lines] == [
+        f"a={t}" for t in float_texts(a)]
+    fine = encode_lines("m", T0 + np.arange(2), {"a": a[:2], "b": np.array([1., np.nan])},
+                        single=True)
+    assert [line.split(" ")[1].split(",")[0] for line in fine] == ["a=0.33333334"] * 2
+
+
 def test_float_texts_round_trip_through_influxd_bit_for_bit(influx, fresh_db):
     x = np.array(_FLOAT_EDGES + list(np.random.default_rng(3).standard_normal(200)
                                      * 10.0 ** np.arange(-100, 100)))

@@ -33,14 +33,15 @@ __all__ = ["StepDetector", "level_steps"]
 
 def _step(windows: np.ndarray) -> np.ndarray:
     w = windows.shape[1] // 2
-    return np.median(windows[:, w:], axis=1) - np.median(windows[:, :w], axis=1)
+    # + 0.0: a step of zero is +0.0 whichever zero a median picks among 0.0 and -0.0
+    return np.median(windows[:, w:], axis=1) - np.median(windows[:, :w], axis=1) + 0.0
 
 
 def _step_at_ends(x: np.ndarray, ends: np.ndarray, span: int) -> np.ndarray:
     """:func:`_step` of the windows ``x[e - span:e]``, from the running medians of ``x``."""
     w = span // 2
     med = running_median(x, w)
-    return med[ends - w] - med[ends - span]
+    return med[ends - w] - med[ends - span] + 0.0
 
 
 _step.at_ends = _step_at_ends

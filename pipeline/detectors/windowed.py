@@ -48,7 +48,9 @@ def running_median(x: np.ndarray, w: int) -> np.ndarray:
     the block holds a NaN.
 
     Two rank filters (one for an odd ``w``) over the whole array, in C: a median of an even
-    count is the mean of its two middle values, as ``np.median`` computes it.
+    count is the mean of its two middle values, as ``np.median`` computes it.  Among equal
+    values 0.0 and -0.0 either may be picked (as a partition may): a caller that wants the
+    sign of a zero fixed adds 0.0.
 
     >>> running_median(np.array([3.0, 1.0, 2.0, 5.0, np.nan, 4.0]), 2).tolist()
     [2.0, 1.5, 3.5, nan, nan]
