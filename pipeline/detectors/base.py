@@ -149,8 +149,8 @@ class DetectorOutput:
         (the flat line's 0 s) and the point is not in alarm.  A per-sample
         detector writes its threshold only on its alarm points (where an
         alert message shows it); elsewhere the field is left out (NaN): each
-        field left out of a point per sample saves about a sixth of the
-        stream's per-sample cost.  The threshold is in the model file too.  A
+        value left out saves what influxd needs to ingest it, the bulk of the
+        stream's cost per sample.  The threshold is in the model file too.  A
         segment detector writes it on every point (the tutorial's schema).
         The detector's diagnostics
         (``extra``: the z-score's ``streak`` and ``zscore``) are added only

@@ -76,4 +76,3 @@ class NoiseDetector(WindowDetector):
         return 1 + w // 2
 
     _score = staticmethod(_noise)
-
