@@ -73,7 +73,8 @@ def _step(text: str) -> float:
     return time.perf_counter()
 
 
-def _plot(path: Path, ekg_t, ekg_v, seg_t, seg_e, threshold, labels, window_s=(175, 215)):
+def _plot(path: Path, ekg_t, ekg_v, seg_t, seg_e, seg_alarm, threshold, labels,
+          window_s=(175, 215)):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +89,7 @@ def _plot(path: Path, ekg_t, ekg_v, seg_t, seg_e, threshold, labels, window_s=(1
     ax1.plot(sec[m], ekg_v[m], lw=0.7, color="k")
     ax1.set_title("synthetic EKG: normal until 180 s, labelled anomalies shaded")
     ax1.set_ylabel("mV")
-    plot_scores(ssec[ms], seg_e[ms], threshold, ax=ax2)
+    plot_scores(ssec[ms], seg_e[ms], threshold, ax=ax2, flagged=seg_alarm[ms])
     ax2.set_xlabel("seconds")
     inside = labels[(labels.end_s >= window_s[0]) & (labels.start_s < window_s[1])]
     for ax in (ax1, ax2):
@@ -212,10 +213,13 @@ def run(settings: InfluxSettings, out: Path, db: str = "ekg", error_db: str = "e
           "learns each sensor's relation to the fleet from at least 3 normal sensors, and this "
           "demo has 2)")
     seg = ix.read_field(error_db, "ERROR", "max_error", tags={"series": "ekg"})
+    alarm = ix.read_field(error_db, "ERROR", "anomaly", tags={"series": "ekg"})
+    flagged = np.isin(seg.times, alarm.times[alarm.values > 0])
     res_threshold = model.get("shape").threshold_
     png = out / "ekg_anomalies.png"
     ekg_t = ekg.times_ns
-    _plot(png, ekg_t, ekg.values, seg.times, seg.values, res_threshold, labels)
+    # flagged as the stream decided (on the float64 score), not re-decided on the stored digits
+    _plot(png, ekg_t, ekg.values, seg.times, seg.values, flagged, res_threshold, labels)
     _step("5. alerts raised by the stream (the Python path: docs/alerts.md)")
     _print_alerts(raised, out / "alerts.log")
     _print_history(ix, raised)

@@ -69,14 +69,16 @@ def plot_reconstruction(t, x, recon, ax=None, title="original vs K-Means reconst
 
 
 def plot_scores(t, scores, threshold=None, ax=None, label="max |error| per segment",
-                title="segment scores (higher = more anomalous)"):
-    """Scores over time, the threshold, and the flagged points."""
+                title="segment scores (higher = more anomalous)", flagged=None):
+    """Scores over time, the threshold, and the flagged points: ``flagged`` (the alarms as
+    written, e.g. the stream's ``anomaly``), else the scores above the threshold."""
     ax = _axes(ax)
     t, scores = np.asarray(t), np.asarray(scores)
     ax.plot(t, scores, lw=0.8, label=label)
     if threshold is not None:
         ax.axhline(threshold, color="r", ls="--", lw=1, label=f"threshold {threshold:.3g}")
-        hit = scores > threshold
+    if flagged is not None or threshold is not None:
+        hit = np.asarray(flagged, bool) if flagged is not None else scores > threshold
         ax.plot(t[hit], scores[hit], "r.", ms=4, label="flagged")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)

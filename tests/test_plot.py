@@ -202,3 +202,23 @@ def test_cli_unreachable_server_in_a_new_process(tmp_path):
     assert r.returncode == 1, r.stderr
     assert "cannot reach InfluxDB" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_scores_marks_the_alarms_given_not_the_scores_above_the_threshold():
+    """The demo marks the segments the stream flagged (its ``anomaly``, decided on the float64
+    score), not the stored score against the threshold (float32 digits may straddle it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pipeline.plot import new_figure, plot_scores
+
+    t = np.arange(5.0)
+    scores = np.array([0.1, 0.2, 0.3, 0.2, 0.1])
+    ax = new_figure(1, 1)[1]
+    plot_scores(t, scores, 0.25, ax=ax, flagged=np.array([False, True, False, True, False]))
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "flagged"]
+    assert line.get_xdata().tolist() == [1.0, 3.0]
+    ax = new_figure(1, 1)[1]
+    plot_scores(t, scores, 0.25, ax=ax)  # without alarms: the scores above the threshold
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "flagged"]
+    assert line.get_xdata().tolist() == [2.0]
