@@ -272,7 +272,10 @@ def test_float_texts_at_float32_digits_read_back_as_the_naive_float32_text(v, ra
         want = naive_as_stored(x)
         want = np.where(np.isfinite(want), want, np.nan)
         np.testing.assert_array_equal(got, want)
-        assert all(len(t) <= len(u) for t, u in zip(texts, float_texts(x), strict=True))
+    # shorter where it matters, on scores with all their digits (not on every value: orjson
+    # writes float32's 1e-06 as 0.000001 where float64's is 1e-6)
+    z = np.random.default_rng(0).standard_normal(1000)
+    assert sum(map(len, float_texts(z, single=True))) < 0.6 * sum(map(len, float_texts(z)))
     assert float_texts(np.array([1 / 3, 0.1]), single=True) == ["0.33333334", "0.1"]
     assert float_texts(np.array([1 / 3, 1e39]), single=True) == float_texts([1 / 3, 1e39])
 
