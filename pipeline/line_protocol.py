@@ -278,22 +278,29 @@ def float_texts(values, single: bool = False) -> list[str]:
     True
     """
     arr = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    if single and fits_float32(arr):
-        arr = arr.astype(np.float32)
+    return _texts(arr, single and fits_float32(arr))
+
+
+def _texts(arr: np.ndarray, as_float32: bool) -> list[str]:
+    """:func:`float_texts` of a float64 array, at float32's digits when ``as_float32`` (the
+    caller has checked :func:`fits_float32`)."""
     if len(arr) == 0:
         return []
+    if as_float32:
+        arr = arr.astype(np.float32)
     return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
-def _field_formatter(values: np.ndarray, single: bool = False):
+def _field_formatter(values: np.ndarray, as_float32: bool = False):
     """Return (list of per-point strings or None for missing) for one field column; floats
-    at float32's digits with ``single`` (:func:`float_texts`)."""
+    at float32's digits with ``as_float32``, which :func:`_render` decides once per column
+    (:func:`float_texts`)."""
     if values.dtype == bool:
         return _BOOL_TEXT[values.view(np.uint8)].tolist()
     if np.issubdtype(values.dtype, np.integer):
         return [f"{v}i" for v in values.tolist()]
     if np.issubdtype(values.dtype, np.floating):
-        texts = float_texts(values, single)
+        texts = _texts(np.ascontiguousarray(values, dtype=np.float64).ravel(), as_float32)
         finite = np.isfinite(values)
         if finite.all():
             return texts
@@ -358,7 +365,7 @@ def _columns(times_ns, fields):
     return times, cols
 
 
-def _literal(arr: np.ndarray, single: bool = False) -> str | None:
+def _literal(arr: np.ndarray, as_float32: bool = False) -> str | None:
     """The one formatted value of a column whose values are all the same, else None."""
     if len(arr) == 0 or arr.dtype.kind not in "bf" or arr[0] != arr[-1]:
         return None
@@ -366,7 +373,7 @@ def _literal(arr: np.ndarray, single: bool = False) -> str | None:
         return None
     if arr.dtype.kind == "b" and not (arr == arr[0]).all():
         return None
-    return _field_formatter(arr[:1], single)[0]
+    return _field_formatter(arr[:1], as_float32)[0]
 
 
 def _render(prefix, cols: list, times: np.ndarray, single: bool = False) -> list[str]:
