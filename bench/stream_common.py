@@ -206,10 +206,6 @@ class Bench:
         """
         cfg = OutputConfig(**(output or {}))
         single = cfg.precision == "float32"
-
-        def fields(o):
-            return o.fields(cfg.diagnostics)
-
         lm = load_model(model_path)
         states = [d.new_state() for d in lm.enabled]
         tags = dict(TAGS, series="ekg", model=lm.version)
@@ -224,9 +220,9 @@ class Bench:
             for st in states:
                 o = st.update_many(t, v)
                 if o.detector.per_sample:
-                    per_sample.update(fields(o))
+                    per_sample.update(o.fields(cfg.diagnostics))
                 elif len(o):
-                    out.append((OUT.measurement, o.times, fields(o), tags))
+                    out.append((OUT.measurement, o.times, o.fields(cfg.diagnostics), tags))
             if per_sample:
                 out.append((OUT.zscore_measurement, t, per_sample, tags))
             slices.append((a, b, single, out))
