@@ -73,16 +73,23 @@ def batch_twin(model_file, t, v, diagnostics=False):
     return want
 
 
-def _close(name, got, want):
-    if want.dtype.kind == "f":  # segments to the bit
-        assert_stored(got, want, name, exact=name in ("max_error", "threshold"))
-    else:  # booleans and integers read back as numbers
+def _close(name, got, want, precision="float32"):
+    segment = name in ("max_error", "threshold")  # segments to the bit
+    if want.dtype.kind != "f":  # booleans and integers read back as numbers
         np.testing.assert_array_equal(got, want.astype(np.float64), err_msg=name)
+    elif precision == "float32":
+        assert_stored(got, want, name, exact=segment)
+    elif segment:
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-def assert_equals_batch(ix, out_db, model_file, t, v, tags=None, diagnostics=False):
-    """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v);
-    the detectors' diagnostics are there with ``diagnostics``, else not written at all."""
+def assert_equals_batch(ix, out_db, model_file, t, v, tags=None, diagnostics=False,
+                        precision="float32"):
+    """The stream's output in ``out_db`` equals every enabled detector's batch twin on (t, v)
+    as InfluxDB keeps it at ``[output] precision``; the detectors' diagnostics are there with
+    ``diagnostics``, else not written at all."""
     want = batch_twin(model_file, t, v, diagnostics)
     assert {m for m, _, _ in want.values()} == set(out_fields(model_file, diagnostics))
     for d in model_file.enabled:
@@ -96,7 +103,7 @@ def assert_equals_batch(ix, out_db, model_file, t, v, tags=None, diagnostics=Fal
             keep = np.isfinite(arr) if arr.dtype.kind == "f" else np.ones(len(arr), bool)
             got = ix.read_field(out_db, meas, name, tags=tags)
             np.testing.assert_array_equal(got.times, times[keep], err_msg=f"{meas}.{name}")
-            _close(name, got.values, arr[keep])
+            _close(name, got.values, arr[keep], precision)
     return want
 
 
@@ -160,31 +167,21 @@ def test_float64_precision_writes_every_digit_and_float32_a_third_of_the_bytes(
         influx, loaded, model_path, model_file, ekg, tmp_path):
     """``[output] precision = "float64"``: every score read back equals the batch twin's to
     1e-12 (segments to the bit); the default float32 digits are the same scores within one
-    float32 step, and their text is shorter."""
+    float32 step, and they differ from the float64 ones."""
     t, v = ekg
     db64, db32 = loaded + "_64", loaded + "_32"
     cfg = make_cfg(loaded, model_path, tmp_path, db64)
     cfg.output.precision = "float64"
     Stream(cfg, influx).backfill(T0, T0 + 10**12)
     Stream(make_cfg(loaded, model_path, tmp_path, db32), influx).backfill(T0, T0 + 10**12)
-    want = batch_twin(model_file, t, v)
+    want = assert_equals_batch(influx, db64, model_file, t, v, precision="float64")
+    assert_equals_batch(influx, db32, model_file, t, v)
     n = 0
-    for meas, times, fields in want.values():
+    for meas, _, fields in want.values():
         for name, arr in fields.items():
-            arr = np.asarray(arr)
-            if arr.dtype.kind != "f":
-                continue
-            keep = np.isfinite(arr)
-            got = influx.read_field(db64, meas, name)
-            np.testing.assert_array_equal(got.times, times[keep], err_msg=name)
-            if name in ("max_error", "threshold"):
-                np.testing.assert_array_equal(got.values, arr[keep], err_msg=name)
-            else:
-                np.testing.assert_allclose(got.values, arr[keep], rtol=1e-12, atol=1e-12,
-                                           err_msg=name)
-            short = influx.read_field(db32, meas, name)
-            assert_stored(short.values, arr[keep], name, exact=name in ("max_error", "threshold"))
-            n += int((short.values != got.values).sum())
+            if np.asarray(arr).dtype.kind == "f":
+                a, b = influx.read_field(db64, meas, name), influx.read_field(db32, meas, name)
+                n += int((a.values != b.values).sum())
     assert n > 1000  # float32's digits are not float64's
     influx.drop_database(db64)
     influx.drop_database(db32)
