@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import requests
@@ -61,6 +62,11 @@ from .line_protocol import (  # noqa: F401 - re-exported: the public API of this
 
 WRITE_BATCH = 50_000
 """Points per write request (>= 10,000; 50k measured fastest here)."""
+WRITE_PARALLEL = 2
+"""Requests a long :meth:`Influx.write_lines` call of the stream keeps in flight at once:
+influxd handles a request on about one core, so two use two (bench/README.md, point 11)."""
+PARALLEL_MIN_LINES = 10_000
+"""Lines per request at least before a write is split across requests in flight."""
 WRITE_MAX_BYTES = 10_000_000
 """Bytes per write request at most: InfluxDB 1.6 answers 413 above its
 ``[http] max-body-size`` (25 MB by default), e.g. for 50k lines with 1 kB tags."""
@@ -109,6 +115,9 @@ class Influx:
             retries=1,
         )
         self._known_dbs: set[str] = set()
+        self._peers: list[Influx] = []  # connections of parallel writes, opened when needed
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
 
     # -- low level ---------------------------------------------------------
     def _request(self, *args, **kwargs):
@@ -196,7 +205,8 @@ class Influx:
 
     # -- writes ----------------------------------------------------------
     def write_lines(
-        self, db: str, lines: Sequence[str], rp: str | None = None, batch_size: int = WRITE_BATCH
+        self, db: str, lines: Sequence[str], rp: str | None = None, batch_size: int = WRITE_BATCH,
+        parallel: int = 1,
     ) -> int:
         """Write line-protocol lines (ns precision) in batches; return the count.
 
@@ -205,10 +215,49 @@ class Influx:
         before it were written (callers that must not half-write keep their
         checkpoint behind the last successful call).  The exception's
         ``written`` attribute holds the number of lines of those batches
-        (InfluxDB may also have kept part of the failing batch).
+        (InfluxDB may also have kept part of the failing batch, or of a later one).
+
+        ``parallel`` > 1 cuts the lines into that many consecutive parts (of at
+        least :data:`PARALLEL_MIN_LINES` lines, so a short write stays one part),
+        written at the same time on connections of their own; it returns (or
+        raises the first part's error) when every part is answered.  Points are
+        independent, so the order they arrive in does not matter.  One call at a
+        time per :class:`Influx`, like every other method.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
+        n_parts = max(1, min(parallel, len(lines) // PARALLEL_MIN_LINES))
+        if n_parts == 1:
+            return self._write_part(db, lines, rp, batch_size)
+        cuts = [len(lines) * i // n_parts for i in range(n_parts + 1)]
+        parts = [lines[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        while len(self._peers) < n_parts - 1:
+            self._peers.append(Influx(self.settings))
+        if self._pool is None or self._pool_size < n_parts - 1:
+            self._pool = ThreadPoolExecutor(n_parts - 1, thread_name_prefix="influx-write")
+            self._pool_size = n_parts - 1
+        later = [self._pool.submit(peer._write_part, db, part, rp, batch_size)
+                 for peer, part in zip(self._peers[: n_parts - 1], parts[1:], strict=True)]
+        errors: list[tuple[int, InfluxError]] = []
+        try:
+            self._write_part(db, parts[0], rp, batch_size)
+        except InfluxError as e:
+            errors.append((0, e))
+        for i, f in enumerate(later, 1):
+            try:
+                f.result()
+            except InfluxError as e:
+                errors.append((i, e))
+        if errors:
+            i, e = errors[0]
+            e.written = cuts[i] + getattr(e, "written", 0)
+            raise e
+        return len(lines)
+
+    def _write_part(self, db: str, lines: Sequence[str], rp: str | None, batch_size: int) -> int:
+        """:meth:`write_lines` on this connection, one request after the other."""
         params = {"db": db, "precision": "n"}
         if rp:
             params["rp"] = rp

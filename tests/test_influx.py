@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.influx import (
+    PARALLEL_MIN_LINES,
     Influx,
     InfluxNameError,
     InfluxQueryError,
@@ -313,3 +314,41 @@ def test_a_server_shutting_down_is_unavailable_not_a_bad_query(error):
         ix._query_failed(error, "SELECT 1")
     with pytest.raises(InfluxQueryError, match="query failed: database not found"):
         ix._query_failed("database not found: x", "SELECT 1")
+
+
+def test_parallel_write_lands_every_line_and_a_short_write_stays_one_request(influx, fresh_db):
+    n = 3 * PARALLEL_MIN_LINES + 7
+    x = np.random.default_rng(5).standard_normal(n)
+    t = T0 + np.arange(n, dtype=np.int64)
+    assert influx.write_lines(fresh_db, encode_lines("m", t, {"v": x}), batch_size=4000,
+                              parallel=3) == n
+    assert len(influx._peers) == 2  # parts 2 and 3 went over connections of their own
+    back = influx.read_field(fresh_db, "m", "v")
+    np.testing.assert_array_equal(back.times, t)
+    assert back.values.astype(np.float64).tobytes() == x.tobytes()
+    short = Influx(influx.settings)
+    assert short.write_lines(fresh_db, ["m w=1 1"] * (2 * PARALLEL_MIN_LINES - 1), parallel=2)
+    assert short._peers == []
+    with pytest.raises(ValueError, match="parallel must be >= 1"):
+        influx.write_lines(fresh_db, ["m w=1 1"], parallel=0)
+
+
+def test_parallel_write_failure_counts_the_lines_before_the_first_failing_part(influx, fresh_db):
+    """Part 1 of 2 is refused (a malformed line): ``written`` is part 0's lines, every one of
+    which is stored; with one part the failing request was the first, and nothing counts."""
+    n = 2 * PARALLEL_MIN_LINES
+    lines = [f"m v={i} {T0 + i}" for i in range(n)]
+    lines[n - 3] = f"m v=oops {T0 + n - 3}"
+    with pytest.raises(InfluxQueryError) as e:
+        influx.write_lines(fresh_db, lines, batch_size=n, parallel=2)
+    assert e.value.written == n // 2
+    assert influx.count(fresh_db, "m", "v") >= n // 2
+    with pytest.raises(InfluxQueryError) as e:
+        Influx(influx.settings).write_lines(fresh_db, lines[::-1], batch_size=n, parallel=2)
+    assert e.value.written == 0
+
+
+def test_parallel_write_to_an_unreachable_server_is_unavailable():
+    with pytest.raises(InfluxUnavailableError, match="cannot reach InfluxDB"):
+        Influx(InfluxSettings(port=free_port(), timeout=2)).write_lines(
+            "x", ["m v=1 1"] * (2 * PARALLEL_MIN_LINES), parallel=2)
