@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datafile import DataFileError, read_data, write_data
+from .datafile import DataFileError, encode_data, read_data, write_atomic
 from .stream_config import ConfigError
 
 CHECKPOINT_VERSION = 3
@@ -105,10 +105,21 @@ class CheckpointStore:
                               f"{series!r}; run with --reset to start over")
         return meta, arrays
 
-    def save_fleet(self, fleet) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def snapshot(fleet) -> tuple[str, bytes]:
+        """``(series, bytes)``: the fleet's checkpoint as it stands now, to :meth:`save` later
+        (after the writes it covers, while the fleet has moved on)."""
         meta, arrays = fleet.get_data()
-        write_data(self.path(fleet.name), {"version": CHECKPOINT_VERSION, **meta}, arrays)
+        return fleet.name, encode_data({"version": CHECKPOINT_VERSION, **meta}, arrays)
+
+    def save(self, snapshot: tuple[str, bytes]) -> None:
+        """Write a :meth:`snapshot` atomically to its series' file."""
+        name, data = snapshot
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path(name), data)
+
+    def save_fleet(self, fleet) -> None:
+        self.save(self.snapshot(fleet))
 
     def _legacy_state(self, p: Path, meta: dict, arrays: dict) -> SeriesState:
         try:

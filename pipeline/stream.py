@@ -44,7 +44,10 @@ shard K of N only (:mod:`pipeline.shard`).
 Delivery guarantees
 -------------------
 Scores are written first and the checkpoint (last processed time plus all
-rolling state, one file per series) is saved after, atomically.  ``kill -9`` between the two
+rolling state, one file per series) is saved after, atomically.  A backfill
+writes one slice while it scores the next (:mod:`pipeline.stream_write`),
+and the checkpoint saved after a write is the state its slice left, taken
+when that slice was scored.  ``kill -9`` between the two
 makes the restart redo that batch, which rewrites identical points: no gap,
 no duplicate.  An unreachable or restarting InfluxDB is retried with
 exponential backoff (0.5 s doubling to 30 s) without advancing anything.
@@ -82,7 +85,8 @@ Here: :class:`Stream` (read, score, write, checkpoint) and the entry point.
 ``stream_read`` (reads, the new points of a read), ``stream_output`` (which
 fields go where, the lines of a batch), ``stream_summary`` (totals, progress,
 summary), ``stream_state`` (models, fleets from checkpoints), ``stream_follow``
-(follow mode's key plan, late points), ``stream_cli``, ``stream_config``.
+(follow mode's key plan, late points), ``stream_write`` (the backfill's
+write-behind), ``stream_cli``, ``stream_config``.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ import numpy as np
 from .checkpoint import CheckpointStore
 from .fanout import Prefixes, feed_alerts
 from .fleet import Batch, Fleet
-from .influx import Influx, InfluxUnavailableError
+from .influx import WRITE_PARALLEL, Influx, InfluxUnavailableError
 from .series import format_timestamp
 from .stream_cli import build_parser, main, parse_time
 from .stream_config import (
@@ -122,6 +126,7 @@ from .stream_output import (
 from .stream_read import SourceMissing, SourceReader, drop_unscorable, new_points
 from .stream_state import load_models, restore_fleet
 from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
+from .stream_write import WriteBehind
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
            "load_config", "main", "build_parser", "parse_time", "summary_text"]
@@ -232,20 +237,26 @@ class Stream:
         log.error("%s; this key is skipped from now on (the others go on)", msg)
 
     def _process_read(self, s: SeriesConfig, f: Fleet, r, admit=None,
-                      add_unknown: bool = False) -> tuple[int, set]:
+                      add_unknown: bool = False,
+                      writer: WriteBehind | None = None) -> tuple[int, set]:
         """Score every admitted key of one read, write, then checkpoint.
 
         ``admit`` (a mask over the fleet's rows at call time) limits the keys
         scored; keys of the read the fleet does not know are added when
         ``add_unknown`` (and owned by this shard), else left for a read of their own
-        (:func:`~pipeline.stream_read.new_points`).
+        (:func:`~pipeline.stream_read.new_points`).  With a ``writer``, the write
+        and the checkpoint run behind, while the caller goes on to the next read.
         Returns the number of new samples and the rows that got new points.
         """
         b, moved = new_points(s, f, r, admit, add_unknown, self.shard)
         b = drop_unscorable(s, f, b, self._periods[s.name], self._reject)
         lines: list = []
         got = self._score(s, f, b, lines)
-        self._commit(lines, [f] if (got or moved) else [])
+        snapshots = [self.store.snapshot(f)] if (got or moved) else []
+        if writer is None:
+            self._commit(lines, snapshots)
+        else:
+            writer.submit(lines, snapshots)
         return got, set(b.rows.tolist())
 
     def _score(self, s: SeriesConfig, f: Fleet, b: Batch, lines: list,
@@ -283,16 +294,18 @@ class Stream:
         self.totals["samples"] += len(b)
         return len(b)
 
-    def _commit(self, lines: list, fleets: list) -> None:
-        """Write the scores, then checkpoint: the order that makes a crash safe."""
+    def _commit(self, lines: list, snapshots: list) -> None:
+        """Write the scores, then save the checkpoint snapshots taken when they were scored
+        (:meth:`CheckpointStore.snapshot`): the order that makes a crash safe."""
         if lines:
-            self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines)
+            self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines,
+                        parallel=WRITE_PARALLEL)
             self.totals["points_written"] += len(lines)
         if self.alerts is not None:  # after the scores, before the checkpoints (manager docs)
             self.notifications += len(self.alerts.commit())
-        for f in fleets:
-            self.store.save_fleet(f)
-            for p in self._legacy_files.pop(f.name, ()):
+        for snap in snapshots:
+            self.store.save(snap)
+            for p in self._legacy_files.pop(snap[0], ()):
                 p.unlink(missing_ok=True)
 
     def _ensure_output_db(self):
@@ -307,7 +320,9 @@ class Stream:
 
         Reads time slices of ``batch_samples`` points (all fan-out keys of the
         slice together); the next slice is fetched while the current one is
-        scored and written.  Checkpoints live in
+        scored, and a slice's scores are written (then checkpointed) while the
+        next one is scored (:mod:`pipeline.stream_write`; not with alerts
+        configured, whose notifications follow each write).  Checkpoints live in
         ``<checkpoint_dir>/backfill-<start>-<end>``, apart from follow mode's:
         an interrupted backfill of the same range resumes, a finished one
         removes them, so running it again re-scores (and overwrites).
@@ -326,7 +341,10 @@ class Stream:
             bar = tqdm(total=round((end_ns - start_ns) / 1e9 * len(self.cfg.series)),
                        unit="s", unit_scale=True, dynamic_ncols=True, desc="backfill (data time)")
         t_start = time.monotonic()
-        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool, \
+                WriteBehind(self._commit) as writer:
+            # alerts feed and commit around each write (AlertManager): written in step instead
+            behind = writer if self.alerts is None else None
             for s in self.cfg.series:
                 f = self._fleet(s, start_ns, resume, fresh_on_change=True)
                 f.add(self._keys(s), start_ns)
@@ -346,7 +364,7 @@ class Stream:
                     # fetch the next slice while this one is scored and written
                     nxt = pool.submit(self.source.read_from, s, hi, end_ns, True, None, k) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
-                    self._process_read(s, f, r, add_unknown=True)
+                    self._process_read(s, f, r, add_unknown=True, writer=behind)
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
@@ -354,6 +372,7 @@ class Stream:
                 if nxt is not None:
                     nxt.cancel()
                 elif not self.stop.is_set():
+                    writer.wait()
                     self._finish_range(s, f)
         if bar is not None:
             bar.close()
@@ -368,7 +387,7 @@ class Stream:
         e = np.empty(0, np.int64)
         lines: list = []
         self._score(s, f, Batch(e, np.zeros(1, np.int64), e, np.empty(0)), lines, finish=True)
-        self._commit(lines, [f])
+        self._commit(lines, [self.store.snapshot(f)])
 
     def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
         """One poll of one series; return the number of new samples scored."""

@@ -1039,6 +1039,31 @@ def test_interrupted_backfill_resumes_from_its_checkpoint_data(influx, loaded, m
     assert influx.count(out, "ERROR", "max_error") == (43_200 - 32) // 16 + 1
 
 
+def test_backfill_writes_behind_and_each_checkpoint_covers_only_what_was_written(
+        influx, loaded, model_path, model_file, ekg, tmp_path):
+    """A slow server: batch k+1 is scored while k is written, and the checkpoint saved after
+    write k stands at k's newest sample, not at k+1's (kill -9 there redoes nothing missing)."""
+    out = loaded + "_o"
+    stream = Stream(make_cfg(loaded, model_path, tmp_path, out, batch=8000), influx)
+    real, seen = stream._commit, []
+
+    def commit(lines, snapshots):
+        n0 = stream.totals["samples"]
+        time.sleep(0.3)
+        real(lines, snapshots)
+        per_sample = [int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("zscore,")]
+        if snapshots and per_sample:
+            seen.append((stream.store.load("ekg", "").last_time_ns, max(per_sample),
+                         stream.totals["samples"] > n0))
+
+    stream._commit = commit
+    assert stream.backfill(T0, T0 + 10**12)["samples"] == 43_200
+    assert len(seen) >= 5
+    assert all(ckpt == newest for ckpt, newest, _ in seen), seen
+    assert sum(ahead for *_, ahead in seen) >= len(seen) - 1, seen  # all but the last overlap
+    assert_equals_batch(influx, out, model_file, *ekg)
+
+
 def _interrupted_backfill(cfg, influx, commits):
     """A backfill stopped deterministically after ``commits`` batches (its checkpoint stays)."""
     stream = Stream(cfg, influx)
