@@ -30,7 +30,8 @@ and measures, in the same run:
 4.   the raw InfluxDB bound for the same point counts: ``Influx.read_field``
      of the same points in the same slices, and ``encode_lines`` +
      ``write_lines`` of exactly the points the stream writes in 2 (and in 2n
-     and 3), timed apart and in one read-then-write loop;
+     and 3), as many requests at once as the stream sends
+     (``influx.WRITE_PARALLEL``), timed apart and in one read-then-write loop;
 5.   the tutorial's loop on ``--loop-segments`` segments (a new
      ``influxdb.InfluxDBClient`` per segment, one 32-point query, window, a
      one-segment scikit-learn ``KMeans.predict`` with the model's centroids,

@@ -19,7 +19,7 @@ from sklearn.cluster import KMeans
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.datasets import synthetic_ekg  # noqa: E402
-from pipeline.influx import Influx, InfluxSettings, encode_lines  # noqa: E402
+from pipeline.influx import WRITE_PARALLEL, Influx, InfluxSettings, encode_lines  # noqa: E402
 from pipeline.influxd import LocalInfluxd  # noqa: E402
 from pipeline.model_io import load_model  # noqa: E402
 from pipeline.stream import Stream  # noqa: E402
@@ -248,7 +248,7 @@ class Bench:
                 for meas, t, fields, tags in out:
                     lines += encode_lines(meas, t, fields, tags, single)
                 t2 = time.perf_counter()
-                n_written += ix.write_lines(out_db, lines)
+                n_written += ix.write_lines(out_db, lines, parallel=WRITE_PARALLEL)  # as the stream
                 t3 = time.perf_counter()
                 t_enc += t2 - t1
                 t_write += t3 - t2
