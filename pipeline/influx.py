@@ -63,8 +63,9 @@ from .line_protocol import (  # noqa: F401 - re-exported: the public API of this
 WRITE_BATCH = 50_000
 """Points per write request (>= 10,000; 50k measured fastest here)."""
 WRITE_PARALLEL = 2
-"""Requests a long :meth:`Influx.write_lines` call of the stream keeps in flight at once:
-influxd handles a request on about one core, so two use two (bench/README.md, point 11)."""
+"""Requests the stream's backfill keeps in flight at once for one slice's scores
+(:meth:`Influx.write_lines` ``parallel``): influxd handles a request on about one core, so two
+use two (bench/README.md, point 11).  Follow mode writes one request at a time."""
 PARALLEL_MIN_LINES = 10_000
 """Lines per request at least before a write is split across requests in flight."""
 WRITE_MAX_BYTES = 10_000_000
@@ -116,8 +117,12 @@ class Influx:
         )
         self._known_dbs: set[str] = set()
         self._peers: list[Influx] = []  # connections of parallel writes, opened when needed
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_size = 0
+
+    def close(self) -> None:
+        """Close this connection and those of parallel writes (a later call opens new ones)."""
+        for ix in [self, *self._peers]:
+            ix.client.close()
+        self._peers = []
 
     # -- low level ---------------------------------------------------------
     def _request(self, *args, **kwargs):
@@ -235,21 +240,21 @@ class Influx:
         parts = [lines[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
         while len(self._peers) < n_parts - 1:
             self._peers.append(Influx(self.settings))
-        if self._pool is None or self._pool_size < n_parts - 1:
-            self._pool = ThreadPoolExecutor(n_parts - 1, thread_name_prefix="influx-write")
-            self._pool_size = n_parts - 1
-        later = [self._pool.submit(peer._write_part, db, part, rp, batch_size)
-                 for peer, part in zip(self._peers[: n_parts - 1], parts[1:], strict=True)]
         errors: list[tuple[int, InfluxError]] = []
-        try:
-            self._write_part(db, parts[0], rp, batch_size)
-        except InfluxError as e:
-            errors.append((0, e))
-        for i, f in enumerate(later, 1):
+        with ThreadPoolExecutor(n_parts - 1, thread_name_prefix="influx-write") as pool:
+            later = [pool.submit(peer._write_part, db, part, rp, batch_size)
+                     for peer, part in zip(self._peers[: n_parts - 1], parts[1:], strict=True)]
             try:
-                f.result()
+                self._write_part(db, parts[0], rp, batch_size)
             except InfluxError as e:
+                errors.append((0, e))
+        # leaving the block waited for every part, whatever part 0 raised
+        for i, f in enumerate(later, 1):
+            e = f.exception()
+            if isinstance(e, InfluxError):
                 errors.append((i, e))
+            elif e is not None:
+                raise e
         if errors:
             i, e = errors[0]
             e.written = cuts[i] + getattr(e, "written", 0)

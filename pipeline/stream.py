@@ -91,6 +91,7 @@ write-behind), ``stream_cli``, ``stream_config``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -245,7 +246,8 @@ class Stream:
         scored; keys of the read the fleet does not know are added when
         ``add_unknown`` (and owned by this shard), else left for a read of their own
         (:func:`~pipeline.stream_read.new_points`).  With a ``writer``, the write
-        and the checkpoint run behind, while the caller goes on to the next read.
+        and the checkpoint go through it (a backfill's: behind, while the caller goes on to the
+        next read).
         Returns the number of new samples and the rows that got new points.
         """
         b, moved = new_points(s, f, r, admit, add_unknown, self.shard)
@@ -294,12 +296,13 @@ class Stream:
         self.totals["samples"] += len(b)
         return len(b)
 
-    def _commit(self, lines: list, snapshots: list) -> None:
-        """Write the scores, then save the checkpoint snapshots taken when they were scored
-        (:meth:`CheckpointStore.snapshot`): the order that makes a crash safe."""
+    def _commit(self, lines: list, snapshots: list, parallel: int = 1) -> None:
+        """Write the scores (``parallel`` requests at once: a backfill's), then save the
+        checkpoint snapshots taken when they were scored (:meth:`CheckpointStore.snapshot`):
+        the order that makes a crash safe."""
         if lines:
             self._retry("writing scores", self.influx.write_lines, self.cfg.output.db, lines,
-                        parallel=WRITE_PARALLEL)
+                        parallel=parallel)
             self.totals["points_written"] += len(lines)
         if self.alerts is not None:  # after the scores, before the checkpoints (manager docs)
             self.notifications += len(self.alerts.commit())
@@ -341,10 +344,10 @@ class Stream:
             bar = tqdm(total=round((end_ns - start_ns) / 1e9 * len(self.cfg.series)),
                        unit="s", unit_scale=True, dynamic_ncols=True, desc="backfill (data time)")
         t_start = time.monotonic()
-        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool, \
-                WriteBehind(self._commit) as writer:
-            # alerts feed and commit around each write (AlertManager): written in step instead
-            behind = writer if self.alerts is None else None
+        # alerts are fed and committed around each write (AlertManager): those write in step
+        writer = WriteBehind(functools.partial(self._commit, parallel=WRITE_PARALLEL),
+                             behind=self.alerts is None)
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool, writer:
             for s in self.cfg.series:
                 f = self._fleet(s, start_ns, resume, fresh_on_change=True)
                 f.add(self._keys(s), start_ns)
@@ -364,7 +367,7 @@ class Stream:
                     # fetch the next slice while this one is scored and written
                     nxt = pool.submit(self.source.read_from, s, hi, end_ns, True, None, k) \
                         if hi < end_ns and (len(r) or r.n_malformed) else None
-                    self._process_read(s, f, r, add_unknown=True, writer=behind)
+                    self._process_read(s, f, r, add_unknown=True, writer=writer)
                     if bar is not None:
                         bar.update(round(hi / 1e9) - round(done / 1e9))
                     done = hi
@@ -372,8 +375,7 @@ class Stream:
                 if nxt is not None:
                     nxt.cancel()
                 elif not self.stop.is_set():
-                    writer.wait()
-                    self._finish_range(s, f)
+                    self._finish_range(s, f, writer)
         if bar is not None:
             bar.close()
         if self.alerts is not None and not self.stop.is_set():
@@ -382,12 +384,12 @@ class Stream:
             self.store.remove()  # finished: a re-run re-scores the range
         return self._finish(t_start)
 
-    def _finish_range(self, s: SeriesConfig, f: Fleet) -> None:
+    def _finish_range(self, s: SeriesConfig, f: Fleet, writer: WriteBehind) -> None:
         """The end of a backfill's range: score and write what the detectors held back."""
         e = np.empty(0, np.int64)
         lines: list = []
         self._score(s, f, Batch(e, np.zeros(1, np.int64), e, np.empty(0)), lines, finish=True)
-        self._commit(lines, [self.store.snapshot(f)])
+        writer.submit(lines, [self.store.snapshot(f)])
 
     def _follow_series(self, s: SeriesConfig, start_ns: int, resume: bool) -> int:
         """One poll of one series; return the number of new samples scored."""

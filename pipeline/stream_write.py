@@ -38,27 +38,40 @@ class WriteBehind:
     commit : callable
         Writes one batch and then saves its checkpoint snapshots; it runs on
         the write thread.
+    behind : bool
+        False: each ``commit`` runs in :meth:`submit`, on the caller's thread
+        (the stream with alerts, whose notifications follow each write).
 
     Use it as a context manager: leaving the block waits for the last write
     (an error while leaving is raised, unless another one already is, which
     then wins and the write's is logged).
     """
 
-    def __init__(self, commit):
+    def __init__(self, commit, behind: bool = True):
         self._commit = commit
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="write")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="write") if behind else None
         self._pending: Future | None = None
 
     def submit(self, *args) -> None:
         """Wait for the previous write (raising its error), then start this one."""
         self.wait()
-        self._pending = self._pool.submit(self._commit, *args)
+        if self._pool is None:
+            self._commit(*args)
+        else:
+            self._pending = self._pool.submit(self._commit, *args)
 
     def wait(self) -> None:
         """Wait for the write in flight, if any; raise its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
             pending.result()
+        except BaseException:
+            if pending.done():  # its own error, raised here: not raised again on leaving
+                self._pending = None
+            raise  # else interrupted while waiting (Ctrl-C): leaving waits for it again
+        self._pending = None
 
     def __enter__(self) -> WriteBehind:
         return self
@@ -73,5 +86,6 @@ class WriteBehind:
                 except Exception as e:  # the caller's error is the one to raise
                     log.error("the last write failed too (its checkpoint has not moved): %s", e)
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
         return False

@@ -235,25 +235,30 @@ def train(train_times, train_values, val_times, val_values, *, out,
             (train_keys + val_keys if d.calibrate_on_training else val_keys)
         return d.calibrate(_cal_runs(d), period, share, ks)
 
-    notes = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CalibrationWarning)
-        for d in dets:
+    said: dict[int, list] = {}  # each detector's warnings from its last calibration
+
+    def _calibrate_noting(d, share):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
             try:
                 _calibrate(d, share)
             except ValueError as e:
                 raise TrainError(f"cannot calibrate the {d.label} detector: {e}") from None
-        # the detectors that stay off do not use their share: recalibrate the others on it
-        on = [d for d in dets if d.enabled_]
-        if 0 < len(on) < len(dets):
-            for d in on:
-                _calibrate(d, budget.split(len(on)))
-    seen = set()
-    for w in caught:
-        msg = str(w.message).split(";")[0]
-        if msg not in seen:
-            seen.add(msg)
-            notes.append(str(w.message))
+        said[id(d)] = [str(w.message) for w in caught]
+
+    for d in dets:
+        _calibrate_noting(d, share)
+    # the detectors that stay off do not use their share: recalibrate the others on it
+    on = [d for d in dets if d.enabled_]
+    if 0 < len(on) < len(dets):
+        for d in on:
+            _calibrate_noting(d, budget.split(len(on)))
+    notes, seen = [], set()
+    for d in dets:
+        for msg in said[id(d)]:
+            if msg.split(";")[0] not in seen:
+                seen.add(msg.split(";")[0])
+                notes.append(msg)
     t_cal = time.perf_counter() - t0
     meta = {
         "sample_period_ns": period,

@@ -333,6 +333,34 @@ def test_parallel_write_lands_every_line_and_a_short_write_stays_one_request(inf
         influx.write_lines(fresh_db, ["m w=1 1"], parallel=0)
 
 
+def test_parallel_write_parts_are_in_flight_at_the_same_time(influx, fresh_db):
+    """Each part's writer is slowed by 0.3 s: the three parts overlap in time, each on its own
+    connection (one after the other they would take 0.9 s and never overlap)."""
+    lines = [f"m v={i} {T0 + i}" for i in range(3 * PARALLEL_MIN_LINES)]
+    ix = Influx(influx.settings)
+    ix.write_lines(fresh_db, lines, parallel=3)  # opens the peers
+    spans = []
+
+    def slowed(conn):
+        real = conn._write_part
+
+        def part(*args):
+            t0 = time.monotonic()
+            time.sleep(0.3)
+            n = real(*args)
+            spans.append((t0, time.monotonic(), id(conn)))
+            return n
+        conn._write_part = part
+
+    for conn in [ix, *ix._peers]:
+        slowed(conn)
+    assert ix.write_lines(fresh_db, lines, parallel=3) == len(lines)
+    assert len(spans) == 3 and len({c for *_, c in spans}) == 3
+    assert max(a for a, _, _ in spans) < min(b for _, b, _ in spans)  # all three overlap
+    ix.close()
+    assert ix._peers == [] and ix.write_lines(fresh_db, lines[:5]) == 5  # reopens on use
+
+
 def test_parallel_write_failure_counts_the_lines_before_the_first_failing_part(influx, fresh_db):
     """Part 1 of 2 is refused (a malformed line): ``written`` is part 0's lines, every one of
     which is stored; with one part the failing request was the first, and nothing counts."""

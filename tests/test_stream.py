@@ -1045,12 +1045,15 @@ def test_backfill_writes_behind_and_each_checkpoint_covers_only_what_was_written
     write k stands at k's newest sample, not at k+1's (kill -9 there redoes nothing missing)."""
     out = loaded + "_o"
     stream = Stream(make_cfg(loaded, model_path, tmp_path, out, batch=8000), influx)
-    real, seen = stream._commit, []
+    real, seen, busy, overlaps = stream._commit, [], [0], []
 
-    def commit(lines, snapshots):
+    def commit(lines, snapshots, **kw):
+        busy[0] += 1
+        overlaps.append(busy[0] > 1)  # two commits at once: order and checkpoints lost
         n0 = stream.totals["samples"]
         time.sleep(0.3)
-        real(lines, snapshots)
+        real(lines, snapshots, **kw)
+        busy[0] -= 1
         per_sample = [int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("zscore,")]
         if snapshots and per_sample:
             seen.append((stream.store.load("ekg", "").last_time_ns, max(per_sample),
@@ -1058,10 +1061,36 @@ def test_backfill_writes_behind_and_each_checkpoint_covers_only_what_was_written
 
     stream._commit = commit
     assert stream.backfill(T0, T0 + 10**12)["samples"] == 43_200
-    assert len(seen) >= 5
+    assert len(seen) >= 5 and not any(overlaps)  # the end of the range's commit included
     assert all(ckpt == newest for ckpt, newest, _ in seen), seen
     assert sum(ahead for *_, ahead in seen) >= len(seen) - 1, seen  # all but the last overlap
     assert_equals_batch(influx, out, model_file, *ekg)
+
+
+def test_a_write_that_fails_behind_stops_the_backfill_with_the_checkpoint_before_it(
+        influx, loaded, model_path, tmp_path):
+    """Write 3 is refused: the backfill raises it, slice 4 (scored meanwhile) is neither
+    written nor checkpointed, and the checkpoint stands at slice 2's newest sample."""
+    out = loaded + "_o"
+    stream = Stream(make_cfg(loaded, model_path, tmp_path, out, batch=8000), influx)
+    real, n = stream._commit, [0]
+
+    def commit(lines, snapshots, **kw):
+        n[0] += 1
+        if n[0] == 3:
+            deadline = time.monotonic() + 30
+            while stream.totals["samples"] < 4 * 8000 and time.monotonic() < deadline:
+                time.sleep(0.01)  # slice 4 is scored meanwhile
+            raise InfluxQueryError("refused (test)")
+        real(lines, snapshots, **kw)
+
+    stream._commit = commit
+    with pytest.raises(InfluxQueryError, match="refused"):
+        stream.backfill(T0, T0 + 10**12)
+    assert n[0] == 3 and stream.totals["samples"] == 4 * 8000
+    written = influx.read_field(out, "zscore", "flat_alert").times
+    assert len(written) == 2 * 8000
+    assert stream.store.load("ekg", "").last_time_ns == written[-1]
 
 
 def _interrupted_backfill(cfg, influx, commits):
@@ -1069,8 +1098,8 @@ def _interrupted_backfill(cfg, influx, commits):
     stream = Stream(cfg, influx)
     real, n = stream._commit, [0]
 
-    def commit(lines, touched):
-        real(lines, touched)
+    def commit(lines, touched, **kw):
+        real(lines, touched, **kw)
         n[0] += 1
         if n[0] >= commits:
             stream.stop.set()

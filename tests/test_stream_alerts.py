@@ -318,6 +318,29 @@ def test_kill9_mid_episode_then_restart_sends_no_duplicate_and_the_recovery(
     assert json.loads((ck / "alerts.json").read_text())["entries"] == []
 
 
+def test_a_backfill_with_alerts_writes_in_step_on_its_own_thread(
+        influx, fresh_db, sensor_model_path, tmp_path, hook):
+    """The alert manager is fed and committed around each write (its docs), so with
+    ``[alerts]`` the backfill does not write behind: every commit runs on its own thread."""
+    series = f"{fresh_db}_t"
+    write(influx, fresh_db, fleet(keys=["s00", "s01"]))
+    cfg = write_config(tmp_path / "s.toml", fresh_db, fresh_db + "_o", tmp_path / "ck",
+                       sensor_model_path, series, history=False)
+    stream = Stream(load_config(cfg), influx)
+    real, threads = stream._commit, []
+
+    def commit(lines, snapshots, **kw):
+        threads.append(threading.get_ident())
+        real(lines, snapshots, **kw)
+
+    stream._commit = commit
+    try:
+        assert stream.backfill(T0, T0 + 3600 * S)["samples"] == 2 * N
+    finally:
+        stream.close(drain_s=10)
+    assert len(threads) >= 2 and set(threads) == {threading.get_ident()}
+
+
 # ---------------------------------------------------------------------------
 class _Follow:
     """``Stream.follow`` in a thread, as the CLI runs it (close drains the senders)."""

@@ -66,3 +66,13 @@ def test_the_callers_error_wins_and_the_write_in_flight_still_finishes(caplog):
         w.submit(2)
         raise KeyError("scoring failed")
     assert done == [1, 2] and "the last write failed too" in caplog.text and "refused" in caplog.text
+
+
+def test_in_step_runs_each_write_on_the_callers_thread():
+    threads = []
+    with WriteBehind(lambda batch: threads.append((batch, threading.get_ident())),
+                     behind=False) as w:
+        w.submit(1)
+        assert threads == [(1, threading.get_ident())]  # done before submit returned
+        w.submit(2)
+    assert threads == [(1, threading.get_ident()), (2, threading.get_ident())]

@@ -54,6 +54,13 @@ def test_every_detector_is_calibrated_on_held_out_data_of_the_live_function(ekg,
         # and within the detector's share of the budget
         n_events = sum(_events(d.new_state().update_many(*r).alarm) for r in runs)
         assert n_events == c["n_events"] <= max(0, int(c["budget_per_hour"] * c["hours"]))
+    # the notes speak of each detector's final share, not of the first pass's (before the
+    # detectors that went off gave theirs back)
+    final = {f"{c['budget_per_hour']:.3g} alarm events per hour"
+             for c in (d.calibration_ for d in on)}
+    quoted = {n.split("confirming a budget of ")[1].split(" needs")[0]
+              for n in res.notes if "confirming a budget of " in n}
+    assert quoted and quoted <= final, (quoted, final)
     # the shape scores calibration saw are exactly the stream's scores on that range
     shape = lm.get("shape")
     ct, cs = shape.calibration_scores(tv, vv)
