@@ -216,6 +216,32 @@ def read_csv_series(
         Missing file or column, a non-numeric value, an unparsable time or
         duplicate timestamps, naming file, line and column.
     """
+    _, times, values = _read_checked(path, value_column, time_column, time_unit, start, period_ns)
+    return _sorted_unique(str(path), time_column, times, values, np.arange(len(times)))
+
+
+def read_csv_keyed(path: str | Path, key_column: str, value_column: str = "value",
+                   time_column: str = "time_s", time_unit: str = "s") -> dict[str, LoadedSeries]:
+    """A fleet's CSV, one row per sample of one key (``key_column``, e.g. ``sensor``):
+    ``{key: series}`` in key order, each checked as :func:`read_csv_series` checks a file
+    (duplicate timestamps within a key)."""
+    df, times, values = _read_checked(path, value_column, time_column, time_unit, None, None,
+                                      key_column)
+    keys = df[key_column].astype(str).str.strip().to_numpy(object)
+    empty = np.flatnonzero(keys == "")
+    if empty.size:
+        raise LoadError(f"{path}, line {empty[0] + 2}, column {key_column!r}: no key; every "
+                        "row needs one")
+    out = {}
+    for k in sorted(set(keys)):
+        rows = np.flatnonzero(keys == k)
+        out[k] = _sorted_unique(str(path), time_column, times[rows], values[rows], rows)
+    return out
+
+
+def _read_checked(path, value_column, time_column, time_unit, start, period_ns,
+                  key_column: str | None = None):
+    """The frame, its times (int64 ns, in file order) and values, every row checked."""
     path = str(path)
     if not Path(path).is_file():
         raise LoadError(f"{path}: no such file")
@@ -226,6 +252,9 @@ def read_csv_series(
     except pd.errors.EmptyDataError:
         raise LoadError(f"{path}: the file is empty") from None
     cols = list(df.columns)
+    if key_column is not None and key_column not in cols:
+        raise LoadError(f"{path}, line 1: no column {key_column!r} (columns: {cols}); --fan-out "
+                        "names the column that holds each row's key")
     if value_column not in cols:
         raise LoadError(f"{path}, line 1: no column {value_column!r} (columns: {cols}); "
                         "choose one with --value-column")
@@ -261,11 +290,16 @@ def read_csv_series(
                             f"(--start {start} plus {k} sample periods) is outside {_RANGE}; "
                             "nothing was written. Choose an earlier --start")
         times = np.array([t0 + round(k * period_ns) for k in range(len(values))], dtype=np.int64)
+    return df, times, values
+
+
+def _sorted_unique(path, time_column, times, values, rows) -> LoadedSeries:
+    """Sorted by time; duplicate timestamps refused, naming their lines (``rows``: file rows)."""
     order = np.argsort(times, kind="stable")
     st = times[order]
     dup = np.flatnonzero(st[1:] == st[:-1])
     if dup.size:
-        a, b = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
+        a, b = sorted((int(rows[order[dup[0]]]), int(rows[order[dup[0] + 1]])))
         raise LoadError(f"{path}, lines {a + 2} and {b + 2}, column {time_column!r}: duplicate "
                         f"timestamp {st[dup[0]]} ns; InfluxDB would keep only one of them. "
                         "Remove the duplicate rows")

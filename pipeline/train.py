@@ -42,7 +42,14 @@ from . import config
 from .calibrate import CalibrationWarning
 from .detectors import DEFAULT_DETECTORS, REGISTRY, Budget, default_detectors, make_detectors
 from .influx import Influx, InfluxError
-from .load import LoadError, add_influx_args, parse_tags, read_csv_series, settings_from_args
+from .load import (
+    LoadError,
+    add_influx_args,
+    parse_tags,
+    read_csv_keyed,
+    read_csv_series,
+    settings_from_args,
+)
 from .model_io import check_writable, save_model
 from .series import (
     MAX_TIME_NS,
@@ -474,7 +481,8 @@ def main(argv=None) -> int:
                     help=f"comma-separated detectors to fit (default: {','.join(DEFAULT_DETECTORS)}"
                          ", and fleet with --fan-out over at least 3 keys)")
     p.add_argument("--fan-out", metavar="TAG",
-                   help="train one model for a fleet: every value of this tag is a series key")
+                   help="train one model for a fleet: every value of this tag (with --csv: of "
+                        "this column) is a series key")
     p.add_argument("--sample-rate", type=float, help="Hz (default: the median step of the data)")
     p.add_argument("--resample", action="store_true",
                    help="linearly resample an irregular series onto the sample period first")
@@ -524,12 +532,21 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         names = None
         if csv_mode:
-            s = read_csv_series(args.csv, args.value_column, args.time_column, args.time_unit)
-            times, values = s.times_ns, s.values
-            tt, tv = _split(times, values, tr0, tr1)
-            if va0 is not None or va1 is not None:
-                vt, vv = _split(times, values, va0, va1)
+            if args.fan_out:  # one list entry per key, as a fan-out read from InfluxDB
+                per_key = read_csv_keyed(args.csv, args.fan_out, args.value_column,
+                                         args.time_column, args.time_unit)
+                names = list(per_key)
+                series = list(per_key.values())
             else:
+                series = [read_csv_series(args.csv, args.value_column, args.time_column,
+                                          args.time_unit)]
+            train_parts = [_split(x.times_ns, x.values, tr0, tr1) for x in series]
+            val_parts = [_split(x.times_ns, x.values, va0, va1) for x in series]
+            tt, tv = [t for t, _ in train_parts], [v for _, v in train_parts]
+            vt, vv = [t for t, _ in val_parts], [v for _, v in val_parts]
+            if not args.fan_out:
+                tt, tv, vt, vv = tt[0], tv[0], vt[0], vv[0]
+            if va0 is None and va1 is None:
                 vt = vv = None
         else:
             ix = Influx(settings)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.evaluate import main
+from pipeline.model_io import load_model
 from pipeline.train import train
 
 S = 10**9
@@ -35,7 +37,22 @@ def test_evaluate_finds_a_zeroed_stretch_and_counts_false_alarms(tmp_path, capsy
     flat = rows["flat line"]
     assert flat["found"] == 1 and flat["labels"] == 1
     assert flat["false_alarms"] == 1          # the unlabelled held value
-    assert flat["false_alarms_per_hour"] > 0
+    # every metric by hand (README, "Measuring alarm quality"; EKG rules: 0.5 s before and 2 s
+    # after a label are neither normal time nor false alarms; flags closer than 1 s merge)
+    thr = load_model(model).get("flatline").threshold_
+    assert 0.01 < thr < 0.29                  # both runs reach it; the sample before each differs
+    assert y[4999] != 0.0 and y[14999] != y[15000]
+    k = int(np.floor(thr / 0.01 + 1e-9)) + 1  # flat_s after k repeats is k * 10 ms > thr
+    normal_s = 200.0 - (0.5 + 0.5 + 2.0)      # the label plus its tolerances
+    assert flat["events"] == 2                # the zeros and the held value, 100 s apart
+    assert flat["recall"] == 1.0 and flat["precision"] == 0.5
+    assert flat["f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+    assert flat["normal_hours"] == pytest.approx(normal_s / 3600)
+    assert flat["false_alarms_per_hour"] == pytest.approx(1 / (normal_s / 3600))
+    # the held value alarms from its k-th repeat to its last (30 - k samples) and is held 1 s
+    assert flat["alarm_share"] == pytest.approx(((30 - k) * 0.01 + 1.0) / normal_s)
+    assert flat["median_delay_s"] == pytest.approx(k * 0.01)   # from 50.00 s, the label's start
+    assert flat["recall_by_type"] == {"zero": [1, 1]}
 
 
 def test_evaluate_bad_input_is_a_clear_error(tmp_path, capsys):

@@ -116,6 +116,31 @@ def test_bad_train_arguments_are_clear_errors_and_write_nothing(ekg, tmp_path, k
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_z_score_is_off_on_an_ekg_at_the_default_budget(seed, tmp_path):
+    """The issue's flood: the rolling z-score fires on every heartbeat of an EKG. With a minute
+    of held-out data (enough peaks to extrapolate its tail), calibration switches it off, saying
+    why, and keeps the shape and flat-line detectors on. (With under ~40 s held out the tail
+    cannot be extrapolated: the fallback, 1.25x the largest held-out |z|, may keep it on, and
+    the summary says the data is too short to say anything.)"""
+    from pipeline.datasets import synthetic_ekg
+
+    data, _ = synthetic_ekg(duration_s=130, normal_s=120, seed=seed)
+    t = T0 + (np.arange(len(data), dtype=np.int64) * 10**9 + RATE // 2) // RATE
+    v = data["value"].to_numpy()
+    tr, va = 60 * RATE, 120 * RATE
+    res = train(t[:tr], v[:tr], t[tr:va], v[tr:va], n_clusters=16, out=str(tmp_path / "m.npz"))
+    lm = load_model(tmp_path / "m.npz")
+    z = lm.get("zscore")
+    assert not z.enabled_ and "max_useful" in z.calibration_["why_off"]
+    assert {"shape", "flatline"} <= {d.name for d in lm.enabled}
+    assert "z-score: off (normal data needs |z| >" in res.summary()
+    # what it would have done: its |z| on normal beats passes the tutorial's 3 on ~4 % of the
+    # samples of this synthetic EKG (10-13 % on record 208, the issue's measurement)
+    zs = np.abs(z.new_state().update_many(t[tr:va], v[tr:va]).score)
+    assert np.mean(zs[np.isfinite(zs)] > 3) > 0.02
+
+
 def test_cli_from_csv(ekg_csv, tmp_path, capsys):
     out = tmp_path / "models" / "ekg.npz"
     rc = main(["--csv", ekg_csv, "--train-end", "40", "--val-start", "40", "--clusters", "12",
@@ -325,6 +350,50 @@ def test_cli_fan_out_trains_one_model_for_a_fleet(influx, fresh_db, influx_env, 
                "--train-start", "2026-01-01T00:00:00Z", "--train-end", "2026-01-01T01:00:00Z",
                "--out", str(tmp_path / "mixed.npz")])
     assert rc == 2 and "matches more than one series" in capsys.readouterr().err
+
+
+def test_cli_fan_out_from_a_csv_equals_the_same_fleet_from_influxdb(influx, fresh_db, influx_env,
+                                                                   tmp_path, capsys):
+    """``--csv FILE --fan-out COLUMN``: one row per sample of one key, the same model (every
+    threshold and calibration count) as the fleet read from InfluxDB; bad key columns are clear
+    errors naming the line."""
+    from pipeline.datasets import synthetic_temperature
+
+    temp = synthetic_temperature(hours=2, n_sensors=3, seed=5).sample(frac=1.0, random_state=1)
+    for sensor, g in temp.groupby("sensor"):
+        t = T0 + np.round(g["time_s"].to_numpy() * 1e9).astype(np.int64)
+        influx.write_series(fresh_db, "temp", t, {"value": g["value"].to_numpy()},
+                            {"sensor": sensor})
+    common = ["--fan-out", "sensor", "--detectors", "zscore,drift,flatline,fleet"]
+    assert main(["--db", fresh_db, "--measurement", "temp", *common,
+                 "--train-start", "2026-01-01T00:00:00Z", "--train-end", "2026-01-01T01:00:00Z",
+                 "--val-start", "2026-01-01T01:00:00Z", "--val-end", "2026-01-01T02:00:00Z",
+                 "--out", str(tmp_path / "db.npz")]) == 0, capsys.readouterr().err
+    csv = tmp_path / "fleet.csv"
+    temp[["time_s", "sensor", "value"]].to_csv(csv, index=False)  # rows in shuffled order
+    assert main(["--csv", str(csv), *common, "--train-end", "3600", "--val-start", "3600",
+                 "--val-end", "7200", "--out", str(tmp_path / "csv.npz")]) == 0, \
+        capsys.readouterr().err
+    assert "over 3 series keys" in capsys.readouterr().out
+    a, b = load_model(tmp_path / "db.npz"), load_model(tmp_path / "csv.npz")
+    assert b.metadata["n_keys"] == 3
+    for da, db in zip(a.detectors, b.detectors, strict=True):
+        assert (da.name, da.enabled_, da.threshold_) == (db.name, db.enabled_, db.threshold_)
+        assert da.calibration_["n_events"] == db.calibration_["n_events"]
+    lines = csv.read_text().splitlines()
+    for text, message in (
+            (lines[0].replace("sensor", "probe") + "\n" + "\n".join(lines[1:]),
+             "no column 'sensor'"),
+            ("\n".join(lines[:3] + [lines[3].replace(lines[3].split(",")[1], "")] + lines[4:]),
+             "line 4, column 'sensor': no key"),
+            ("\n".join(lines[:3] + [lines[1]] + lines[3:]), "lines 2 and 4, column 'time_s': "
+             "duplicate timestamp")):
+        csv.write_text(text + "\n")
+        assert main(["--csv", str(csv), *common, "--train-end", "3600",
+                     "--out", str(tmp_path / "bad.npz")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_cli_fan_out_refuses_a_fleet_of_stuck_sensors(influx, fresh_db, influx_env, tmp_path, capsys):
