@@ -118,9 +118,6 @@ class CheckpointStore:
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path(name), data)
 
-    def save_fleet(self, fleet) -> None:
-        self.save(self.snapshot(fleet))
-
     def _legacy_state(self, p: Path, meta: dict, arrays: dict) -> SeriesState:
         try:
             saved = []

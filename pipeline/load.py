@@ -232,11 +232,11 @@ def read_csv_keyed(path: str | Path, key_column: str, value_column: str = "value
     if empty.size:
         raise LoadError(f"{path}, line {empty[0] + 2}, column {key_column!r}: no key; every "
                         "row needs one")
-    out = {}
-    for k in sorted(set(keys)):
-        rows = np.flatnonzero(keys == k)
-        out[k] = _sorted_unique(str(path), time_column, times[rows], values[rows], rows)
-    return out
+    names, key_of = np.unique(keys, return_inverse=True)  # sorted keys; one pass, not one per key
+    rows = np.argsort(key_of, kind="stable")  # file order within each key
+    cuts = np.searchsorted(key_of[rows], np.arange(len(names) + 1))
+    return {str(k): _sorted_unique(str(path), time_column, times[r], values[r], r)
+            for k, r in zip(names, np.split(rows, cuts[1:-1]), strict=True)}
 
 
 def _read_checked(path, value_column, time_column, time_unit, start, period_ns,

@@ -263,8 +263,9 @@ def train(train_times, train_values, val_times, val_values, *, out,
     notes, seen = [], set()
     for d in dets:
         for msg in said[id(d)]:
-            if msg.split(";")[0] not in seen:
-                seen.add(msg.split(";")[0])
+            head = msg.split(";")[0]  # the same data-length note from two detectors: once
+            if head not in seen:
+                seen.add(head)
                 notes.append(msg)
     t_cal = time.perf_counter() - t0
     meta = {
@@ -540,14 +541,15 @@ def main(argv=None) -> int:
             else:
                 series = [read_csv_series(args.csv, args.value_column, args.time_column,
                                           args.time_unit)]
-            train_parts = [_split(x.times_ns, x.values, tr0, tr1) for x in series]
-            val_parts = [_split(x.times_ns, x.values, va0, va1) for x in series]
-            tt, tv = [t for t, _ in train_parts], [v for _, v in train_parts]
-            vt, vv = [t for t, _ in val_parts], [v for _, v in val_parts]
+            tt, tv = map(list, zip(*(_split(x.times_ns, x.values, tr0, tr1) for x in series),
+                                   strict=True))
+            vt = vv = None  # none given: _hold_out takes the end of the training range
+            if va0 is not None or va1 is not None:
+                vt, vv = map(list, zip(*(_split(x.times_ns, x.values, va0, va1) for x in series),
+                                       strict=True))
             if not args.fan_out:
-                tt, tv, vt, vv = tt[0], tv[0], vt[0], vv[0]
-            if va0 is None and va1 is None:
-                vt = vv = None
+                tt, tv = tt[0], tv[0]
+                vt, vv = (None, None) if vt is None else (vt[0], vv[0])
         else:
             ix = Influx(settings)
             tt, tv, names = _read(ix, args, tr0, tr1, tags)
