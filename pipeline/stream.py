@@ -126,7 +126,7 @@ from .stream_output import (
 )
 from .stream_read import SourceMissing, SourceReader, drop_unscorable, new_points
 from .stream_state import load_models, restore_fleet
-from .stream_summary import MAX_FLAGGED, Tally, label, summary_text
+from .stream_summary import Tally, label, summary_text
 from .stream_write import WriteBehind
 
 __all__ = ["Stream", "StreamConfig", "SeriesConfig", "OutputConfig", "ConfigError",
@@ -163,7 +163,7 @@ class Stream:
         self.fleets: dict[str, Fleet] = {}
         self._legacy_files: dict[str, list] = {}  # series -> version 2 files, until its fleet is saved
         self._prefixes: dict[str, Prefixes] = {}
-        self.tally = Tally(MAX_FLAGGED)  # MAX_FLAGGED as this module sees it (a test lowers it)
+        self.tally = Tally()
         self.totals = self.tally.totals  # what backfill and follow return
         self.flagged = self.tally.flagged
         self.source = SourceReader(self.reader, cfg, self._periods, self.fleets, self._retry,

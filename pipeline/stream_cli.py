@@ -19,7 +19,7 @@ from .influx import Influx, InfluxQueryError, InfluxUnavailableError
 from .load import add_influx_args, settings_from_args
 from .model_io import ModelFileError
 from .series import format_timestamp, parse_timestamp
-from .stream_config import ConfigError, load_config
+from .stream_config import PRECISIONS, ConfigError, load_config
 from .stream_summary import summary_text
 
 __all__ = ["main", "build_parser", "parse_time", "summary_text"]
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--diagnostics", action="store_true", default=None,
                    help="also write each detector's diagnostics on every point (z-score: streak, "
                         "zscore); default: score and alarm only ([output] diagnostics)")
-    o.add_argument("--precision", choices=("float32", "float64"),
+    o.add_argument("--precision", choices=PRECISIONS,
                    help="digits of the scores and thresholds written: float32's (about 7 significant, "
                         "the default: influxd ingests them faster) or every float64 digit "
                         "([output] precision)")
@@ -151,6 +151,6 @@ def _main(args, stop, closers) -> int:
         log.error("cannot write a checkpoint or the alert outbox: %s; the scores of the last "
                   "batch were written and will be rewritten identically on restart", e)
         return 1
-    print(summary_text(totals, stream.flagged))
+    print(summary_text(totals, stream.flagged, max_flagged=stream.tally.max_flagged))
     return 0
 

@@ -276,12 +276,6 @@ def load_config(path: str | None, args=None) -> StreamConfig:
     for k in ("db", "measurement", "zscore_measurement", "error_field"):
         if not isinstance(getattr(cfg.output, k), str) or not getattr(cfg.output, k):
             raise ConfigError(f"[output] {k} must be a non-empty string")
-    if not isinstance(cfg.output.diagnostics, bool):
-        raise ConfigError(f"[output] diagnostics must be true or false, got "
-                          f"{cfg.output.diagnostics!r}")
-    if cfg.output.precision not in PRECISIONS:
-        raise ConfigError(f"[output] precision must be one of {list(PRECISIONS)}, got "
-                          f"{cfg.output.precision!r}")
     check_output_names(cfg)
     return cfg
 
@@ -301,7 +295,8 @@ def _check(name, kind: str, where: str) -> None:
 
 
 def check_output_names(cfg: StreamConfig) -> None:
-    """Refuse a config whose output would not carry its names unchanged, before any write.
+    """Refuse a config whose output would not carry its names unchanged, before any write
+    (and an ``[output]`` ``diagnostics`` or ``precision`` that is not one of its values).
 
     Checked (:func:`pipeline.influx.check_name`): the output database and
     measurements; per series its name (the ``series`` tag value), the filter's
@@ -322,6 +317,11 @@ def check_output_names(cfg: StreamConfig) -> None:
     pipeline.stream_config.ConfigError: series 't': fan_out 'series' is also a tag the stream writes (the series' config name), so every key's scores would be written as one series and overwrite each other; rename that tag in the source data
     """
     o = cfg.output
+    if not isinstance(o.diagnostics, bool):
+        raise ConfigError(f"[output] diagnostics must be true or false, got {o.diagnostics!r}")
+    if o.precision not in PRECISIONS:  # anything else would silently write float64
+        raise ConfigError(f"[output] precision must be one of {list(PRECISIONS)}, got "
+                          f"{o.precision!r}")
     _check(o.db, "database", "[output] db")
     _check(o.measurement, "measurement", "[output] measurement")
     _check(o.zscore_measurement, "measurement", "[output] zscore_measurement")

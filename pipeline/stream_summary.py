@@ -127,7 +127,7 @@ class Tally:
         log.info(msg)
 
 
-def summary_text(totals: dict, flagged, limit: int = 20) -> str:
+def summary_text(totals: dict, flagged, limit: int = 20, max_flagged: int = MAX_FLAGGED) -> str:
     """The summary ``python -m pipeline.stream`` prints: totals, then up to ``limit`` alarm
     events (consecutive alarm points of one detector and key)."""
     secs = totals.get("seconds", 0) or 1e-9
@@ -148,8 +148,8 @@ def summary_text(totals: dict, flagged, limit: int = 20) -> str:
         counts = {}
         for f in flagged:
             counts[f[2]] = counts.get(f[2], 0) + 1
-        more = (f" (from the first {MAX_FLAGGED:,} alarm points of each detector)"
-                if max(counts.values()) >= MAX_FLAGGED else "")
+        more = (f" (from the first {max_flagged:,} alarm points of each detector)"
+                if max(counts.values()) >= max_flagged else "")
         width = max(len(e[1]) for e in events)
         lines.append(f"  alarm events{more}: consecutive alarm points of one detector and key "
                      "(as the alert path counts episodes); series, detector, start .. end, "

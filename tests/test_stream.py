@@ -26,7 +26,7 @@ import pytest
 from conftest import F32_STEP, PERIOD, RATE, T0, assert_stored
 
 from pipeline.influx import Influx, InfluxQueryError, InfluxSettings, InfluxUnavailableError
-from pipeline.influxd import LocalInfluxd
+from pipeline.influxd import LocalInfluxd, free_port
 from pipeline.model_io import load_model, save_model
 from pipeline.stream import (
     ConfigError,
@@ -35,6 +35,7 @@ from pipeline.stream import (
     Stream,
     StreamConfig,
     build_parser,
+    summary_text,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -558,6 +559,10 @@ def test_precision_is_float32_unless_the_config_or_the_flag_asks(tmp_path):
         path.write_text(head + _ONE)
         args = build_parser().parse_args(["--config", str(path), *flags])
         assert load_config(str(path), args).output.precision == want, (head, flags)
+    # a config built in code goes through the same check: a typo is not a silent float64
+    cfg = StreamConfig(series=[], output=OutputConfig(precision="float23"))
+    with pytest.raises(ConfigError, match=r"precision must be one of \['float32', 'float64'\]"):
+        Stream(cfg, Influx(InfluxSettings(host="127.0.0.1", port=free_port())))
 
 
 def test_corrupt_model_in_a_new_process_is_a_clear_error(tmp_path, influx_env, loaded):
@@ -844,8 +849,6 @@ def test_reset_and_changed_model(cli, influx, loaded, model_path, other_model_pa
 
 
 def test_summary_merges_alarm_points_into_events_per_detector():
-    from pipeline.stream import summary_text
-
     totals = {"samples": 10, "malformed": 0, "gaps": 0, "skipped_samples": 0,
               "points_written": 15, "retries": 0, "seconds": 1.0,
               "alarm_points": {"shape": 3, "flat line": 1, "z-score": 0}}
@@ -880,14 +883,12 @@ def test_summary_merges_alarm_points_into_events_per_detector():
 
 
 def test_the_summary_lists_the_first_alarm_points_of_every_detector(
-        influx, loaded, model_path, model_file, tmp_path, monkeypatch):
+        influx, loaded, model_path, model_file, tmp_path):
     """The list of alarm events keeps the first alarm points of *each* detector (it kept the
     first 1,000 overall, so a detector late in the model's list could be left out)."""
-    import pipeline.stream as stream_mod
-
-    monkeypatch.setattr(stream_mod, "MAX_FLAGGED", 5)
     out_db = loaded + "_flagged"
     st = Stream(make_cfg(loaded, model_path, tmp_path, out_db), influx)
+    st.tally.max_flagged = 5
     totals = st.backfill(T0, T0 + 10**12)
     alarmed = {k for k, v in totals["alarm_points"].items() if v}
     assert len(alarmed) >= 2
@@ -895,6 +896,8 @@ def test_the_summary_lists_the_first_alarm_points_of_every_detector(
     for f in st.flagged:
         per[f[2]] = per.get(f[2], 0) + 1
     assert set(per) == alarmed and all(n <= 5 for n in per.values())
+    assert "(from the first 5 alarm points of each detector)" in summary_text(
+        totals, st.flagged, max_flagged=st.tally.max_flagged)
     assert set(totals["points"]) == {d.label for d in model_file.enabled if not d.per_sample}
     influx.drop_database(out_db)
 
