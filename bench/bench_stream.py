@@ -377,11 +377,12 @@ def report(args, n, best, runs, cpu, n_out, n_fields, loop, lat, mem) -> None:
 
 
 PHASES = (  # (label, file name, function): cumulative time of the main thread in each
-    ("waiting for the prefetched slice", "_base.py", "result"),
+    # the backfill writes and saves checkpoints on its write thread (pipeline/stream_write.py),
+    # which cProfile does not see: waiting for that write is part of the first row
+    ("waiting for the prefetched slice or the write", "_base.py", "result"),
     ("detectors' update_many", None, "update_many"),
     ("encode_rows (line protocol)", "fanout.py", "encode_rows"),
-    ("write_lines (HTTP until influxd has ingested)", "influx.py", "write_lines"),
-    ("checkpoint save", "checkpoint.py", "save_fleet"),
+    ("checkpoint snapshot (encoded before the write)", "checkpoint.py", "snapshot"),
 )
 
 
@@ -390,7 +391,8 @@ def report_profile(name: str, dt: float, prof: cProfile.Profile, top: int = 12) 
     total = max(v[3] for v in st.stats.values())
     print()
     print(f"Profile: one backfill, case {name}, {dt:.2f} s wall (cProfile slows Python code; "
-          f"main thread only, {total:.2f} s profiled; the reader thread prefetches meanwhile)")
+          f"main thread only, {total:.2f} s profiled; the reader thread prefetches and the "
+          f"write thread writes meanwhile)")
     for label, fname, func in PHASES:
         ct = sum(v[3] for (f, _, fn), v in st.stats.items()
                  if fn == func and (fname is None or os.path.basename(f) == fname)
