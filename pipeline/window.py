@@ -220,7 +220,7 @@ def _from_db(ix, det, error_db, meas, tags, lo, hi, version) -> Trace | None:
     A detector whose score the stream leaves out where it holds ``score_omitted`` (the
     flat line's 0) has its points where its alarm field is, the missing scores filled in.
     """
-    omitted = getattr(det, "score_omitted", None)
+    omitted = det.score_omitted
     base = det.score_field if omitted is None else det.alarm_field
     try:
         r = ix.read_field(error_db, meas, base, lo, hi, tags, group_by="model")

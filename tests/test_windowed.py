@@ -236,9 +236,9 @@ def test_a_reader_of_a_window_reads_what_its_first_points_need():
 def test_the_running_median_path_equals_a_median_of_each_window(w):
     """The step's scores from running medians (``_step.at_ends``) equal ``np.median`` of each
     window gathered apart, bit for bit: quantized data with ties, NaN, a value beyond 1e100,
-    gaps, chunks of any size (the noise level has no fast path: the plain path, compared)."""
-    from pipeline.detectors.noise import _noise
-
+    gaps, chunks of any size. (The noise level has no fast path: its windows are always
+    gathered, and ``test_scores_equal_the_sample_by_sample_references_for_any_chunking``
+    compares them with the naive reference.)"""
     rng = np.random.default_rng(w)
     n = 20 * w + 500
     x = np.round(rng.standard_normal(n) * 3, 1)
@@ -246,20 +246,23 @@ def test_the_running_median_path_equals_a_median_of_each_window(w):
     x[rng.integers(0, n, 2)] = 1e300
     x[50:50 + 6 * w] = np.where(np.arange(6 * w) % 3, 0.0, -0.0)  # zeros of both signs
     t = _times(n, 90, gaps=[(n // 3, 2), (n // 2, 5)])
-    for span, offset, fn in ((2 * w, w, _step), (w + 1, 1 + w // 2, _noise)):
-        assert hasattr(fn, "at_ends") == (fn is _step)
-        slow = lambda win, fn=fn: fn(win)  # noqa: E731 (no at_ends: windows gathered apart)
-        for stride in (1, max(1, w // 8)):
-            want = window_scores(t, x, span, offset, stride, 1e9 / 90, slow)
-            assert len(want[0]) > 100 and np.isnan(want[1]).any() and np.isfinite(want[1]).any()
-            got = window_scores(t, x, span, offset, stride, 1e9 / 90, fn)
-            _same(got[:2], want[:2])
-            fin = np.isfinite(want[1])  # the sign of a zero step too
-            np.testing.assert_array_equal(np.signbit(got[1][fin]), np.signbit(want[1][fin]))
-            carry, ts, ss = None, [], []
-            for a in range(0, n, 7 * w + 3):
-                t1, s1, carry = window_scores(t[a:a + 7 * w + 3], x[a:a + 7 * w + 3], span,
-                                              offset, stride, 1e9 / 90, fn, carry)
-                ts.append(t1)
-                ss.append(s1)
-            _same((np.concatenate(ts), np.concatenate(ss)), want[:2])
+    span, offset, fn = 2 * w, w, _step
+    assert hasattr(fn, "at_ends")
+
+    def slow(win):  # no at_ends: window_scores gathers the windows apart
+        return fn(win)
+
+    for stride in (1, max(1, w // 8)):
+        want = window_scores(t, x, span, offset, stride, 1e9 / 90, slow)
+        assert len(want[0]) > 100 and np.isnan(want[1]).any() and np.isfinite(want[1]).any()
+        got = window_scores(t, x, span, offset, stride, 1e9 / 90, fn)
+        _same(got[:2], want[:2])
+        fin = np.isfinite(want[1])  # the sign of a zero step too
+        np.testing.assert_array_equal(np.signbit(got[1][fin]), np.signbit(want[1][fin]))
+        carry, ts, ss = None, [], []
+        for a in range(0, n, 7 * w + 3):
+            t1, s1, carry = window_scores(t[a:a + 7 * w + 3], x[a:a + 7 * w + 3], span,
+                                          offset, stride, 1e9 / 90, fn, carry)
+            ts.append(t1)
+            ss.append(s1)
+        _same((np.concatenate(ts), np.concatenate(ss)), want[:2])

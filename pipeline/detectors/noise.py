@@ -35,7 +35,6 @@ def _noise(windows: np.ndarray) -> np.ndarray:
     return np.median(np.abs(np.diff(windows, axis=1)), axis=1)
 
 
-
 @register
 class NoiseDetector(WindowDetector):
     """Noise level: median ``|x[i] - x[i - 1]|`` over ``window_s`` around each scored point.
